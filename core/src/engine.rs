@@ -1,0 +1,519 @@
+//! The snapshot state machine.
+
+use crate::bitmap::PageBitmap;
+use crate::config::{ConfigError, EngineConfig, ServiceModel};
+use crate::fault_queue::{FaultQueue, QueuedFault};
+use crate::iteration::{IterationClock, IterationSummary};
+use crate::latency::LatencyRecorder;
+use crate::page::{PageIndex, PageRun};
+use crate::policy::{Cause, Gate, Observation, ThrottlePolicy};
+use crate::scan_cursor::ScanCursor;
+use crate::stats::{EngineReport, Outcome, Stats};
+use crate::time::Nanos;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use thiserror::Error;
+
+/// Most actions one input can produce (unprotect + iteration end + complete).
+const ACTIONS_PER_INPUT_MAX: usize = 4;
+
+/// A capture lane: one thread of the driver that copies pages out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lane {
+    /// The qemu model's one thread: faults first, then the scan.
+    Single,
+    /// The decoupled model's fault-service thread.
+    Fault,
+    /// The decoupled model's scanner thread.
+    Scan,
+}
+
+impl Lane {
+    fn index(self) -> usize {
+        self as usize
+    }
+    fn serves_faults(self) -> bool {
+        matches!(self, Lane::Single | Lane::Fault)
+    }
+    fn serves_scan(self) -> bool {
+        matches!(self, Lane::Single | Lane::Scan)
+    }
+}
+
+/// Work the engine hands a lane: copy these pages out of the region while they are still
+/// write-protected, then give this value back to [`Engine::handle_captured`].
+///
+/// In the qemu model "copy out" means written to the stream; in the decoupled model, copied
+/// into the staging buffer (the engine has reserved room for it). It cannot be cloned or
+/// built outside the engine, so a capture is completed at most once.
+#[must_use = "a capture must be completed with Engine::handle_captured"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Capture {
+    run: PageRun,
+    cause: Cause,
+    lane: Lane,
+    serial: u64,
+}
+
+impl Capture {
+    pub fn run(&self) -> PageRun {
+        self.run
+    }
+    pub fn cause(&self) -> Cause {
+        self.cause
+    }
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+}
+
+/// What the driver must do, in the order returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Remove write protection from these pages and wake writers blocked on them.
+    Unprotect(PageRun),
+    /// Wake a writer that faulted on a page already unprotected (it raced the unprotect).
+    Wake(PageIndex),
+    /// An iteration ended: do housekeeping (progress, cancel checks, accounting).
+    IterationEnd(IterationSummary),
+    /// The snapshot was cancelled: remove all protection and wake every waiter.
+    UnprotectAll,
+    /// Every page is saved and, in the decoupled model, drained to the sink.
+    Complete,
+}
+
+/// What became of a fault event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// The page joined the fault queue; a lane will be offered it before any scan page.
+    Queued,
+    /// The page was already queued or being captured; its unprotect will wake this writer too.
+    AlreadyInProgress,
+    /// The page was already saved; a [`Action::Wake`] follows.
+    AlreadySaved,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FaultError {
+    #[error("fault on page {page} outside the region of {page_count} pages")]
+    OutOfRegion { page: u64, page_count: u64 },
+    #[error("fault queue full ({capacity} pages): hold the event and retry after a capture completes")]
+    QueueFull { capacity: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EngineError {
+    #[error("capture of {run:?} on lane {lane:?} is not the one in flight")]
+    UnknownCapture { run: PageRun, lane: Lane },
+    #[error("sink drained {drained} pages but only {used} were staged")]
+    DrainedMoreThanStaged { drained: u64, used: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    run: PageRun,
+    cause: Cause,
+    serial: u64,
+    /// For a fault capture, when its event was read.
+    fault_read_at: Option<Nanos>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Complete,
+    Cancelled(String),
+}
+
+/// The sans-IO snapshot engine.
+///
+/// # Protocol
+/// 1. Write-protect the whole region with writers paused, then build the engine.
+/// 2. Feed inputs as they happen: [`handle_fault`](Engine::handle_fault),
+///    [`handle_captured`](Engine::handle_captured), [`handle_sink_drained`](Engine::handle_sink_drained),
+///    [`handle_fault_wait`](Engine::handle_fault_wait), [`handle_timeout`](Engine::handle_timeout).
+/// 3. **After every input, drain [`poll_action`](Engine::poll_action) until it returns `None`**
+///    (debug builds assert this at the next input), then ask each idle lane for work with
+///    [`poll_capture`](Engine::poll_capture), then arm a timer for
+///    [`poll_timeout`](Engine::poll_timeout).
+/// 4. Stop at [`Action::Complete`], or after [`Action::UnprotectAll`] when cancelled.
+pub struct Engine {
+    config: EngineConfig,
+    pending: PageBitmap,
+    cursor: ScanCursor,
+    faults: FaultQueue,
+    in_flight: [Option<InFlight>; 3],
+    next_serial: u64,
+    staging_used: u64,
+    policy: Box<dyn ThrottlePolicy>,
+    iteration: IterationClock,
+    actions: VecDeque<Action>,
+    phase: Phase,
+    /// The seed's `last_fault_ns`.
+    last_fault_read: Option<Nanos>,
+    /// The scan's gate is closed until then.
+    scan_wait_until: Option<Nanos>,
+    throttled_since: Option<Nanos>,
+    staging_blocked_since: Option<Nanos>,
+    last_input: Nanos,
+    stats: Stats,
+    fault_wait: LatencyRecorder,
+    seed_latency: LatencyRecorder,
+    service_latency: LatencyRecorder,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("pending", &self.pending.count_ones())
+            .field("faults_queued", &self.faults.len())
+            .field("staging_used", &self.staging_used)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine for a region whose every page was write-protected at `now`.
+    pub fn new(config: EngineConfig, now: Nanos) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        let policy = config.policy.build(config.page_size);
+        let iteration = IterationClock::new(config.effective_iteration_mode().wait_max(), now);
+        Ok(Engine {
+            pending: PageBitmap::all_set(config.page_count),
+            cursor: ScanCursor::default(),
+            faults: FaultQueue::with_capacity(config.fault_queue_pages),
+            in_flight: [None; 3],
+            next_serial: 0,
+            staging_used: 0,
+            policy,
+            iteration,
+            actions: VecDeque::with_capacity(ACTIONS_PER_INPUT_MAX),
+            phase: Phase::Running,
+            last_fault_read: None,
+            scan_wait_until: None,
+            throttled_since: None,
+            staging_blocked_since: None,
+            last_input: now,
+            stats: Stats { started_at: now, ..Stats::default() },
+            fault_wait: LatencyRecorder::new(),
+            seed_latency: LatencyRecorder::new(),
+            service_latency: LatencyRecorder::new(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Pages neither saved, nor being captured, nor queued.
+    pub fn pages_pending(&self) -> u64 {
+        self.pending.count_ones()
+    }
+    pub fn is_pending(&self, page: PageIndex) -> bool {
+        page.0 < self.pending.len() && self.pending.get(page.0)
+    }
+    pub fn faults_queued(&self) -> usize {
+        self.faults.len()
+    }
+    /// Staging pages in use or reserved for captures in flight (decoupled model).
+    pub fn staging_used(&self) -> u64 {
+        self.staging_used
+    }
+    pub fn is_complete(&self) -> bool {
+        self.phase == Phase::Complete
+    }
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.phase, Phase::Cancelled(_))
+    }
+    /// Running: neither complete nor cancelled.
+    pub fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+    /// Iteration time limit in force.
+    pub fn iteration_wait_max(&self) -> Nanos {
+        self.iteration.wait_max()
+    }
+    pub fn fault_wait(&self) -> &LatencyRecorder {
+        &self.fault_wait
+    }
+    pub fn seed_latency(&self) -> &LatencyRecorder {
+        &self.seed_latency
+    }
+    pub fn service_latency(&self) -> &LatencyRecorder {
+        &self.service_latency
+    }
+    /// The active policy, for drivers that report its state.
+    pub fn policy(&self) -> &dyn ThrottlePolicy {
+        self.policy.as_ref()
+    }
+
+    fn begin_input(&mut self, now: Nanos) {
+        debug_assert!(
+            self.actions.is_empty(),
+            "the driver must drain poll_action after every input (left: {:?})",
+            self.actions
+        );
+        debug_assert!(now >= self.last_input, "time went back: {now:?} < {:?}", self.last_input);
+        self.last_input = self.last_input.max(now);
+    }
+
+    fn push_action(&mut self, action: Action) {
+        self.actions.push_back(action);
+        debug_assert!(self.actions.len() <= ACTIONS_PER_INPUT_MAX, "{:?}", self.actions);
+    }
+
+    /// A writer faulted on `page`; the driver read the event at `now`.
+    pub fn handle_fault(&mut self, now: Nanos, page: PageIndex) -> Result<FaultOutcome, FaultError> {
+        self.begin_input(now);
+        let page_count = self.config.page_count;
+        if page.0 >= page_count {
+            return Err(FaultError::OutOfRegion { page: page.0, page_count });
+        }
+        let pending = self.pending.get(page.0);
+        if pending && self.phase == Phase::Running && self.faults.is_full() {
+            self.stats.fault_queue_full += 1;
+            return Err(FaultError::QueueFull { capacity: self.config.fault_queue_pages });
+        }
+        self.stats.faults += 1;
+        if self.phase != Phase::Running {
+            // Everything is (being) unprotected; the writer only needs waking.
+            self.push_action(Action::Wake(page));
+            return Ok(FaultOutcome::AlreadySaved);
+        }
+        self.last_fault_read = Some(now);
+        self.policy.observe(now, Observation::FaultRead);
+        if pending {
+            self.pending.clear(page.0);
+            self.faults.push(QueuedFault { page, read_at: now });
+            self.stats.fault_queue_peak = self.stats.fault_queue_peak.max(self.faults.len() as u64);
+            if self.config.scan_follows_faults {
+                self.cursor.move_to(PageIndex(page.0 + 1));
+            }
+            return Ok(FaultOutcome::Queued);
+        }
+        self.stats.duplicate_faults += 1;
+        let in_flight = self.in_flight.iter().flatten().any(|f| f.run.contains(page));
+        if in_flight || self.faults.contains(page) {
+            return Ok(FaultOutcome::AlreadyInProgress);
+        }
+        self.stats.wakes_only += 1;
+        self.push_action(Action::Wake(page));
+        Ok(FaultOutcome::AlreadySaved)
+    }
+
+    /// Work for `lane`, if it is idle and there is any it may do now.
+    pub fn poll_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
+        if self.phase != Phase::Running
+            || !self.config.service_model.lanes().contains(&lane)
+            || self.in_flight[lane.index()].is_some()
+        {
+            return None;
+        }
+        if lane.serves_faults() && !self.faults.is_empty() {
+            return self.start_fault_capture(lane);
+        }
+        // A queued fault is never overtaken by a scan page started after it.
+        if lane.serves_scan() && self.faults.is_empty() {
+            return self.start_scan_capture(now, lane);
+        }
+        None
+    }
+
+    fn staging_free(&self) -> u64 {
+        match self.config.service_model {
+            ServiceModel::Qemu => u64::MAX,
+            ServiceModel::Decoupled => self.config.staging_pages - self.staging_used,
+        }
+    }
+
+    fn reserve_staging(&mut self, pages: u64) {
+        if self.config.service_model == ServiceModel::Decoupled {
+            self.staging_used += pages;
+            self.stats.staging_peak_pages = self.stats.staging_peak_pages.max(self.staging_used);
+        }
+    }
+
+    fn start(&mut self, lane: Lane, run: PageRun, cause: Cause, fault_read_at: Option<Nanos>) -> Capture {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.reserve_staging(run.count);
+        self.in_flight[lane.index()] = Some(InFlight { run, cause, serial, fault_read_at });
+        Capture { run, cause, lane, serial }
+    }
+
+    fn start_fault_capture(&mut self, lane: Lane) -> Option<Capture> {
+        if self.staging_free() == 0 {
+            // Back-pressure: the fault waits for the sink; nothing is dropped.
+            return None;
+        }
+        let fault = self.faults.pop()?;
+        Some(self.start(lane, PageRun::single(fault.page), Cause::Fault, Some(fault.read_at)))
+    }
+
+    fn start_scan_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
+        self.scan_wait_until = None;
+        let first = self.cursor.next_pending(&self.pending)?;
+        let room = match self.config.service_model {
+            ServiceModel::Qemu => u64::MAX,
+            ServiceModel::Decoupled => self.staging_free().saturating_sub(self.config.fault_reserve_pages),
+        };
+        if room == 0 {
+            self.staging_blocked_since.get_or_insert(now);
+            return None;
+        }
+        if let Some(since) = self.staging_blocked_since.take() {
+            self.stats.staging_blocked_ns += now.saturating_since(since).as_ns();
+        }
+        let pages_max = match self.policy.scan_gate(now) {
+            Gate::Closed { until } => {
+                self.scan_wait_until = until;
+                self.throttled_since.get_or_insert(now);
+                return None;
+            }
+            Gate::Open { pages_max } => pages_max,
+        };
+        if let Some(since) = self.throttled_since.take() {
+            self.stats.throttled_ns += now.saturating_since(since).as_ns();
+        }
+        let limit = self.config.scan_batch_pages.min(pages_max).min(room).max(1);
+        let count = self.pending.run_length(first.0, limit);
+        debug_assert!(count >= 1);
+        self.pending.clear_run(first.0, count);
+        self.cursor.move_to(PageIndex(first.0 + count));
+        self.stats.scan_captures += 1;
+        self.policy.observe(now, Observation::ScanStarted { pages: count });
+        Some(self.start(lane, PageRun { first, count }, Cause::Scan, None))
+    }
+
+    /// A lane finished copying a capture's pages out.
+    pub fn handle_captured(&mut self, now: Nanos, capture: Capture) -> Result<(), EngineError> {
+        self.begin_input(now);
+        let slot = &mut self.in_flight[capture.lane.index()];
+        let Some(flight) = slot.filter(|f| f.serial == capture.serial) else {
+            return Err(EngineError::UnknownCapture { run: capture.run, lane: capture.lane });
+        };
+        *slot = None;
+        if self.phase != Phase::Running {
+            // Cancelled: UnprotectAll covers these pages; the driver discards the copy.
+            self.staging_used -= self.staged_by(flight);
+            return Ok(());
+        }
+        let pages = flight.run.count;
+        match flight.cause {
+            Cause::Scan => self.stats.pages_by_scan += pages,
+            Cause::Fault => self.stats.pages_by_fault += pages,
+        }
+        self.push_action(Action::Unprotect(flight.run));
+        if let Some(read_at) = flight.fault_read_at {
+            let latency = now.saturating_since(read_at);
+            self.service_latency.record(latency);
+            self.policy.observe(now, Observation::ServiceLatency(latency));
+        }
+        let seed_latency = self.last_fault_read.take().map(|read| now.saturating_since(read));
+        if let Some(latency) = seed_latency {
+            self.seed_latency.record(latency);
+        }
+        self.policy.observe(now, Observation::Captured { cause: flight.cause, pages, seed_latency });
+        if let Some(summary) = self.iteration.on_pages_saved(now, pages) {
+            self.stats.iterations = self.iteration.ended();
+            self.push_action(Action::IterationEnd(summary));
+        }
+        self.check_complete(now);
+        Ok(())
+    }
+
+    fn staged_by(&self, flight: InFlight) -> u64 {
+        match self.config.service_model {
+            ServiceModel::Qemu => 0,
+            ServiceModel::Decoupled => flight.run.count,
+        }
+    }
+
+    /// The sink wrote `pages` staged pages out (decoupled model), freeing their room.
+    pub fn handle_sink_drained(&mut self, now: Nanos, pages: u64) -> Result<(), EngineError> {
+        self.begin_input(now);
+        let staged = self.staging_used - self.in_flight.iter().flatten().map(|f| self.staged_by(*f)).sum::<u64>();
+        if pages > staged {
+            return Err(EngineError::DrainedMoreThanStaged { drained: pages, used: staged });
+        }
+        self.staging_used -= pages;
+        self.check_complete(now);
+        Ok(())
+    }
+
+    /// A writer reports its real wait, from its faulting write to its wake-up.
+    pub fn handle_fault_wait(&mut self, now: Nanos, wait: Nanos) {
+        self.begin_input(now);
+        self.fault_wait.record(wait);
+        if self.phase == Phase::Running {
+            self.policy.observe(now, Observation::FaultWait(wait));
+        }
+    }
+
+    /// The time [`poll_timeout`](Engine::poll_timeout) asked for has come.
+    pub fn handle_timeout(&mut self, now: Nanos) {
+        self.begin_input(now);
+        self.scan_wait_until = None;
+    }
+
+    /// When the driver should call [`handle_timeout`](Engine::handle_timeout) (and poll the
+    /// scan lane again), if the scan is waiting for its policy.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        if self.phase == Phase::Running { self.scan_wait_until } else { None }
+    }
+
+    /// The next action, in order. Drain after every input.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Stops the snapshot: an [`Action::UnprotectAll`] follows and no capture is offered again.
+    pub fn cancel(&mut self, now: Nanos, reason: impl Into<String>) {
+        self.begin_input(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.phase = Phase::Cancelled(reason.into());
+        self.faults.drain().for_each(drop);
+        self.stats.finished_at = Some(now);
+        self.push_action(Action::UnprotectAll);
+    }
+
+    fn check_complete(&mut self, now: Nanos) {
+        let done = self.phase == Phase::Running
+            && self.pending.count_ones() == 0
+            && self.faults.is_empty()
+            && self.in_flight.iter().all(Option::is_none)
+            && self.staging_used == 0;
+        if done {
+            debug_assert_eq!(self.stats.pages_saved(), self.config.page_count);
+            self.phase = Phase::Complete;
+            self.stats.finished_at = Some(now);
+            if let Some(since) = self.throttled_since.take() {
+                self.stats.throttled_ns += now.saturating_since(since).as_ns();
+            }
+            self.push_action(Action::Complete);
+        }
+    }
+
+    /// The report as things stand.
+    pub fn report(&self) -> EngineReport {
+        EngineReport {
+            config: self.config.clone(),
+            outcome: match &self.phase {
+                Phase::Running => Outcome::Running,
+                Phase::Complete => Outcome::Complete,
+                Phase::Cancelled(reason) => Outcome::Cancelled(reason.clone()),
+            },
+            stats: self.stats.clone(),
+            fault_wait: self.fault_wait.summary(),
+            seed_latency: self.seed_latency.summary(),
+            service_latency: self.service_latency.summary(),
+        }
+    }
+}

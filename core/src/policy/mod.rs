@@ -1,0 +1,230 @@
+//! Throttle policies: when may the background scan capture its next page?
+//!
+//! A policy sees what the engine sees (fault events read, captures completed, fault waits
+//! reported) and answers one question through [`ThrottlePolicy::scan_gate`]. Faults are never
+//! throttled: the engine serves them before asking a policy anything.
+
+mod bandwidth;
+mod latency_target;
+mod seed;
+mod token_bucket;
+
+pub use bandwidth::BandwidthPolicy;
+pub use latency_target::LatencyTargetPolicy;
+pub use seed::{SeedLatencySource, SeedPolicy};
+pub use token_bucket::TokenBucket;
+
+use crate::config::{ConfigError, IterationMode};
+use crate::time::Nanos;
+use serde::{Deserialize, Serialize};
+
+/// Why a page was captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// A writer faulted on it.
+    Fault,
+    /// The linear scan reached it.
+    Scan,
+}
+
+/// What happened, as a policy is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// A fault event was read from the fault source.
+    FaultRead,
+    /// A capture completed. `seed_latency` is the seed's measure (from the last fault event
+    /// read to this capture), present on the first capture after a fault was read.
+    Captured { cause: Cause, pages: u64, seed_latency: Option<Nanos> },
+    /// The engine's own measure of one fault: event read to unprotect issued.
+    ServiceLatency(Nanos),
+    /// A writer's real wait, from its faulting write to its wake-up, as the driver reports it.
+    FaultWait(Nanos),
+    /// The scan started a capture of `pages` pages.
+    ScanStarted { pages: u64 },
+}
+
+/// A policy's answer to "may the scan capture now?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Yes, up to `pages_max` pages.
+    Open { pages_max: u64 },
+    /// No; ask again at `until`, or after the next observation if `None`.
+    Closed { until: Option<Nanos> },
+}
+
+/// The one trait every policy implements.
+pub trait ThrottlePolicy: std::fmt::Debug + Send {
+    /// Learns of an event. Called by the engine only.
+    fn observe(&mut self, now: Nanos, observation: Observation);
+    /// May the scan capture now, and how much?
+    fn scan_gate(&mut self, now: Nanos) -> Gate;
+}
+
+/// Policy selection and parameters, as they appear in config files and reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// No limiter: what QEMU merged.
+    None,
+    /// The seed patch's `limit_scan_rate`, fed with the seed's own latency measure.
+    Seed(SeedParams),
+    /// The same rule fed with the writers' real fault waits.
+    SeedTrueLatency(SeedParams),
+    /// A token bucket on scan pages, like QEMU's max-bandwidth; faults are exempt.
+    Bandwidth(BandwidthParams),
+    /// Paces the scan to keep the fault-wait p99 under a target.
+    LatencyTarget(LatencyTargetParams),
+}
+
+/// The seed's constants, named as Tiger Style names limits (unit last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedParams {
+    /// `FAULT_HIGH_LATENCY_NS`: a fault slower than this starts throttling. Seed: 5 ms.
+    pub slow_fault_ns: u64,
+    /// `SLOW_FAULT_POLL_TMO`: how long the scan waits per page while throttled. Seed: 5 ms.
+    pub poll_timeout_ns: u64,
+    /// `SLOW_FAULT_SKIP_PAGES`: pages throttled after each slow fault. Seed: 200.
+    pub throttle_pages: u32,
+}
+
+impl Default for SeedParams {
+    fn default() -> Self {
+        SeedParams { slow_fault_ns: 5_000_000, poll_timeout_ns: 5_000_000, throttle_pages: 200 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthParams {
+    /// Scan bytes per second.
+    pub bytes_per_sec: u64,
+    /// Bytes the scan may take at once after an idle period.
+    #[serde(default = "default_burst_bytes")]
+    pub burst_bytes: u64,
+}
+
+fn default_burst_bytes() -> u64 {
+    64 * 4096
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyTargetParams {
+    /// The fault-wait p99 to stay under.
+    #[serde(default = "default_target_ns")]
+    pub target_p99_ns: u64,
+    /// How often the controller judges the waits it saw and adjusts the rate.
+    #[serde(default = "default_window_ns")]
+    pub window_ns: u64,
+    /// The scan never goes slower than this (it must finish).
+    #[serde(default = "default_rate_min")]
+    pub rate_min_pages_per_sec: u64,
+    /// Pages the scan may take at once when paced.
+    #[serde(default = "default_burst_pages")]
+    pub burst_pages: u64,
+}
+
+fn default_target_ns() -> u64 {
+    1_000_000
+}
+fn default_window_ns() -> u64 {
+    20_000_000
+}
+fn default_rate_min() -> u64 {
+    256
+}
+fn default_burst_pages() -> u64 {
+    16
+}
+
+impl Default for LatencyTargetParams {
+    fn default() -> Self {
+        LatencyTargetParams {
+            target_p99_ns: default_target_ns(),
+            window_ns: default_window_ns(),
+            rate_min_pages_per_sec: default_rate_min(),
+            burst_pages: default_burst_pages(),
+        }
+    }
+}
+
+/// Upper bounds on policy parameters, so a typo cannot stall a snapshot for a day.
+pub const POLICY_DELAY_NS_MAX: u64 = 10_000_000_000;
+pub const THROTTLE_PAGES_MAX: u32 = 1 << 20;
+
+impl PolicyConfig {
+    /// The seed policy with the seed's constants.
+    pub fn seed() -> PolicyConfig {
+        PolicyConfig::Seed(SeedParams::default())
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyConfig::None => "none",
+            PolicyConfig::Seed(_) => "seed",
+            PolicyConfig::SeedTrueLatency(_) => "seed-true-latency",
+            PolicyConfig::Bandwidth(_) => "bandwidth",
+            PolicyConfig::LatencyTarget(_) => "latency-target",
+        }
+    }
+
+    /// The seed ran in write-tracking mode (1000 ms iterations); the others run as QEMU does now.
+    pub fn default_iteration_mode(&self) -> IterationMode {
+        match self {
+            PolicyConfig::Seed(_) | PolicyConfig::SeedTrueLatency(_) => IterationMode::WriteTracking,
+            _ => IterationMode::Ordinary,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let in_range = |field, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                Err(ConfigError::field(field, format!("{v} is outside {lo}..={hi}")))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            PolicyConfig::None => Ok(()),
+            PolicyConfig::Seed(p) | PolicyConfig::SeedTrueLatency(p) => {
+                in_range("policy.slow_fault_ns", p.slow_fault_ns, 1, POLICY_DELAY_NS_MAX)?;
+                in_range("policy.poll_timeout_ns", p.poll_timeout_ns, 1, POLICY_DELAY_NS_MAX)?;
+                in_range("policy.throttle_pages", p.throttle_pages as u64, 1, THROTTLE_PAGES_MAX as u64)
+            }
+            PolicyConfig::Bandwidth(p) => {
+                in_range("policy.bytes_per_sec", p.bytes_per_sec, 4096, 1 << 40)?;
+                in_range("policy.burst_bytes", p.burst_bytes, 4096, 1 << 34)
+            }
+            PolicyConfig::LatencyTarget(p) => {
+                in_range("policy.target_p99_ns", p.target_p99_ns, 1_000, POLICY_DELAY_NS_MAX)?;
+                in_range("policy.window_ns", p.window_ns, 100_000, POLICY_DELAY_NS_MAX)?;
+                in_range("policy.rate_min_pages_per_sec", p.rate_min_pages_per_sec, 1, 1 << 30)?;
+                in_range("policy.burst_pages", p.burst_pages, 1, 1 << 16)
+            }
+        }
+    }
+
+    /// Builds the policy for pages of `page_size` bytes.
+    pub fn build(&self, page_size: u64) -> Box<dyn ThrottlePolicy> {
+        match *self {
+            PolicyConfig::None => Box::new(NoPolicy),
+            PolicyConfig::Seed(p) => Box::new(SeedPolicy::new(p, SeedLatencySource::SeedMeasure)),
+            PolicyConfig::SeedTrueLatency(p) => Box::new(SeedPolicy::new(p, SeedLatencySource::TrueWait)),
+            PolicyConfig::Bandwidth(p) => Box::new(BandwidthPolicy::new(p, page_size)),
+            PolicyConfig::LatencyTarget(p) => Box::new(LatencyTargetPolicy::new(p)),
+        }
+    }
+}
+
+/// `none`: the scan is never held back.
+#[derive(Debug)]
+pub struct NoPolicy;
+
+impl ThrottlePolicy for NoPolicy {
+    fn observe(&mut self, _now: Nanos, _observation: Observation) {}
+    fn scan_gate(&mut self, _now: Nanos) -> Gate {
+        Gate::Open { pages_max: u64::MAX }
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the Linux backend is being built (issue 4). Nothing here works yet.

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command (the README's, and what CI runs): system setup, formatting,
+# lints, then every test in the workspace. Budgets are set by environment so CI stays bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+export RUST_BACKTRACE=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
