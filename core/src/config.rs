@@ -111,12 +111,7 @@ fn default_fault_queue() -> usize {
 
 impl EngineConfig {
     /// A config with the defaults for everything but geometry, model and policy.
-    pub fn new(
-        page_size: u64,
-        page_count: u64,
-        service_model: ServiceModel,
-        policy: PolicyConfig,
-    ) -> EngineConfig {
+    pub fn new(page_size: u64, page_count: u64, service_model: ServiceModel, policy: PolicyConfig) -> EngineConfig {
         EngineConfig {
             page_size,
             page_count,

@@ -23,18 +23,13 @@ pub struct Log2MsTable {
 
 impl Log2MsTable {
     /// Labels in the seed's own notation.
-    pub const LABELS: [&'static str; LOG2_MS_BUCKETS] = [
-        "0-1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127", "128-255", ">=256",
-    ];
+    pub const LABELS: [&'static str; LOG2_MS_BUCKETS] =
+        ["0-1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127", "128-255", ">=256"];
 
     /// The bucket a latency falls in: whole milliseconds, 0-1 first, then one per power of two.
     pub fn bucket(latency: Nanos) -> usize {
         let ms = latency.as_ns() / 1_000_000;
-        if ms < 2 {
-            0
-        } else {
-            (ms.ilog2() as usize).min(LOG2_MS_BUCKETS - 1)
-        }
+        if ms < 2 { 0 } else { (ms.ilog2() as usize).min(LOG2_MS_BUCKETS - 1) }
     }
 
     pub fn record(&mut self, latency: Nanos) {
@@ -150,10 +145,7 @@ impl LatencyRecorder {
     /// (value_ns, count) for every distinct recorded bucket of the histogram, for plots and
     /// for reports that keep the whole distribution.
     pub fn recorded(&self) -> Vec<(u64, u64)> {
-        self.histogram
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect()
+        self.histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
     }
 }
 

@@ -27,8 +27,8 @@ mod time;
 
 pub use bitmap::PageBitmap;
 pub use config::{
-    ConfigError, EngineConfig, FAULT_QUEUE_PAGES_MAX, ITERATION_CHECK_PAGES, IterationMode, PAGE_COUNT_MAX,
-    PAGE_SIZES, SCAN_BATCH_PAGES_MAX, STAGING_PAGES_MAX, ServiceModel,
+    ConfigError, EngineConfig, FAULT_QUEUE_PAGES_MAX, ITERATION_CHECK_PAGES, IterationMode, PAGE_COUNT_MAX, PAGE_SIZES,
+    SCAN_BATCH_PAGES_MAX, STAGING_PAGES_MAX, ServiceModel,
 };
 pub use engine::{Action, Capture, Engine, EngineError, FaultError, FaultOutcome, Lane};
 pub use fault_queue::{FaultQueue, QueuedFault};
