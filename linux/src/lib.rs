@@ -1,1 +1,2 @@
 //! Placeholder: the Linux backend is being built (issue 4). Nothing here works yet.
+pub mod plot;
