@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use wpsnap_format::{Header, SnapshotWriter};
+
+/// A header for `page_count` 4 KiB pages.
+pub fn header(page_count: u64) -> Header {
+    Header {
+        page_size: 4096,
+        page_count,
+        region_len: 4096 * page_count,
+        backing: "anonymous".into(),
+        created_unix_ns: 1_764_000_000_000_000_000,
+        config_json: "{\"model\":\"test\"}".into(),
+    }
+}
+
+/// Deterministic, page-specific, non-zero contents.
+pub fn page_bytes(index: u64, page_size: usize) -> Vec<u8> {
+    (0..page_size).map(|i| ((i as u64 * 31 + index * 7 + 1) % 251) as u8 + 1).collect()
+}
+
+/// A complete snapshot of pages written in `order`; pages where `zero(i)` are all zero.
+pub fn write_snapshot(h: &Header, order: &[u64], zero: impl Fn(u64) -> bool, report: &str) -> Vec<u8> {
+    let mut w = SnapshotWriter::new(Vec::new(), h).expect("header");
+    let zeros = vec![0u8; h.page_size as usize];
+    for &i in order {
+        let data = if zero(i) { zeros.clone() } else { page_bytes(i, h.page_size as usize) };
+        w.write_page(i, &data).expect("page");
+    }
+    w.finish(report).expect("finish")
+}
