@@ -1,2 +1,3 @@
 //! Placeholder: the Linux backend is being built (issue 4). Nothing here works yet.
+pub mod output;
 pub mod plot;
