@@ -30,3 +30,14 @@ pub fn write_snapshot(h: &Header, order: &[u64], zero: impl Fn(u64) -> bool, rep
     }
     w.finish(report).expect("finish")
 }
+
+pub mod raw;
+
+use wpsnap_format::{FormatError, read_snapshot};
+
+/// Reads a whole snapshot from bytes.
+pub fn read_all(bytes: &[u8]) -> Result<(), FormatError> {
+    let mut r = read_snapshot(bytes)?;
+    while r.next_page()?.is_some() {}
+    Ok(())
+}
