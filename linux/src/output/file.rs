@@ -2,6 +2,7 @@
 
 use super::{Output, OutputError, OutputSummary, name_io_error};
 use std::io::{BufWriter, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use wpsnap_format::DurableFile;
 
@@ -15,6 +16,9 @@ pub struct FileOutput {
     final_path: PathBuf,
     destination: String,
     bytes: u64,
+    direct_io: bool,
+    /// A second descriptor of `NAME.partial` for a forked child (see [`Output::fork_fd`]).
+    fork_fd: Option<OwnedFd>,
 }
 
 impl FileOutput {
@@ -28,6 +32,8 @@ impl FileOutput {
             final_path: final_path.to_path_buf(),
             destination,
             bytes: 0,
+            direct_io,
+            fork_fd: None,
         })
     }
 
@@ -51,7 +57,10 @@ impl Write for FileOutput {
 
 impl Output for FileOutput {
     fn commit(self: Box<Self>) -> Result<OutputSummary, OutputError> {
-        let FileOutput { file, final_path, destination, bytes } = *self;
+        let FileOutput { file, final_path, destination, bytes, fork_fd, .. } = *self;
+        // A forked child's descriptor: the fsync in DurableFile::commit covers its writes
+        // (fsync is per file, not per descriptor).
+        drop(fork_fd);
         let file = file
             .into_inner()
             .map_err(|e| OutputError::Io { destination: destination.clone(), source: e.into_error() })?;
@@ -63,6 +72,23 @@ impl Output for FileOutput {
             confirmed: true,
             slow_device_emulation: None,
         })
+    }
+
+    fn fork_fd(&mut self) -> Option<BorrowedFd<'_>> {
+        if self.direct_io || self.bytes > 0 || !self.file.buffer().is_empty() {
+            return None;
+        }
+        if self.fork_fd.is_none() {
+            // A separate open file: its offset starts at 0, where the child's stream begins;
+            // the DurableFile's own descriptor is never written.
+            let second = std::fs::OpenOptions::new().write(true).open(self.partial_path()).ok()?;
+            self.fork_fd = Some(OwnedFd::from(second));
+        }
+        self.fork_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    fn add_forked_bytes(&mut self, bytes: u64) {
+        self.bytes += bytes;
     }
 
     fn abort(self: Box<Self>) {

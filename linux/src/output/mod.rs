@@ -139,6 +139,19 @@ pub trait Output: std::io::Write + Send {
     fn commit(self: Box<Self>) -> Result<OutputSummary, OutputError>;
     /// Gives up: nothing under the final name, connection closed. Never fails (best effort).
     fn abort(self: Box<Self>);
+    /// A file descriptor a forked child may write the whole stream to with raw `write(2)`
+    /// calls, bypassing this object (the fork backend's child must not run buffered or
+    /// locking code). Only offered while nothing has been written through this object; the
+    /// parent then calls [`Output::commit`] after the child has finished, which makes the
+    /// child's bytes durable (file: fsync + rename) or delivered (tcp: shutdown + wait for
+    /// the acknowledgement). `None` when the output cannot be shared that way (O_DIRECT
+    /// files, the slow-device emulation, test helpers).
+    fn fork_fd(&mut self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+    /// Tells the output how many bytes a forked child wrote through [`Output::fork_fd`], so
+    /// the summary counts them.
+    fn add_forked_bytes(&mut self, _bytes: u64) {}
 }
 
 /// Opens the output an [`OutputSpec`] names, with default TCP limits.

@@ -49,6 +49,18 @@ impl Output for StdoutOutput {
         })
     }
 
+    fn fork_fd(&mut self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        if self.bytes > 0 || !self.out.buffer().is_empty() {
+            return None;
+        }
+        Some(self.out.get_ref().as_fd())
+    }
+
+    fn add_forked_bytes(&mut self, bytes: u64) {
+        self.bytes += bytes;
+    }
+
     fn abort(mut self: Box<Self>) {
         // What was written is gone already; flush so the reader sees a truncated stream (which
         // it detects by the missing trailer) rather than waiting.

@@ -121,6 +121,18 @@ impl Output for TcpOutput {
         Ok(OutputSummary { kind: "tcp".into(), destination, bytes, confirmed, slow_device_emulation: None })
     }
 
+    fn fork_fd(&mut self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        if self.bytes > 0 || !self.stream.buffer().is_empty() {
+            return None;
+        }
+        Some(self.stream.get_ref().as_fd())
+    }
+
+    fn add_forked_bytes(&mut self, bytes: u64) {
+        self.bytes += bytes;
+    }
+
     fn abort(self: Box<Self>) {
         // Reset rather than a clean close, so the receiver cannot mistake a truncated stream
         // for a finished one even before it checks the trailer.

@@ -1,0 +1,239 @@
+//! The fork backend: writers keep writing version-stamped pages during a fork snapshot, and
+//! the file equals the memory at fork time (a reference copy taken with the writers paused
+//! just before the fork) page for page. Failures leave only NAME.partial.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+use wpsnap_format::Header;
+use wpsnap_linux::fork::{ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
+use wpsnap_linux::output::{FailingOutput, Output, OutputSpec, open_output};
+
+const PAGE_SIZE: usize = 4096;
+const PAGE_COUNT: usize = 1024; // 4 MiB
+const WORDS_PER_PAGE: usize = PAGE_SIZE / 8;
+const WRITERS: u64 = 3;
+/// Bound on every wait in these tests.
+const WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// A page-aligned region shared with writer threads as atomics (no data races in the test).
+struct Region {
+    words: Vec<AtomicU64>,
+}
+
+impl Region {
+    fn new() -> Arc<Region> {
+        // Distinct initial contents; a few pages left zero (stored as zero records).
+        let words = (0..PAGE_COUNT * WORDS_PER_PAGE)
+            .map(|w| {
+                let page = w / WORDS_PER_PAGE;
+                AtomicU64::new(if page % 16 == 5 { 0 } else { (page as u64) << 32 | (w % WORDS_PER_PAGE) as u64 })
+            })
+            .collect();
+        Arc::new(Region { words })
+    }
+
+    fn region_ref(&self) -> RegionRef {
+        // SAFETY: the Arc keeps the words alive until after the snapshot is waited for.
+        unsafe { RegionRef::new(self.words.as_ptr().cast(), PAGE_COUNT * PAGE_SIZE) }
+    }
+
+    fn copy(&self) -> Vec<u8> {
+        self.words.iter().flat_map(|w| w.load(Ordering::SeqCst).to_le_bytes()).collect()
+    }
+}
+
+struct Writers {
+    stop: Arc<AtomicBool>,
+    pause: Arc<AtomicBool>,
+    parked: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+    handles: Vec<thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Each writer stamps (writer, version) over a whole page, walking pages with a stride.
+    fn start(region: &Arc<Region>) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(AtomicBool::new(false));
+        let parked = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
+        let handles = (0..WRITERS)
+            .map(|id| {
+                let (region, stop, pause, parked, writes) =
+                    (region.clone(), stop.clone(), pause.clone(), parked.clone(), writes.clone());
+                thread::spawn(move || {
+                    let mut version: u64 = 0;
+                    let mut page = id as usize * 7;
+                    while !stop.load(Ordering::SeqCst) {
+                        if pause.load(Ordering::SeqCst) {
+                            parked.fetch_add(1, Ordering::SeqCst);
+                            while pause.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                                thread::yield_now();
+                            }
+                            parked.fetch_sub(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        version += 1;
+                        let stamp = (id + 1) << 56 | version;
+                        for w in &region.words[page * WORDS_PER_PAGE..(page + 1) * WORDS_PER_PAGE] {
+                            w.store(stamp, Ordering::SeqCst);
+                        }
+                        writes.fetch_add(1, Ordering::SeqCst);
+                        page = (page + 13) % PAGE_COUNT;
+                    }
+                })
+            })
+            .collect();
+        Writers { stop, pause, parked, writes, handles }
+    }
+
+    fn pause(&self) {
+        self.pause.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + WAIT_MAX;
+        while self.parked.load(Ordering::SeqCst) < WRITERS {
+            assert!(Instant::now() < deadline, "writers did not pause");
+            thread::yield_now();
+        }
+    }
+
+    fn resume(&self) {
+        self.pause.store(false, Ordering::SeqCst);
+    }
+
+    fn wait_for_writes(&self, more: u64) {
+        let target = self.writes.load(Ordering::SeqCst) + more;
+        let deadline = Instant::now() + WAIT_MAX;
+        while self.writes.load(Ordering::SeqCst) < target {
+            assert!(Instant::now() < deadline, "writers made no progress");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles {
+            h.join().expect("writer thread");
+        }
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+fn header() -> Header {
+    Header {
+        page_size: PAGE_SIZE as u64,
+        page_count: PAGE_COUNT as u64,
+        region_len: (PAGE_SIZE * PAGE_COUNT) as u64,
+        backing: "test-heap".into(),
+        created_unix_ns: 1,
+        config_json: "{\"backend\":\"fork\"}".into(),
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wpsnap-fork-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn options() -> ForkOptions {
+    ForkOptions { child_timeout_ms: 60_000, memory_sample_ms: 5, write_buffer_bytes: 256 * 1024 }
+}
+
+#[test]
+fn image_equals_memory_at_fork_while_writers_keep_writing() {
+    let dir = scratch("consistent");
+    let path = dir.join("snap.wps");
+    let region = Region::new();
+    let writers = Writers::start(&region);
+    writers.wait_for_writes(100);
+
+    let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");
+    writers.pause();
+    let reference = region.copy();
+    let running = start_fork_snapshot(region.region_ref(), &header(), output, &options()).expect("fork");
+    writers.resume();
+    // Writes after the fork must not reach the image; make sure there are some, and that
+    // they happen while the child is still alive (it waits for the parent's release).
+    writers.wait_for_writes(200);
+    let report = running.wait().expect("snapshot");
+    let total_writes = writers.stop();
+
+    let mut image = vec![0xEE_u8; PAGE_SIZE * PAGE_COUNT];
+    wpsnap_format::load_into(&path, &mut image).expect("load the snapshot");
+    for page in 0..PAGE_COUNT {
+        let at = page * PAGE_SIZE;
+        assert!(image[at..at + PAGE_SIZE] == reference[at..at + PAGE_SIZE], "page {page} differs from memory at fork");
+    }
+    assert_ne!(region.copy(), reference, "writers changed memory after the fork");
+    assert!(total_writes > 300);
+    assert_eq!(report.pages, PAGE_COUNT as u64);
+    assert_eq!(report.bytes, std::fs::metadata(&path).expect("file").len());
+    assert_eq!(report.output.bytes, report.bytes);
+    assert!(report.output.confirmed);
+    assert!(report.pause_ns > 0 && report.pause_ns <= report.duration_ns);
+    assert!(report.extra_memory.samples > 0);
+    // The parent wrote at least one page after the fork, so the child holds its old copy.
+    assert!(report.extra_memory.region_cow_bytes_peak >= PAGE_SIZE as u64, "{:?}", report.extra_memory);
+    assert!(!dir.join("snap.wps.partial").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn failing_peer_fails_the_snapshot_and_names_the_child() {
+    // A peer that accepts and closes at once: the child's writes fail (EPIPE / ECONNRESET).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let closer = thread::spawn(move || {
+        if let Ok((s, _)) = listener.accept() {
+            drop(s);
+        }
+    });
+    let region = Region::new();
+    let output = open_output(&OutputSpec::Tcp(addr)).expect("connect");
+    closer.join().expect("closer");
+    match fork_snapshot(region.region_ref(), &header(), output, &options()) {
+        Err(ForkError::Child { errno, .. }) => {
+            assert!([libc::EPIPE, libc::ECONNRESET].contains(&errno), "errno {errno}");
+        }
+        other => panic!("expected the child to fail, got {other:?}"),
+    }
+}
+
+#[test]
+fn unforkable_output_and_bad_header_are_refused_before_forking() {
+    let region = Region::new();
+    let failing = FailingOutput::new(u64::MAX, std::io::ErrorKind::Other, "unused");
+    let probe = failing.probe();
+    let result = fork_snapshot(region.region_ref(), &header(), Box::new(failing) as Box<dyn Output>, &options());
+    assert!(matches!(result, Err(ForkError::OutputNotForkable)), "{result:?}");
+    assert!(probe.aborted(), "the refused output was aborted");
+
+    let dir = scratch("bad-header");
+    let output = open_output(&OutputSpec::File { path: dir.join("x.wps"), direct_io: false }).expect("open");
+    let wrong = Header { page_count: 3, ..header() };
+    let result = fork_snapshot(region.region_ref(), &wrong, output, &options());
+    assert!(matches!(result, Err(ForkError::InvalidRegion(_))), "{result:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dropping_a_running_snapshot_kills_the_child_and_leaves_only_the_partial() {
+    let dir = scratch("dropped");
+    let path = dir.join("snap.wps");
+    let region = Region::new();
+    let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");
+    let running = start_fork_snapshot(region.region_ref(), &header(), output, &options()).expect("fork");
+    let pid = running.child_pid();
+    drop(running);
+    // SAFETY: probing a pid with signal 0 has no effect; the child was reaped, so the pid is
+    // gone (or reused by an unrelated process, which is vanishingly unlikely within this test).
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "child {pid} still exists");
+    assert!(!path.exists());
+    assert!(dir.join("snap.wps.partial").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
