@@ -1,4 +1,29 @@
-//! Placeholder: the Linux backend is being built (issue 4). Nothing here works yet.
+//! `wpsnap-linux`: live, point-in-time consistent snapshots of a memory region of the calling
+//! process, taken with Linux userfaultfd write-protection while the process's threads keep
+//! writing; and the `wpsnap` command built on it.
+//!
+//! What it does: opens a userfaultfd in write-protect mode ([`uffd`]), registers a region the
+//! caller owns ([`region`]), protects it with the writers paused, and runs the
+//! [`wpsnap_core::Engine`] on real threads ([`snapshot`]): a write to a protected page blocks
+//! until the page is saved, the background scan saves the rest at the pace of the chosen
+//! policy, and the pages go to a sink (a `wpsnap-format` file, a stream, or memory). It also
+//! has synthetic writer threads that measure their own fault waits ([`writers`]), a fork
+//! backend for comparison ([`fork`]), outputs ([`output`]) and plots ([`plot`]).
+//!
+//! What it deliberately does not do: it never owns or unmaps the caller's memory; it does
+//! not snapshot other processes; it does not decide policy (that is `wpsnap-core`); it does
+//! not pause the caller's writers itself (the caller's pause closure does, see
+//! [`snapshot::Prepared::arm`]).
+//!
+//! `unsafe` is confined to [`uffd`] (one raw ioctl), [`region`] (mapping, copying and
+//! touching the caller's pages) and the synthetic writers' page stores, each with a
+//! `// SAFETY:` comment.
+
 pub mod fork;
 pub mod output;
 pub mod plot;
+pub mod region;
+pub mod snapshot;
+pub mod sync;
+pub mod uffd;
+pub mod writers;

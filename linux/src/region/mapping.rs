@@ -1,0 +1,130 @@
+//! Mappings wpsnap creates for its own command and tests (a library user brings their own).
+
+use super::{Backing, HUGE_PAGE_BYTES, Region};
+use rustix::mm::{MapFlags, ProtFlags};
+use thiserror::Error;
+
+/// Largest mapping wpsnap creates for itself (64 GiB).
+pub const MAPPING_BYTES_MAX: usize = 64 << 30;
+
+#[derive(Debug, Error)]
+pub enum MapError {
+    #[error("mapping size {len} is zero, above {MAPPING_BYTES_MAX} bytes or not a multiple of {page_size}")]
+    BadSize { len: usize, page_size: u64 },
+    #[error("mmap of {len} bytes ({backing}): {source}")]
+    Mmap { len: usize, backing: Backing, source: rustix::io::Errno },
+    #[error("memfd_create / ftruncate: {source}")]
+    Memfd { source: rustix::io::Errno },
+    #[error("madvise(MADV_HUGEPAGE): {source}")]
+    Madvise { source: rustix::io::Errno },
+    #[error("hugetlbfs needs {needed} free 2 MiB huge pages, the machine has {free} (set /proc/sys/vm/nr_hugepages)")]
+    NoHugePages { needed: u64, free: u64 },
+}
+
+/// A mapping owned by this value and unmapped when it is dropped.
+#[derive(Debug)]
+pub struct OwnedMapping {
+    ptr: *mut u8,
+    len: usize,
+    backing: Backing,
+}
+
+// SAFETY: the mapping is plain memory; which thread unmaps it does not matter.
+unsafe impl Send for OwnedMapping {}
+// SAFETY: shared access only hands out raw addresses; users synchronise their own writes.
+unsafe impl Sync for OwnedMapping {}
+
+impl OwnedMapping {
+    /// Maps `len` bytes of fresh zeroed memory with `backing`.
+    pub fn new(len: usize, backing: Backing) -> Result<OwnedMapping, MapError> {
+        let page_size = backing.page_size();
+        if len == 0 || len > MAPPING_BYTES_MAX || len as u64 % page_size != 0 {
+            return Err(MapError::BadSize { len, page_size });
+        }
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let ptr = match backing {
+            Backing::Anonymous | Backing::Thp => {
+                // SAFETY: a fresh anonymous mapping at an address the kernel picks.
+                let p = unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::PRIVATE) }
+                    .map_err(|source| MapError::Mmap { len, backing, source })?;
+                if backing == Backing::Thp {
+                    // SAFETY: advice on the mapping just created.
+                    if let Err(source) = unsafe { rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxHugepage) } {
+                        // SAFETY: unmapping what we mapped above.
+                        let _ = unsafe { rustix::mm::munmap(p, len) };
+                        return Err(MapError::Madvise { source });
+                    }
+                }
+                p
+            }
+            Backing::Memfd => {
+                let fd = rustix::fs::memfd_create("wpsnap-region", rustix::fs::MemfdFlags::CLOEXEC)
+                    .map_err(|source| MapError::Memfd { source })?;
+                rustix::fs::ftruncate(&fd, len as u64).map_err(|source| MapError::Memfd { source })?;
+                // SAFETY: a fresh shared mapping of the memfd; the mapping keeps the file alive
+                // after `fd` is closed.
+                unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }
+                    .map_err(|source| MapError::Mmap { len, backing, source })?
+            }
+            Backing::Hugetlbfs => {
+                let needed = len as u64 / HUGE_PAGE_BYTES;
+                let free = hugetlb_pages_free();
+                if free < needed {
+                    return Err(MapError::NoHugePages { needed, free });
+                }
+                // MAP_HUGETLB with the default (2 MiB) huge page size.
+                // SAFETY: a fresh anonymous huge-page mapping at an address the kernel picks.
+                unsafe {
+                    rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::PRIVATE | MapFlags::HUGETLB)
+                }
+                .map_err(|source| MapError::Mmap { len, backing, source })?
+            }
+        };
+        Ok(OwnedMapping { ptr: ptr.cast(), len, backing })
+    }
+
+    /// The region this mapping covers.
+    ///
+    /// Keep `self` alive until every snapshot of the region has finished: [`Region`] is a
+    /// plain description and does not hold the mapping.
+    pub fn region(&self) -> Region {
+        // SAFETY: `self` owns the mapping and unmaps it only on drop; this crate's users (the
+        // command and the tests) keep it alive past the snapshot session.
+        unsafe { Region::from_raw(self.ptr, self.len, self.backing) }.unwrap_or_else(|e| {
+            // mmap returns page-aligned memory of a length checked in `new`.
+            unreachable!("mapping is aligned and sized: {e}")
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn backing(&self) -> Backing {
+        self.backing
+    }
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for OwnedMapping {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this range and nothing else refers to it any more.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Free 2 MiB huge pages (`HugePages_Free` in /proc/meminfo); 0 when unknown.
+pub fn hugetlb_pages_free() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("HugePages_Free:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}

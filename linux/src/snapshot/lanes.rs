@@ -1,0 +1,270 @@
+//! The snapshot threads. Each loops until the stop flag is set and bounds every sleep by
+//! [`IDLE_WAIT_MAX`], so a stop is seen quickly even if a wake-up were lost.
+
+use super::shared::{IDLE_WAIT_MAX, Shared, SnapshotError};
+use super::sink::PageSink;
+use crate::sync::StagedRun;
+use crate::sync::shim::Ordering;
+use crate::uffd::{UffdEvent, WpUffd};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use std::collections::VecDeque;
+use std::time::Duration;
+use wpsnap_core::{Action, Capture, FaultError, Lane, Nanos, PageIndex};
+
+/// Faults read from the uffd but not yet accepted by the engine (its queue was full).
+/// Each blocked writer thread contributes at most one, so this bounds writer threads.
+const HELD_FAULTS_MAX: usize = 1 << 16;
+
+/// Reads every ready event; page faults go to `held`, region changes abort the snapshot.
+fn read_events(
+    shared: &Shared,
+    buf: &mut userfaultfd::EventBuffer,
+    events: &mut Vec<UffdEvent>,
+    held: &mut VecDeque<u64>,
+) -> Result<(), SnapshotError> {
+    // Without room for a full read, leave the events in the kernel (the writers wait there).
+    if held.len() + crate::uffd::EVENTS_PER_READ_MAX > HELD_FAULTS_MAX {
+        return Ok(());
+    }
+    events.clear();
+    shared.uffd.read_events(buf, events)?;
+    let region = &shared.region;
+    for event in events.iter() {
+        match *event {
+            UffdEvent::WriteProtectFault { addr } => match region.page_of(addr) {
+                Some(page) => held.push_back(page),
+                None => return Err(SnapshotError::Internal(format!("fault at {addr:#x} outside the region"))),
+            },
+            UffdEvent::OtherFault { addr } => {
+                return Err(SnapshotError::Internal(format!("unexpected missing-page fault at {addr:#x}")));
+            }
+            UffdEvent::Remove { start, end } if region.overlaps(start, end) => {
+                return Err(SnapshotError::RegionChanged(format!(
+                    "pages {start:#x}..{end:#x} were discarded (MADV_DONTNEED or MADV_REMOVE)"
+                )));
+            }
+            UffdEvent::Unmap { start, end } if region.overlaps(start, end) => {
+                return Err(SnapshotError::RegionChanged(format!("{start:#x}..{end:#x} was unmapped")));
+            }
+            UffdEvent::Remap { from, len, .. } if region.overlaps(from, from + len) => {
+                return Err(SnapshotError::RegionChanged(format!("{len} bytes at {from:#x} were moved by mremap")));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Hands held faults to the engine (as many as its queue takes), collecting its actions.
+fn feed_faults(
+    engine: &mut wpsnap_core::Engine,
+    now: Nanos,
+    held: &mut VecDeque<u64>,
+    actions: &mut Vec<Action>,
+) -> Result<(), SnapshotError> {
+    while let Some(&page) = held.front() {
+        match engine.handle_fault(now, PageIndex(page)) {
+            Ok(_) => {
+                held.pop_front();
+            }
+            Err(FaultError::QueueFull { .. }) => break,
+            Err(e) => return Err(SnapshotError::Internal(e.to_string())),
+        }
+        drain(engine, actions);
+    }
+    Ok(())
+}
+
+fn drain(engine: &mut wpsnap_core::Engine, actions: &mut Vec<Action>) {
+    while let Some(action) = engine.poll_action() {
+        actions.push(action);
+    }
+}
+
+/// Waits until the uffd has events, the wake eventfd fires, or `timeout` passes.
+fn poll_uffd(shared: &Shared, timeout: Duration) -> Result<(), SnapshotError> {
+    let timeout = timeout.min(IDLE_WAIT_MAX);
+    let spec = Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
+    let mut fds = [PollFd::new(&shared.uffd, PollFlags::IN), PollFd::new(&shared.wake_fd, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&spec)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(SnapshotError::Internal(format!("poll on the userfaultfd: {e}"))),
+    }
+    if fds[1].revents().contains(PollFlags::IN) {
+        shared.drain_wake();
+    }
+    if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
+        return Err(SnapshotError::Internal("the userfaultfd reported an error".into()));
+    }
+    Ok(())
+}
+
+/// Copies a capture's pages into a staging buffer (decoupled model).
+fn copy_capture(shared: &Shared, capture: &Capture) -> Vec<u8> {
+    let run = capture.run();
+    let mut buffer = shared.staging.take_buffer((run.count * shared.region.page_size()) as usize);
+    shared.region.copy_pages(run.first.0, run.count, &mut buffer);
+    buffer
+}
+
+/// Completes a capture in the engine and carries out its actions (the unprotect).
+fn complete_capture(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
+    {
+        let (mut state, now) = shared.lock_engine();
+        state.engine.handle_captured(now, capture).map_err(|e| SnapshotError::Internal(e.to_string()))?;
+        drain(&mut state.engine, actions);
+    }
+    shared.apply(actions)
+}
+
+/// Copies, unprotects, and hands the copy to the sink thread.
+fn stage(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
+    let run = capture.run();
+    let data = copy_capture(shared, &capture);
+    complete_capture(shared, capture, actions)?;
+    match shared.staging.push(StagedRun { first: run.first.0, count: run.count, data }) {
+        Ok(()) => Ok(()),
+        // Closed means the snapshot is stopping; the copy is not needed any more.
+        Err(crate::sync::PushError::Closed) => Ok(()),
+        Err(e) => Err(SnapshotError::Internal(format!("staging queue: {e:?}"))),
+    }
+}
+
+/// Runs `body` and turns its error into a snapshot failure.
+pub(super) fn guarded(shared: &Shared, body: impl FnOnce(&Shared) -> Result<(), SnapshotError>) {
+    if let Err(e) = body(shared) {
+        shared.fail(e);
+    }
+}
+
+/// Decoupled model: reads faults, copies each faulted page to staging, unprotects at once.
+pub(super) fn fault_lane(shared: &Shared) -> Result<(), SnapshotError> {
+    let mut buf = WpUffd::event_buffer();
+    let mut events = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
+    let mut held = VecDeque::new();
+    let mut actions = Vec::new();
+    while !shared.stopped() {
+        read_events(shared, &mut buf, &mut events, &mut held)?;
+        let capture = {
+            let (mut state, now) = shared.lock_engine();
+            feed_faults(&mut state.engine, now, &mut held, &mut actions)?;
+            let capture = state.engine.poll_capture(now, Lane::Fault);
+            let waiting = capture.is_none() && (state.engine.faults_queued() > 0 || !held.is_empty());
+            shared.fault_lane_waits_for_room.store(waiting, Ordering::Release);
+            capture
+        };
+        shared.apply(&mut actions)?;
+        match capture {
+            Some(capture) => {
+                stage(shared, capture, &mut actions)?;
+                // The fault queue may be empty now: the scan may go on.
+                shared.scan_signal.notify();
+            }
+            None if events.is_empty() || !held.is_empty() => poll_uffd(shared, IDLE_WAIT_MAX)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Decoupled model: the background scan, paced by the policy.
+pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
+    let mut actions = Vec::new();
+    while !shared.stopped() {
+        let seen = shared.scan_signal.generation();
+        let (capture, wait) = {
+            let (mut state, now) = shared.lock_engine();
+            if state.engine.poll_timeout().is_some_and(|at| at <= now) {
+                state.engine.handle_timeout(now);
+            }
+            let capture = state.engine.poll_capture(now, Lane::Scan);
+            let wait = match state.engine.poll_timeout() {
+                Some(at) => Duration::from_nanos(at.saturating_since(now).as_ns()),
+                None => IDLE_WAIT_MAX,
+            };
+            (capture, wait)
+        };
+        match capture {
+            Some(capture) => stage(shared, capture, &mut actions)?,
+            None => {
+                shared.scan_signal.wait_for_change(seen, wait.min(IDLE_WAIT_MAX));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decoupled model: writes staged pages to the sink, then frees their room in the engine.
+pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
+    let page_size = shared.region.page_size() as usize;
+    let mut actions = Vec::new();
+    loop {
+        let Some(run) = shared.staging.pop(IDLE_WAIT_MAX) else {
+            if shared.stopped() {
+                return Ok(());
+            }
+            continue;
+        };
+        if shared.stopped() {
+            // Complete leaves nothing staged; after a cancel the copies are not wanted.
+            return Ok(());
+        }
+        for (i, page) in run.data.chunks_exact(page_size).enumerate() {
+            sink.write_page(run.first + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
+        }
+        let count = run.count;
+        shared.staging.recycle(run.data);
+        {
+            let (mut state, now) = shared.lock_engine();
+            state.engine.handle_sink_drained(now, count).map_err(|e| SnapshotError::Internal(e.to_string()))?;
+            drain(&mut state.engine, &mut actions);
+        }
+        shared.apply(&mut actions)?;
+        shared.scan_signal.notify();
+        if shared.fault_lane_waits_for_room.load(Ordering::Acquire) {
+            shared.wake_poller();
+        }
+    }
+}
+
+/// The qemu model: one thread reads a fault without blocking, saves the page to the stream,
+/// then unprotects; it scans in between.
+pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
+    let page_size = shared.region.page_size() as usize;
+    let mut buf = WpUffd::event_buffer();
+    let mut events = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
+    let mut held = VecDeque::new();
+    let mut actions = Vec::new();
+    let mut data = Vec::new();
+    while !shared.stopped() {
+        read_events(shared, &mut buf, &mut events, &mut held)?;
+        let (capture, wait) = {
+            let (mut state, now) = shared.lock_engine();
+            feed_faults(&mut state.engine, now, &mut held, &mut actions)?;
+            if state.engine.poll_timeout().is_some_and(|at| at <= now) {
+                state.engine.handle_timeout(now);
+            }
+            let capture = state.engine.poll_capture(now, Lane::Single);
+            let wait = match state.engine.poll_timeout() {
+                Some(at) => Duration::from_nanos(at.saturating_since(now).as_ns()),
+                None => IDLE_WAIT_MAX,
+            };
+            (capture, wait)
+        };
+        shared.apply(&mut actions)?;
+        match capture {
+            Some(capture) => {
+                let run = capture.run();
+                data.resize((run.count * shared.region.page_size()) as usize, 0);
+                shared.region.copy_pages(run.first.0, run.count, &mut data);
+                // The page stays protected until the stream has it: QEMU's behaviour.
+                for (i, page) in data.chunks_exact(page_size).enumerate() {
+                    sink.write_page(run.first.0 + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
+                }
+                complete_capture(shared, capture, &mut actions)?;
+            }
+            None => poll_uffd(shared, wait)?,
+        }
+    }
+    Ok(())
+}

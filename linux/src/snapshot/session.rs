@@ -1,0 +1,304 @@
+//! The session's states: [`Prepared`] (uffd ready, nothing protected), [`Running`] (armed,
+//! threads running) and the final [`SnapshotReport`].
+
+use super::config::SnapshotConfig;
+use super::lanes;
+use super::report::{Progress, SnapshotReport};
+use super::shared::{EngineState, FaultWaitReporter, Shared, SnapshotError};
+use super::sink::PageSink;
+use crate::region::Region;
+use crate::sync::shim::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::{ChangeSignal, StagingQueue};
+use crate::uffd::{UnpopulatedMethod, WpUffd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use wpsnap_core::{Engine, EngineConfig, Nanos, ServiceModel};
+
+/// Entry point of the session typestate.
+#[derive(Debug)]
+pub struct Snapshot;
+
+impl Snapshot {
+    /// Opens the userfaultfd, registers the region in write-protect mode and, if the kernel
+    /// cannot protect never-touched pages itself, touches each page by reading it. Nothing is
+    /// protected yet; writers may run.
+    pub fn prepare(region: Region, config: SnapshotConfig, sink: Box<dyn PageSink>) -> Result<Prepared, SnapshotError> {
+        let engine_config = config.engine_config(region.page_size(), region.page_count());
+        engine_config.validate()?;
+        let uffd = WpUffd::open()?;
+        let method = if config.force_touch {
+            UnpopulatedMethod::TouchByReading
+        } else {
+            uffd.unpopulated_method(region.backing().is_file_backed())
+        };
+        uffd.register_wp(region.start(), region.len())?;
+        let touch_started = Instant::now();
+        if method == UnpopulatedMethod::TouchByReading {
+            region.touch_every_page();
+        }
+        let touch_ns = touch_started.elapsed().as_nanos() as u64;
+        Ok(Prepared { region, config, engine_config, uffd, method, sink, touch_ns })
+    }
+}
+
+/// Ready to arm: the uffd is open and the region registered, nothing is protected.
+/// Dropping it closes the userfaultfd, which unregisters the region.
+#[must_use = "arm the snapshot, or drop it to give up"]
+pub struct Prepared {
+    region: Region,
+    config: SnapshotConfig,
+    engine_config: EngineConfig,
+    uffd: WpUffd,
+    method: UnpopulatedMethod,
+    sink: Box<dyn PageSink>,
+    touch_ns: u64,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("region", &self.region).field("method", &self.method).finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Features the kernel granted.
+    pub fn uffd_features(&self) -> Vec<&'static str> {
+        self.uffd.features().names()
+    }
+
+    /// How never-touched pages are protected.
+    pub fn unpopulated_method(&self) -> UnpopulatedMethod {
+        self.method
+    }
+
+    /// Arms the snapshot: calls `pause_writers`, which must stop every thread that writes the
+    /// region and return a guard that lets them go on when dropped; write-protects the whole
+    /// region; drops the guard; starts the snapshot threads. The image is the region's content
+    /// at that instant.
+    ///
+    /// Writers blocked on a protected page are released on every exit path.
+    pub fn arm<G>(self, pause_writers: impl FnOnce() -> G) -> Result<Running, SnapshotError> {
+        let Prepared { region, config, engine_config, uffd, method, sink, touch_ns } = self;
+        let wake_fd =
+            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
+                .map_err(SnapshotError::EventFd)?;
+        let pause_started = Instant::now();
+        let guard = pause_writers();
+        let protect_started = Instant::now();
+        let protected = uffd.protect(region.start(), region.len());
+        let epoch = Instant::now();
+        if let Err(e) = protected {
+            let _ = uffd.unprotect(region.start(), region.len());
+            drop(guard);
+            let _ = uffd.unregister(region.start(), region.len());
+            sink.abort();
+            return Err(e.into());
+        }
+        drop(guard);
+        let pause_ns = pause_started.elapsed().as_nanos() as u64;
+        let protect_ns = epoch.duration_since(protect_started).as_nanos() as u64;
+        let engine = match Engine::new(engine_config.clone(), Nanos::ZERO) {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = uffd.unprotect(region.start(), region.len());
+                let _ = uffd.unregister(region.start(), region.len());
+                sink.abort();
+                return Err(e.into());
+            }
+        };
+        let shared = Arc::new(Shared {
+            region,
+            uffd,
+            engine: Mutex::new(EngineState { engine, last_now: Nanos::ZERO }),
+            staging: StagingQueue::new(engine_config.staging_pages),
+            scan_signal: ChangeSignal::new(),
+            wake_fd,
+            fault_lane_waits_for_room: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            epoch,
+            unprotect_calls: AtomicU64::new(0),
+        });
+        let mut running = Running {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            sink_thread: None,
+            method,
+            pause_ns,
+            protect_ns,
+            touch_ns,
+            features: shared.uffd.features().names().iter().map(|s| s.to_string()).collect(),
+        };
+        let spawned = match config.service_model {
+            ServiceModel::Decoupled => running
+                .spawn("wpsnap-fault", lanes::fault_lane)
+                .and_then(|()| running.spawn("wpsnap-scan", lanes::scan_lane))
+                .and_then(|()| running.spawn_sink("wpsnap-sink", sink, lanes::sink_lane)),
+            ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", sink, lanes::qemu_lane),
+        };
+        if let Err(e) = spawned {
+            // Dropping `running` fails the session: protection removed, threads joined.
+            return Err(e);
+        }
+        Ok(running)
+    }
+}
+
+type SinkThread = JoinHandle<Box<dyn PageSink>>;
+
+/// An armed snapshot: threads are saving pages while writers run.
+/// Call [`finish`](Running::finish) or [`cancel`](Running::cancel); dropping it cancels.
+#[must_use = "finish or cancel the snapshot; dropping it cancels"]
+pub struct Running {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    sink_thread: Option<SinkThread>,
+    method: UnpopulatedMethod,
+    pause_ns: u64,
+    protect_ns: u64,
+    touch_ns: u64,
+    features: Vec<String>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("progress", &self.progress()).finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    fn spawn(&mut self, name: &str, lane: fn(&Shared) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || lanes::guarded(&shared, lane))
+            .map_err(SnapshotError::Spawn)?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    fn spawn_sink(
+        &mut self,
+        name: &str,
+        mut sink: Box<dyn PageSink>,
+        lane: fn(&Shared, &mut dyn PageSink) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        let shared = self.shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
+                sink
+            })
+            .map_err(SnapshotError::Spawn)?;
+        self.sink_thread = Some(handle);
+        Ok(())
+    }
+
+    /// Pages saved so far.
+    pub fn progress(&self) -> Progress {
+        let state = lock(&self.shared.engine);
+        let stats = state.engine.stats();
+        Progress {
+            pages_saved: stats.pages_saved(),
+            page_count: state.engine.config().page_count,
+            pages_by_fault: stats.pages_by_fault,
+        }
+    }
+
+    /// True once the snapshot completed or failed (then `finish` returns at once).
+    pub fn is_done(&self) -> bool {
+        self.shared.stopped()
+    }
+
+    /// A handle writer threads use to report their real fault waits.
+    pub fn fault_wait_reporter(&self) -> FaultWaitReporter {
+        FaultWaitReporter { shared: self.shared.clone() }
+    }
+
+    /// Waits for every page to be saved and written, then finishes the sink with the report.
+    pub fn finish(mut self) -> Result<SnapshotReport, SnapshotError> {
+        self.conclude(None)
+    }
+
+    /// Stops the snapshot: protection removed, writers woken, the sink aborted.
+    pub fn cancel(mut self, reason: &str) -> SnapshotError {
+        match self.conclude(Some(reason)) {
+            Ok(_) => SnapshotError::Internal("cancel completed the snapshot".into()),
+            Err(e) => e,
+        }
+    }
+
+    fn conclude(&mut self, cancel: Option<&str>) -> Result<SnapshotReport, SnapshotError> {
+        if let Some(reason) = cancel {
+            self.shared.fail(SnapshotError::Cancelled(reason.to_string()));
+        }
+        let mut panicked = false;
+        for handle in self.threads.drain(..) {
+            panicked |= handle.join().is_err();
+        }
+        let sink = match self.sink_thread.take().map(JoinHandle::join) {
+            Some(Ok(sink)) => Some(sink),
+            Some(Err(_)) => {
+                panicked = true;
+                None
+            }
+            None => None,
+        };
+        if panicked {
+            self.shared.fail(SnapshotError::Internal("a snapshot thread panicked".into()));
+        }
+        // Whatever happened, no writer stays blocked and the region leaves the uffd.
+        self.shared.release_writers();
+        let region = self.shared.region;
+        let _ = self.shared.uffd.unregister(region.start(), region.len());
+        let failure = lock(&self.shared.failure).take();
+        let complete = lock(&self.shared.engine).engine.is_complete();
+        match (failure, sink) {
+            (None, Some(sink)) if complete => {
+                let mut report = self.report(sink.bytes_written(), String::new());
+                let json = serde_json::to_string(&report).map_err(|e| SnapshotError::Internal(e.to_string()))?;
+                report.destination = sink.finish(&json).map_err(|e| SnapshotError::Sink(e.0))?;
+                Ok(report)
+            }
+            (failure, sink) => {
+                if let Some(sink) = sink {
+                    sink.abort();
+                }
+                Err(failure.unwrap_or_else(|| SnapshotError::Internal("threads stopped before completion".into())))
+            }
+        }
+    }
+
+    fn report(&self, sink_bytes: u64, destination: String) -> SnapshotReport {
+        let state = lock(&self.shared.engine);
+        let engine = state.engine.report();
+        let duration_ns = engine.stats.finished_at.map_or(state.last_now.as_ns(), |t| t.as_ns());
+        let region = self.shared.region;
+        SnapshotReport {
+            backing: region.backing(),
+            region_bytes: region.len() as u64,
+            page_size: region.page_size(),
+            uffd_features: self.features.clone(),
+            unpopulated_method: self.method,
+            pause_ns: self.pause_ns,
+            protect_ns: self.protect_ns,
+            touch_ns: self.touch_ns,
+            duration_ns,
+            sink_bytes,
+            throughput_bytes_per_sec: region.len() as f64 / (duration_ns.max(1) as f64 / 1e9),
+            unprotect_calls: self.shared.unprotect_calls.load(Ordering::Relaxed),
+            destination,
+            engine,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() || self.sink_thread.is_some() {
+            let _ = self.conclude(Some("the snapshot session was dropped"));
+        }
+    }
+}

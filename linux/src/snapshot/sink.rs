@@ -1,0 +1,78 @@
+//! Where saved pages go: the [`PageSink`] trait, and an in-memory image for tests and checks.
+
+use crate::sync::shim::{Arc, Mutex, lock};
+use thiserror::Error;
+
+/// A sink failed; the text names what and where.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Receives each page once, in any order, then a finish with the report.
+pub trait PageSink: Send {
+    /// Saves page `index` (`data` is exactly one page).
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError>;
+    /// Bytes handed to the underlying output so far.
+    fn bytes_written(&self) -> u64;
+    /// Completes the output (trailer, sync, rename, acknowledgement); returns where it went.
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError>;
+    /// Gives up, leaving nothing that looks complete.
+    fn abort(self: Box<Self>);
+}
+
+/// The pages an [`MemorySink`] received, shared with whoever holds the handle.
+#[derive(Debug, Default)]
+pub struct MemoryImage {
+    pub page_size: usize,
+    pub data: Vec<u8>,
+    /// How often each page was written (1 each in a correct snapshot).
+    pub writes: Vec<u32>,
+    pub finished: bool,
+    pub report_json: String,
+}
+
+/// A sink that keeps the image in memory (tests, and the demo's reference check).
+#[derive(Debug)]
+pub struct MemorySink {
+    image: Arc<Mutex<MemoryImage>>,
+    bytes: u64,
+}
+
+impl MemorySink {
+    /// A sink for `page_count` pages of `page_size` bytes, and a handle to read the image.
+    pub fn new(page_size: u64, page_count: u64) -> (MemorySink, Arc<Mutex<MemoryImage>>) {
+        let image = Arc::new(Mutex::new(MemoryImage {
+            page_size: page_size as usize,
+            data: vec![0; (page_size * page_count) as usize],
+            writes: vec![0; page_count as usize],
+            finished: false,
+            report_json: String::new(),
+        }));
+        (MemorySink { image: image.clone(), bytes: 0 }, image)
+    }
+}
+
+impl PageSink for MemorySink {
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
+        let mut image = lock(&self.image);
+        let size = image.page_size;
+        let i = index as usize;
+        if data.len() != size || i >= image.writes.len() {
+            return Err(SinkError(format!("memory sink: bad page {index} of {} bytes", data.len())));
+        }
+        image.data[i * size..(i + 1) * size].copy_from_slice(data);
+        image.writes[i] += 1;
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+    fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
+        let mut image = lock(&self.image);
+        image.finished = true;
+        image.report_json = report_json.to_string();
+        Ok("memory".to_string())
+    }
+    fn abort(self: Box<Self>) {}
+}

@@ -1,0 +1,192 @@
+//! The userfaultfd in write-protect mode: open it, learn which features the kernel granted,
+//! register a region, protect and unprotect ranges, read events as plain values, wake.
+//!
+//! Everything here is a thin, checked layer over the `userfaultfd` crate plus one raw
+//! `UFFDIO_API` probe (the crate does not report which features the kernel granted). Events
+//! are turned into [`UffdEvent`]s holding addresses as integers, so they can cross threads.
+
+mod features;
+mod open_error;
+
+pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
+pub use open_error::UffdOpenError;
+
+use std::os::fd::{AsFd, BorrowedFd};
+use thiserror::Error;
+use userfaultfd::{Event, EventBuffer, FaultKind, FeatureFlags, RegisterMode, Uffd, UffdBuilder};
+
+/// Events one `read(2)` of the userfaultfd may return at most.
+pub const EVENTS_PER_READ_MAX: usize = 64;
+
+/// How pages that were never touched get protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnpopulatedMethod {
+    /// The kernel's `UFFD_FEATURE_WP_UNPOPULATED`: write-protecting an unpopulated page installs
+    /// a marker, so its first write faults like any other.
+    KernelWpUnpopulated,
+    /// Without that feature, a never-touched page has no page-table entry to protect, and its
+    /// first write would slip through unseen. Each page is read once before protecting, which
+    /// maps the shared zero page (anonymous) or the file's page (shmem, hugetlbfs).
+    TouchByReading,
+}
+
+/// A userfaultfd event, as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UffdEvent {
+    /// A write to a write-protected page at `addr`.
+    WriteProtectFault { addr: usize },
+    /// A fault on a missing page (not expected: the region is registered in WP mode only).
+    OtherFault { addr: usize },
+    /// `madvise(MADV_DONTNEED/MADV_REMOVE)` dropped `[start, end)`.
+    Remove { start: usize, end: usize },
+    /// `[start, end)` was unmapped.
+    Unmap { start: usize, end: usize },
+    /// `len` bytes were moved from `from` to `to` by `mremap`.
+    Remap { from: usize, to: usize, len: usize },
+}
+
+/// A failed userfaultfd operation, naming it.
+#[derive(Debug, Error)]
+pub enum UffdError {
+    #[error(transparent)]
+    Open(#[from] UffdOpenError),
+    #[error("UFFDIO_REGISTER (write-protect mode) of {len} bytes at {start:#x}: {source}")]
+    Register { start: usize, len: usize, source: userfaultfd::Error },
+    #[error("the kernel does not offer UFFDIO_WRITEPROTECT on this region (backing not supported for write-protect)")]
+    NoWriteProtectIoctl,
+    #[error("UFFDIO_UNREGISTER: {source}")]
+    Unregister { source: userfaultfd::Error },
+    #[error("UFFDIO_WRITEPROTECT (protect) of {len} bytes at {start:#x}: {source}")]
+    Protect { start: usize, len: usize, source: userfaultfd::Error },
+    #[error("UFFDIO_WRITEPROTECT (unprotect) of {len} bytes at {start:#x}: {source}")]
+    Unprotect { start: usize, len: usize, source: userfaultfd::Error },
+    #[error("UFFDIO_WAKE of {len} bytes at {start:#x}: {source}")]
+    Wake { start: usize, len: usize, source: userfaultfd::Error },
+    #[error("reading userfaultfd events: {source}")]
+    Read { source: userfaultfd::Error },
+}
+
+/// A userfaultfd opened for write-protect snapshots: non-blocking, handling kernel-mode faults
+/// too (`read(2)` into a protected page faults instead of failing with EFAULT), subscribed to
+/// the remove, unmap and remap events the kernel granted.
+#[derive(Debug)]
+pub struct WpUffd {
+    uffd: Uffd,
+    features: GrantedFeatures,
+}
+
+impl WpUffd {
+    /// Opens and initialises the userfaultfd, requesting every feature wpsnap uses that the
+    /// kernel offers.
+    pub fn open() -> Result<WpUffd, UffdError> {
+        let offered = probe_features()?;
+        let wanted = FeatureFlags::PAGEFAULT_FLAG_WP
+            | FeatureFlags::EVENT_REMOVE
+            | FeatureFlags::EVENT_UNMAP
+            | FeatureFlags::EVENT_REMAP
+            | FeatureFlags::from_bits_retain(FEATURE_WP_UNPOPULATED | FEATURE_WP_HUGETLBFS_SHMEM);
+        if !offered.contains(FeatureFlags::PAGEFAULT_FLAG_WP.bits()) {
+            return Err(UffdOpenError::NoWriteProtect { offered_bits: offered.bits }.into());
+        }
+        let request = FeatureFlags::from_bits_retain(wanted.bits() & offered.bits);
+        let uffd = UffdBuilder::new()
+            .close_on_exec(true)
+            .non_blocking(true)
+            .user_mode_only(false)
+            .require_features(request)
+            .create()
+            .map_err(UffdOpenError::from_create)?;
+        Ok(WpUffd { uffd, features: GrantedFeatures { bits: request.bits() } })
+    }
+
+    /// The features this userfaultfd was granted.
+    pub fn features(&self) -> GrantedFeatures {
+        self.features
+    }
+
+    /// How never-touched pages will be protected with these features on this backing.
+    ///
+    /// For anonymous memory that takes `WP_UNPOPULATED`. For shmem and hugetlbfs the kernel
+    /// installs its markers on empty entries whenever it supports write-protect there at all
+    /// (`WP_HUGETLBFS_SHMEM`, Linux 5.19).
+    pub fn unpopulated_method(&self, file_backed: bool) -> UnpopulatedMethod {
+        let needed = if file_backed { FEATURE_WP_HUGETLBFS_SHMEM } else { FEATURE_WP_UNPOPULATED };
+        if self.features.contains(needed) {
+            UnpopulatedMethod::KernelWpUnpopulated
+        } else {
+            UnpopulatedMethod::TouchByReading
+        }
+    }
+
+    /// Registers `[start, start + len)` in write-protect mode.
+    pub fn register_wp(&self, start: usize, len: usize) -> Result<(), UffdError> {
+        let ioctls = self
+            .uffd
+            .register_with_mode(start as *mut libc::c_void, len, RegisterMode::WRITE_PROTECT)
+            .map_err(|source| UffdError::Register { start, len, source })?;
+        if !ioctls.contains(userfaultfd::IoctlFlags::WRITE_PROTECT) {
+            let _ = self.uffd.unregister(start as *mut libc::c_void, len);
+            return Err(UffdError::NoWriteProtectIoctl);
+        }
+        Ok(())
+    }
+
+    /// Unregisters `[start, start + len)`.
+    pub fn unregister(&self, start: usize, len: usize) -> Result<(), UffdError> {
+        self.uffd.unregister(start as *mut libc::c_void, len).map_err(|source| UffdError::Unregister { source })
+    }
+
+    /// Write-protects `[start, start + len)`.
+    pub fn protect(&self, start: usize, len: usize) -> Result<(), UffdError> {
+        self.uffd.write_protect(start as *mut libc::c_void, len).map_err(|source| UffdError::Protect {
+            start,
+            len,
+            source,
+        })
+    }
+
+    /// Removes write protection from `[start, start + len)` and wakes writers blocked there.
+    pub fn unprotect(&self, start: usize, len: usize) -> Result<(), UffdError> {
+        self.uffd
+            .remove_write_protection(start as *mut libc::c_void, len, true)
+            .map_err(|source| UffdError::Unprotect { start, len, source })
+    }
+
+    /// Wakes writers blocked on `[start, start + len)` (a fault that raced an unprotect).
+    pub fn wake(&self, start: usize, len: usize) -> Result<(), UffdError> {
+        self.uffd.wake(start as *mut libc::c_void, len).map_err(|source| UffdError::Wake { start, len, source })
+    }
+
+    /// Reads the events ready now (non-blocking) into `out`; returns how many were added.
+    pub fn read_events(&self, buf: &mut EventBuffer, out: &mut Vec<UffdEvent>) -> Result<usize, UffdError> {
+        let before = out.len();
+        let events = self.uffd.read_events(buf).map_err(|source| UffdError::Read { source })?;
+        for event in events {
+            let event = event.map_err(|source| UffdError::Read { source })?;
+            out.push(match event {
+                Event::Pagefault { kind: FaultKind::WriteProtected, addr, .. } => {
+                    UffdEvent::WriteProtectFault { addr: addr as usize }
+                }
+                Event::Pagefault { addr, .. } => UffdEvent::OtherFault { addr: addr as usize },
+                Event::Remove { start, end } => UffdEvent::Remove { start: start as usize, end: end as usize },
+                Event::Unmap { start, end } => UffdEvent::Unmap { start: start as usize, end: end as usize },
+                Event::Remap { from, to, len } => UffdEvent::Remap { from: from as usize, to: to as usize, len },
+                // Not subscribed to fork events; a child's uffd is closed when dropped here.
+                Event::Fork { .. } => continue,
+            });
+        }
+        Ok(out.len() - before)
+    }
+
+    /// A buffer for [`read_events`](WpUffd::read_events).
+    pub fn event_buffer() -> EventBuffer {
+        EventBuffer::new(EVENTS_PER_READ_MAX)
+    }
+}
+
+impl AsFd for WpUffd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.uffd.as_fd()
+    }
+}

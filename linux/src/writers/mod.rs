@@ -1,0 +1,289 @@
+//! Synthetic writer threads: they write version-stamped pages of a region at a chosen rate and
+//! pattern (`wpsnap-workload`), time every write, and report the slow ones (writes that waited
+//! for a write-protect fault) to the running snapshot and to their own histograms.
+//!
+//! Each writer owns the pages `p` with `p % writers == index`, so the last stamp each page
+//! should hold afterwards is known exactly, and a lost write can be detected.
+
+mod stamp;
+
+pub use stamp::{STAMP_OFFSETS, expected_stamp_ok, stamp_value};
+
+use crate::region::Region;
+use crate::snapshot::FaultWaitReporter;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wpsnap_core::{LatencyRecorder, Nanos};
+use wpsnap_workload::{PageSampler, Pattern, WriteTiming};
+
+/// Most writer threads.
+pub const WRITERS_MAX: u32 = 256;
+/// A write slower than this is counted as a fault wait (a plain store takes well under 1 µs;
+/// a write-protect fault round trip takes several).
+pub const FAULT_WAIT_NS_MIN: u64 = 1_000;
+/// Writers sleep only when they are this far ahead of their schedule (sleeping is coarse).
+const SLEEP_AHEAD_NS_MIN: u64 = 200_000;
+
+/// Writer settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriterConfig {
+    pub threads: u32,
+    pub pattern: Pattern,
+    /// Writes per second per writer; `None`: as fast as possible.
+    pub writes_per_sec: Option<f64>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum WriterError {
+    #[error("writer threads must be 1..={WRITERS_MAX} and at most the page count ({page_count}), got {threads}")]
+    Threads { threads: u32, page_count: u64 },
+    #[error("write pattern: {0}")]
+    Pattern(#[from] wpsnap_workload::PatternError),
+    #[error("write timing: {0}")]
+    Timing(#[from] wpsnap_workload::TimingError),
+    #[error("starting a writer thread: {0}")]
+    Spawn(std::io::Error),
+    #[error("a writer thread panicked")]
+    Panicked,
+}
+
+/// What the writers did.
+#[derive(Clone, Debug)]
+pub struct WritersOutcome {
+    pub writes: u64,
+    /// Writes slower than [`FAULT_WAIT_NS_MIN`] while a snapshot was running.
+    pub fault_wait: LatencyRecorder,
+    /// Every write timed while a snapshot was running.
+    pub write_latency: LatencyRecorder,
+    /// The sequence number last written to each page (0: never written).
+    pub last_seq: Vec<u64>,
+}
+
+struct Control {
+    gate: RwLock<()>,
+    stop: AtomicBool,
+    reporter: Mutex<Option<FaultWaitReporter>>,
+    /// Bumped when a reporter is set or cleared; writers re-read it then.
+    reporter_version: AtomicU64,
+}
+
+/// Running writer threads. Stop them with [`stop`](WriterSet::stop).
+pub struct WriterSet {
+    control: Arc<Control>,
+    handles: Vec<JoinHandle<WriterResult>>,
+    page_count: u64,
+}
+
+impl std::fmt::Debug for WriterSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterSet").field("threads", &self.handles.len()).finish_non_exhaustive()
+    }
+}
+
+/// Writers are paused while this lives.
+#[derive(Debug)]
+pub struct WriterPause<'a> {
+    _guard: RwLockWriteGuard<'a, ()>,
+}
+
+struct WriterResult {
+    writes: u64,
+    fault_wait: LatencyRecorder,
+    write_latency: LatencyRecorder,
+    last_seq: Vec<(u64, u64)>,
+}
+
+impl WriterSet {
+    /// Starts `config.threads` writers on `region`. The caller keeps the region mapped until
+    /// [`stop`](WriterSet::stop) returns.
+    pub fn start(region: Region, config: &WriterConfig) -> Result<WriterSet, WriterError> {
+        let page_count = region.page_count();
+        if config.threads == 0 || config.threads > WRITERS_MAX || config.threads as u64 > page_count {
+            return Err(WriterError::Threads { threads: config.threads, page_count });
+        }
+        let timing = match config.writes_per_sec {
+            Some(rate) => Some(WriteTiming::for_pattern(&config.pattern, rate)?),
+            None => None,
+        };
+        let control = Arc::new(Control {
+            gate: RwLock::new(()),
+            stop: AtomicBool::new(false),
+            reporter: Mutex::new(None),
+            reporter_version: AtomicU64::new(0),
+        });
+        let mut set = WriterSet { control: control.clone(), handles: Vec::new(), page_count };
+        for index in 0..config.threads {
+            let sampler = PageSampler::new(&config.pattern, page_count, index)?;
+            let rng = ChaCha8Rng::seed_from_u64(config.seed ^ ((index as u64 + 1) << 32));
+            let control = control.clone();
+            let timing = timing.clone();
+            let writers = config.threads;
+            let handle = std::thread::Builder::new()
+                .name(format!("wpsnap-writer-{index}"))
+                .spawn(move || writer_loop(region, index, writers, sampler, rng, timing, &control))
+                .map_err(WriterError::Spawn);
+            match handle {
+                Ok(h) => set.handles.push(h),
+                Err(e) => {
+                    let _ = set.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Pauses every writer between two writes; they resume when the guard is dropped.
+    pub fn pause(&self) -> WriterPause<'_> {
+        let guard = match self.control.gate.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        WriterPause { _guard: guard }
+    }
+
+    /// Sends slow writes to a running snapshot's engine (and starts timing writes), or stops.
+    pub fn set_reporter(&self, reporter: Option<FaultWaitReporter>) {
+        *lock(&self.control.reporter) = reporter;
+        self.control.reporter_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Stops and joins the writers.
+    pub fn stop(mut self) -> Result<WritersOutcome, WriterError> {
+        self.control.stop.store(true, Ordering::Release);
+        let mut outcome = WritersOutcome {
+            writes: 0,
+            fault_wait: LatencyRecorder::new(),
+            write_latency: LatencyRecorder::new(),
+            last_seq: vec![0; self.page_count as usize],
+        };
+        let mut panicked = false;
+        for handle in self.handles.drain(..) {
+            match handle.join() {
+                Ok(r) => {
+                    outcome.writes += r.writes;
+                    outcome.fault_wait.merge(&r.fault_wait);
+                    outcome.write_latency.merge(&r.write_latency);
+                    for (page, seq) in r.last_seq {
+                        outcome.last_seq[page as usize] = seq;
+                    }
+                }
+                Err(_) => panicked = true,
+            }
+        }
+        if panicked { Err(WriterError::Panicked) } else { Ok(outcome) }
+    }
+}
+
+impl Drop for WriterSet {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Release);
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The page writer `index` of `writers` writes when the pattern picks `page`.
+fn owned_page(page: u64, index: u32, writers: u32, page_count: u64) -> u64 {
+    let owned = page - page % writers as u64 + index as u64;
+    if owned < page_count { owned } else { index as u64 }
+}
+
+fn writer_loop(
+    region: Region,
+    index: u32,
+    writers: u32,
+    mut sampler: PageSampler,
+    mut rng: ChaCha8Rng,
+    timing: Option<WriteTiming>,
+    control: &Control,
+) -> WriterResult {
+    let page_count = region.page_count();
+    // Pages this writer owns: index, index + writers, ...
+    let owned_pages = (page_count - index as u64).div_ceil(writers as u64);
+    let mut last = vec![0u64; owned_pages as usize];
+    let mut seq = 0u64;
+    let mut fault_wait = LatencyRecorder::new();
+    let mut write_latency = LatencyRecorder::new();
+    let mut reporter: Option<FaultWaitReporter> = None;
+    let mut reporter_seen = u64::MAX;
+    let started = Instant::now();
+    let mut due_ns = 0u64;
+    while !control.stop.load(Ordering::Acquire) {
+        let version = control.reporter_version.load(Ordering::Acquire);
+        if version != reporter_seen {
+            reporter = lock(&control.reporter).clone();
+            reporter_seen = version;
+        }
+        if let Some(timing) = &timing {
+            due_ns += timing.next_gap_ns(due_ns, &mut rng);
+            let now_ns = started.elapsed().as_nanos() as u64;
+            if due_ns > now_ns + SLEEP_AHEAD_NS_MIN {
+                std::thread::sleep(Duration::from_nanos((due_ns - now_ns).min(10_000_000)));
+            }
+        }
+        let page = owned_page(sampler.next_page(&mut rng), index, writers, page_count);
+        seq += 1;
+        let value = stamp_value(index, seq);
+        let took = {
+            let _pause = match control.gate.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let t0 = Instant::now();
+            stamp::write_stamp(&region, page, seq, value);
+            t0.elapsed()
+        };
+        last[(page / writers as u64) as usize] = seq;
+        if let Some(reporter) = &reporter {
+            let ns = Nanos(took.as_nanos() as u64);
+            write_latency.record(ns);
+            if ns.as_ns() >= FAULT_WAIT_NS_MIN {
+                fault_wait.record(ns);
+                reporter.report(took);
+            }
+        }
+    }
+    let last_seq = last
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s != 0)
+        .map(|(i, s)| (i as u64 * writers as u64 + index as u64, stamp_value(index, *s)))
+        .collect();
+    WriterResult { writes: seq, fault_wait, write_latency, last_seq }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_page;
+
+    #[test]
+    fn owned_pages_stay_in_range_and_belong_to_the_writer() {
+        for page_count in [3u64, 10, 17] {
+            for writers in 1..=3u32 {
+                for index in 0..writers {
+                    for page in 0..page_count {
+                        let p = owned_page(page, index, writers, page_count);
+                        assert!(p < page_count);
+                        assert_eq!(p % writers as u64, index as u64);
+                    }
+                }
+            }
+        }
+    }
+}

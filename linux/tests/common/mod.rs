@@ -1,0 +1,141 @@
+//! Shared helpers of the live-snapshot integration tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
+use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::snapshot::{MemorySink, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::uffd::WpUffd;
+use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
+use wpsnap_workload::Pattern;
+
+/// Whether userfaultfd write-protect works here. Without it the test is skipped with the
+/// reason printed, unless WPSNAP_REQUIRE_UFFD=1, which makes it fail.
+pub fn uffd_or_skip(test: &str) -> bool {
+    match WpUffd::open() {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("WPSNAP_REQUIRE_UFFD").is_ok_and(|v| v == "1") {
+                panic!("{test}: userfaultfd required (WPSNAP_REQUIRE_UFFD=1) but unavailable: {e}");
+            }
+            eprintln!("SKIPPED {test}: userfaultfd unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// Fills pages with a recognisable pattern, leaving every `untouched_every`-th page never
+/// touched (so it is unpopulated when the snapshot starts).
+pub fn fill(region: &Region, untouched_every: u64) {
+    let page_size = region.page_size() as usize;
+    for page in 0..region.page_count() {
+        if untouched_every != 0 && page % untouched_every == untouched_every - 1 {
+            continue;
+        }
+        let addr = region.page_addr(page) as *mut u8;
+        // SAFETY: the test owns the mapping; no writer runs yet.
+        unsafe { std::ptr::write_bytes(addr.add(8), (page % 251) as u8 + 1, page_size - 8) };
+    }
+}
+
+/// Copies the whole region (with writers paused).
+pub fn copy_region(region: &Region) -> Vec<u8> {
+    let mut out = vec![0u8; region.len()];
+    region.copy_pages(0, region.page_count(), &mut out);
+    out
+}
+
+pub struct Scenario {
+    pub backing: Backing,
+    pub bytes: usize,
+    pub model: ServiceModel,
+    pub writers: u32,
+    pub writes_per_sec: f64,
+    /// Scan bandwidth, so the snapshot lasts long enough for writers to hit protected pages.
+    pub scan_bytes_per_sec: u64,
+    pub force_touch: bool,
+}
+
+impl Scenario {
+    pub fn new(backing: Backing, model: ServiceModel) -> Scenario {
+        Scenario {
+            backing,
+            bytes: 16 << 20,
+            model,
+            writers: 3,
+            writes_per_sec: 20_000.0,
+            scan_bytes_per_sec: 64 << 20,
+            force_touch: false,
+        }
+    }
+}
+
+pub struct Outcome {
+    pub report: SnapshotReport,
+    pub writers: WritersOutcome,
+    pub mapping: OwnedMapping,
+}
+
+/// Runs writers, snapshots the region while they write, and checks that the image equals
+/// the reference copy taken while writers were paused and that live memory holds every
+/// writer's last write. `during` runs while the snapshot is running.
+pub fn run_and_check(s: &Scenario, during: impl FnOnce(&Region)) -> Outcome {
+    let mapping = OwnedMapping::new(s.bytes, s.backing).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 7);
+    let writers = WriterSet::start(
+        region,
+        &WriterConfig {
+            threads: s.writers,
+            pattern: Pattern::Uniform,
+            writes_per_sec: Some(s.writes_per_sec),
+            seed: 7,
+        },
+    )
+    .expect("writers");
+    std::thread::sleep(Duration::from_millis(20));
+    let config = SnapshotConfig {
+        service_model: s.model,
+        policy: PolicyConfig::Bandwidth(BandwidthParams {
+            bytes_per_sec: s.scan_bytes_per_sec,
+            burst_bytes: 64 * 4096,
+        }),
+        force_touch: s.force_touch,
+        ..SnapshotConfig::default()
+    };
+    let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
+    let prepared = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare");
+    let mut reference = Vec::new();
+    let running = prepared
+        .arm(|| {
+            let pause = writers.pause();
+            reference = copy_region(&region);
+            pause
+        })
+        .expect("arm");
+    writers.set_reporter(Some(running.fault_wait_reporter()));
+    during(&region);
+    let report = running.finish().expect("snapshot");
+    writers.set_reporter(None);
+    std::thread::sleep(Duration::from_millis(10));
+    let outcome = writers.stop().expect("writers stop");
+
+    let image = image.lock().expect("image");
+    assert!(image.finished);
+    let page_size = region.page_size() as usize;
+    for page in 0..region.page_count() as usize {
+        assert_eq!(image.writes[page], 1, "page {page} saved {} times", image.writes[page]);
+        let range = page * page_size..(page + 1) * page_size;
+        assert!(image.data[range.clone()] == reference[range], "page {page}: image differs from the reference copy");
+    }
+    let live = copy_region(&region);
+    for (page, &stamp) in outcome.last_seq.iter().enumerate() {
+        if stamp != 0 {
+            assert!(expected_stamp_ok(&live[page * page_size..], stamp), "page {page}: live memory lost a write");
+        }
+    }
+    assert_eq!(report.engine.stats.pages_saved(), region.page_count());
+    assert!(outcome.writes > 0);
+    drop(image);
+    Outcome { report, writers: outcome, mapping }
+}

@@ -1,0 +1,99 @@
+//! Live snapshots on the real backend: writers keep writing version-stamped pages during the
+//! snapshot; the image must equal a copy taken while writers were paused, page for page, and
+//! live memory must hold every write afterwards.
+
+mod common;
+
+use common::{Scenario, run_and_check, uffd_or_skip};
+use wpsnap_core::ServiceModel;
+use wpsnap_linux::region::{Backing, hugetlb_pages_free};
+use wpsnap_linux::uffd::UnpopulatedMethod;
+
+fn check(backing: Backing, model: ServiceModel, name: &str) {
+    if !uffd_or_skip(name) {
+        return;
+    }
+    let outcome = run_and_check(&Scenario::new(backing, model), |_| {});
+    let stats = &outcome.report.engine.stats;
+    // Writers hit protected pages during the snapshot, and those were saved by fault.
+    assert!(stats.pages_by_fault > 0, "{name}: no page was saved by fault: {stats:?}");
+    assert!(outcome.writers.fault_wait.count() > 0, "{name}: writers measured no fault wait");
+    eprintln!(
+        "{name}: {} pages, {} by fault, pause {} us, fault wait p50 {} us p99 {} us, method {:?}",
+        outcome.report.engine.config.page_count,
+        stats.pages_by_fault,
+        outcome.report.pause_ns / 1000,
+        outcome.report.engine.fault_wait.p50_ns / 1000,
+        outcome.report.engine.fault_wait.p99_ns / 1000,
+        outcome.report.unpopulated_method,
+    );
+}
+
+#[test]
+fn anonymous_decoupled() {
+    check(Backing::Anonymous, ServiceModel::Decoupled, "anonymous_decoupled");
+}
+
+#[test]
+fn anonymous_qemu() {
+    check(Backing::Anonymous, ServiceModel::Qemu, "anonymous_qemu");
+}
+
+#[test]
+fn thp_decoupled() {
+    check(Backing::Thp, ServiceModel::Decoupled, "thp_decoupled");
+}
+
+#[test]
+fn memfd_decoupled() {
+    check(Backing::Memfd, ServiceModel::Decoupled, "memfd_decoupled");
+}
+
+#[test]
+fn memfd_qemu() {
+    check(Backing::Memfd, ServiceModel::Qemu, "memfd_qemu");
+}
+
+/// The fallback for kernels without WP_UNPOPULATED: touch each page by reading it first.
+#[test]
+fn anonymous_touch_by_reading() {
+    if !uffd_or_skip("anonymous_touch_by_reading") {
+        return;
+    }
+    let mut scenario = Scenario::new(Backing::Anonymous, ServiceModel::Decoupled);
+    scenario.force_touch = true;
+    let outcome = run_and_check(&scenario, |_| {});
+    assert_eq!(outcome.report.unpopulated_method, UnpopulatedMethod::TouchByReading);
+}
+
+/// hugetlbfs needs reserved huge pages; this test reserves a few if none are free and gives
+/// them back afterwards, and skips (saying why) if it cannot.
+#[test]
+fn hugetlbfs_decoupled() {
+    if !uffd_or_skip("hugetlbfs_decoupled") {
+        return;
+    }
+    const NEEDED: u64 = 8;
+    const SYSCTL: &str = "/proc/sys/vm/nr_hugepages";
+    let before = std::fs::read_to_string(SYSCTL).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let mut reserved = false;
+    if hugetlb_pages_free() < NEEDED
+        && let Some(before) = before
+    {
+        reserved = std::fs::write(SYSCTL, (before + NEEDED).to_string()).is_ok();
+    }
+    if hugetlb_pages_free() < NEEDED {
+        eprintln!(
+            "SKIPPED hugetlbfs_decoupled: fewer than {NEEDED} free 2 MiB huge pages and none could be reserved via {SYSCTL}"
+        );
+    } else {
+        let mut scenario = Scenario::new(Backing::Hugetlbfs, ServiceModel::Decoupled);
+        scenario.bytes = (NEEDED as usize) << 21;
+        scenario.scan_bytes_per_sec = 64 << 20;
+        let outcome = run_and_check(&scenario, |_| {});
+        drop(outcome);
+    }
+    if reserved && let Some(before) = before {
+        let _ = std::fs::write(SYSCTL, before.to_string());
+    }
+}
