@@ -20,6 +20,8 @@
 mod commands;
 mod durable;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod header;
 mod layout;
 mod page_set;
