@@ -15,3 +15,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+# loom: the real backend's thread handoffs, in their own target folder so the normal build
+# cache survives the `--cfg loom` rebuild.
+echo "== loom models"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
+    cargo test --release --locked -p wpsnap-loom-tests --target-dir target/loom

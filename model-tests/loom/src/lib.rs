@@ -1,0 +1,1 @@
+//! Tests only: see `tests/loom_handoffs.rs` and docs/testing.md.
