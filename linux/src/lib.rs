@@ -19,6 +19,8 @@
 //! touching the caller's pages) and the synthetic writers' page stores, each with a
 //! `// SAFETY:` comment.
 
+pub mod baseline;
+pub mod cli;
 pub mod fork;
 pub mod output;
 pub mod plot;

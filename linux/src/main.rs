@@ -1,1 +1,17 @@
-fn main() {}
+//! The `wpsnap` command. Parsing and dispatch only; the work is in `wpsnap_linux::cli`.
+
+use clap::Parser;
+use wpsnap_linux::cli::{self, Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    let args = Cli::parse();
+    cli::install_interrupt_handlers();
+    match args.command {
+        Command::Demo(demo) => cli::demo(&demo).map(drop),
+        Command::Run(run) => cli::run(&run).map(drop),
+        Command::Verify { file, against, json } => cli::verify(&file, against.as_deref(), json),
+        Command::Inspect { file, json } => cli::inspect(&file, json),
+        Command::Restore { file, raw } => cli::restore(&file, &raw),
+        Command::Receive { listen, out } => cli::receive(&listen, &out),
+    }
+}

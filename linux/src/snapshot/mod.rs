@@ -24,6 +24,7 @@
 //! returns, so writers are never left blocked.
 
 mod config;
+mod format_sink;
 mod lanes;
 mod report;
 mod session;
@@ -31,6 +32,7 @@ mod shared;
 mod sink;
 
 pub use config::SnapshotConfig;
+pub use format_sink::FormatSink;
 pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};

@@ -28,6 +28,9 @@ pub struct SnapshotReport {
     pub protect_ns: u64,
     /// Touching never-populated pages by reading them (fallback method), before the pause.
     pub touch_ns: u64,
+    /// The caller's `at_instant` hook inside the pause (e.g. a reference copy), excluded from
+    /// `pause_ns`.
+    pub observe_ns: u64,
     /// Armed to finished (every page saved and written to the sink).
     pub duration_ns: u64,
     /// Bytes the sink received.

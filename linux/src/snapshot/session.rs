@@ -79,6 +79,18 @@ impl Prepared {
     ///
     /// Writers blocked on a protected page are released on every exit path.
     pub fn arm<G>(self, pause_writers: impl FnOnce() -> G) -> Result<Running, SnapshotError> {
+        self.arm_observed(pause_writers, |_| {})
+    }
+
+    /// [`arm`](Prepared::arm), and run `at_instant` after the region is protected, while the
+    /// writers are still paused: it sees exactly the memory the image will hold (the demo and
+    /// tests take their reference copy there). Its time is reported as `observe_ns` and not
+    /// counted in `pause_ns`.
+    pub fn arm_observed<G>(
+        self,
+        pause_writers: impl FnOnce() -> G,
+        at_instant: impl FnOnce(&Region),
+    ) -> Result<Running, SnapshotError> {
         let Prepared { region, config, engine_config, uffd, method, sink, touch_ns } = self;
         let wake_fd =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
@@ -95,8 +107,11 @@ impl Prepared {
             sink.abort();
             return Err(e.into());
         }
+        let observe_started = Instant::now();
+        at_instant(&region);
+        let observe_ns = observe_started.elapsed().as_nanos() as u64;
         drop(guard);
-        let pause_ns = pause_started.elapsed().as_nanos() as u64;
+        let pause_ns = (pause_started.elapsed().as_nanos() as u64).saturating_sub(observe_ns);
         let protect_ns = epoch.duration_since(protect_started).as_nanos() as u64;
         let engine = match Engine::new(engine_config.clone(), Nanos::ZERO) {
             Ok(engine) => engine,
@@ -128,6 +143,7 @@ impl Prepared {
             pause_ns,
             protect_ns,
             touch_ns,
+            observe_ns,
             features: shared.uffd.features().names().iter().map(|s| s.to_string()).collect(),
         };
         let spawned = match config.service_model {
@@ -158,6 +174,7 @@ pub struct Running {
     pause_ns: u64,
     protect_ns: u64,
     touch_ns: u64,
+    observe_ns: u64,
     features: Vec<String>,
 }
 
@@ -285,6 +302,7 @@ impl Running {
             pause_ns: self.pause_ns,
             protect_ns: self.protect_ns,
             touch_ns: self.touch_ns,
+            observe_ns: self.observe_ns,
             duration_ns,
             sink_bytes,
             throughput_bytes_per_sec: region.len() as f64 / (duration_ns.max(1) as f64 / 1e9),

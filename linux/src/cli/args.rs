@@ -1,0 +1,259 @@
+//! clap definitions. Every value is checked here, so a bad argument is a clap error.
+
+use crate::region::Backing;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use wpsnap_core::ServiceModel;
+use wpsnap_workload::Pattern;
+
+/// Live point-in-time snapshots of memory with userfaultfd write-protection.
+///
+/// `wpsnap demo` shows the whole thing on defaults. `wpsnap run` takes a snapshot of a
+/// synthetic region while writer threads keep writing it, with every knob exposed.
+#[derive(Debug, Parser)]
+#[command(name = "wpsnap", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// 256 MiB region, 4 zipf writers, decoupled service, latency-target policy; prints a
+    /// summary, checks the image, writes a JSON report and SVG charts to a temporary folder.
+    Demo(DemoArgs),
+    /// Snapshot a synthetic region while writers write it (see --help for every knob).
+    Run(Box<RunArgs>),
+    /// Check a snapshot file's structure and checksums (and optionally against a raw image).
+    Verify {
+        file: PathBuf,
+        /// Compare page by page with this raw image.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a snapshot file's header, counts and stored report.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot's pages out as a raw image.
+    Restore {
+        file: PathBuf,
+        /// The raw image to write.
+        #[arg(long)]
+        raw: PathBuf,
+    },
+    /// Receive one snapshot over TCP (from `wpsnap run --out tcp:HOST:PORT`) into a file.
+    Receive {
+        /// Address to listen on, e.g. 0.0.0.0:7070.
+        #[arg(long)]
+        listen: String,
+        /// Where to write the received snapshot.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the snapshot, report and charts (default: a new temporary folder).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the JSON report instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// userfaultfd write-protect: writers wait only for their own page's copy.
+    Uffd,
+    /// fork(): copy-on-write in a child process (comparison and fallback).
+    Fork,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    Decoupled,
+    Qemu,
+}
+
+impl From<ModelArg> for ServiceModel {
+    fn from(m: ModelArg) -> ServiceModel {
+        match m {
+            ModelArg::Decoupled => ServiceModel::Decoupled,
+            ModelArg::Qemu => ServiceModel::Qemu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// No limiter (what QEMU merged).
+    None,
+    /// The seed patch's rule fed with its own latency measure.
+    Seed,
+    /// The seed's rule fed with writers' real fault waits.
+    SeedTrueLatency,
+    /// Token bucket on scan bytes (--scan-bandwidth).
+    Bandwidth,
+    /// Pace the scan to keep fault-wait p99 under --target-p99-us.
+    LatencyTarget,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackingArg {
+    Anonymous,
+    Thp,
+    Memfd,
+    Hugetlbfs,
+}
+
+impl From<BackingArg> for Backing {
+    fn from(b: BackingArg) -> Backing {
+        match b {
+            BackingArg::Anonymous => Backing::Anonymous,
+            BackingArg::Thp => Backing::Thp,
+            BackingArg::Memfd => Backing::Memfd,
+            BackingArg::Hugetlbfs => Backing::Hugetlbfs,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Region size: bytes or with a suffix K, M, G (KiB, MiB, GiB).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub size: u64,
+    /// What backs the region.
+    #[arg(long, value_enum, default_value_t = BackingArg::Anonymous)]
+    pub backing: BackingArg,
+    /// Writer threads.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub writers: u32,
+    /// Write pattern: uniform, zipf:THETA, hot-set:W/P, sequential, video.
+    #[arg(long, default_value = "zipf:0.99", value_parser = parse_pattern)]
+    pub pattern: Pattern,
+    /// Writes per second per writer (0: as fast as possible).
+    #[arg(long, default_value_t = 50_000.0, value_parser = parse_rate)]
+    pub write_rate: f64,
+    /// Throttle policy of the background scan.
+    #[arg(long, value_enum, default_value_t = PolicyArg::LatencyTarget)]
+    pub policy: PolicyArg,
+    /// latency-target: the fault-wait p99 to stay under, in microseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub target_p99_us: u64,
+    /// bandwidth: scan bytes per second (suffixes K, M, G).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub scan_bandwidth: u64,
+    /// A full policy as JSON (overrides --policy), e.g. '{"kind":"seed","slow_fault_ns":5000000,"poll_timeout_ns":5000000,"throttle_pages":200}'.
+    #[arg(long)]
+    pub policy_json: Option<String>,
+    /// Who waits for what when a writer faults.
+    #[arg(long, value_enum, default_value_t = ModelArg::Decoupled)]
+    pub model: ModelArg,
+    /// Staging buffer of the decoupled model (suffixes K, M, G).
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    pub staging: u64,
+    /// Pages per scan capture (one unprotect each).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub scan_batch_pages: u64,
+    /// Snapshot backend.
+    #[arg(long, value_enum, default_value_t = Backend::Uffd)]
+    pub backend: Backend,
+    /// Output: a file path, `-` for standard output, or tcp:HOST:PORT.
+    #[arg(long, default_value = "snapshot.wps")]
+    pub out: String,
+    /// Open the output file with O_DIRECT.
+    #[arg(long)]
+    pub direct_io: bool,
+    /// Emulate a slow device (hdd-7200, sata-ssd, nvme): bandwidth cap and seeded stalls.
+    #[arg(long, value_parser = ["hdd-7200", "sata-ssd", "nvme"])]
+    pub slow_device: Option<String>,
+    /// Seed of the writers and of the slow-device stalls.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Writers run this long before the snapshot starts, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub warmup_ms: u64,
+    /// Touch every page by reading it before arming, even if the kernel can protect
+    /// unpopulated pages itself.
+    #[arg(long)]
+    pub force_touch: bool,
+    /// Check the image against a reference copy taken at the snapshot instant (file output
+    /// only; costs a copy of the region in memory).
+    #[arg(long)]
+    pub check: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the fault-wait percentile chart (SVG) here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Write the log2-ms bucket chart (SVG) here.
+    #[arg(long)]
+    pub log2_svg: Option<PathBuf>,
+    /// Print the JSON report on standard output and no progress bar.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `4096`, `64K`, `64M`, `1G` (binary units; an optional `iB`/`B` is accepted).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 4096, 64K, 64M or 1G"))?;
+    n.checked_mul(1 << shift).filter(|&v| v > 0).ok_or_else(|| format!("{text:?} is zero or too large"))
+}
+
+fn parse_pattern(text: &str) -> Result<Pattern, String> {
+    text.parse::<Pattern>().map_err(|e| e.to_string())
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e8).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a rate in 0..=100000000 writes per second")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes_and_reject_junk() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors() {
+        for bad in [
+            vec!["wpsnap", "run", "--size", "lots"],
+            vec!["wpsnap", "run", "--pattern", "zipf:abc"],
+            vec!["wpsnap", "run", "--writers", "1000"],
+            vec!["wpsnap", "run", "--model", "fast"],
+            vec!["wpsnap", "run", "--write-rate", "-5"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(Cli::try_parse_from(["wpsnap", "run", "--size", "8M", "--policy", "seed"]).is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! The `wpsnap` command line: argument definitions (clap) and the jobs behind them.
+//!
+//! The binary (`src/main.rs`) only parses and dispatches; everything a subcommand does lives
+//! here so it can be tested as a library.
+
+mod args;
+mod files;
+mod job;
+mod signals;
+mod summary;
+
+pub use args::{Backend, Cli, Command, DemoArgs, RunArgs, parse_size};
+pub use files::{inspect, receive, restore, verify};
+pub use job::{JobReport, demo, run};
+pub use signals::{install_interrupt_handlers, interrupted};

@@ -1,0 +1,150 @@
+//! The human summary, the progress bar, and the report files.
+
+use super::args::RunArgs;
+use super::job::JobReport;
+use crate::plot::{Series, format_ns, log2_ms_svg, percentile_svg, text_report, write_svg};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+/// A progress bar on a terminal; hidden with `--json` or when stderr is not a terminal.
+pub fn progress_bar(pages: u64, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(pages);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} saving [{bar:40}] {pos}/{len} pages ({percent}%) {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn mib(bytes: f64) -> f64 {
+    bytes / (1u64 << 20) as f64
+}
+
+/// The text summary.
+pub fn text(report: &JobReport) -> String {
+    let mut s = String::new();
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!(
+        "backend {}, {} region of {:.0} MiB, {} writers, {} writes",
+        report.backend,
+        report.backing,
+        mib(report.region_bytes as f64),
+        report.writers,
+        report.writes
+    ));
+    if let Some(snap) = &report.snapshot {
+        let stats = &snap.engine.stats;
+        line(format!(
+            "uffd features: {}; never-touched pages: {:?}",
+            snap.uffd_features.join(", "),
+            snap.unpopulated_method
+        ));
+        line(format!("policy {}, model {:?}", snap.engine.config.policy.name(), snap.engine.config.service_model));
+        line(format!(
+            "pause {} (whole-region write-protect {}), duration {}, throughput {:.0} MiB/s",
+            format_ns(snap.pause_ns),
+            format_ns(snap.protect_ns),
+            format_ns(snap.duration_ns),
+            mib(snap.throughput_bytes_per_sec)
+        ));
+        line(format!(
+            "pages: {} by scan, {} by fault ({} fault events, {} wake-only); {} unprotect calls; sink {:.1} MiB",
+            stats.pages_by_scan,
+            stats.pages_by_fault,
+            stats.faults,
+            stats.wakes_only,
+            snap.unprotect_calls,
+            mib(snap.sink_bytes as f64)
+        ));
+        let w = &snap.engine.fault_wait;
+        line(format!(
+            "fault wait (writers' real waits): n={} p50 {} p99 {} max {}",
+            w.count,
+            format_ns(w.p50_ns),
+            format_ns(w.p99_ns),
+            format_ns(w.max_ns)
+        ));
+        let seed = &snap.engine.seed_latency;
+        line(format!(
+            "seed's measure (event read to next page saved): n={} p50 {} p99 {} max {}",
+            seed.count,
+            format_ns(seed.p50_ns),
+            format_ns(seed.p99_ns),
+            format_ns(seed.max_ns)
+        ));
+    }
+    if let Some(fork) = &report.fork {
+        line(format!(
+            "fork pause {}, child write {}, duration {}, extra memory {:?}",
+            format_ns(fork.pause_ns),
+            format_ns(fork.child_write_ns),
+            format_ns(fork.duration_ns),
+            fork.extra_memory
+        ));
+        let w = &report.writer_fault_wait;
+        line(format!(
+            "slow writes (copy-on-write faults): n={} p50 {} p99 {} max {}",
+            w.count,
+            format_ns(w.p50_ns),
+            format_ns(w.p99_ns),
+            format_ns(w.max_ns)
+        ));
+    }
+    line(text_report(&[Series::new("fault wait", &report.fault_wait_recorder)]));
+    match report.image_matches_reference {
+        Some(true) => line("image check: equals the reference copy taken at the snapshot instant".into()),
+        Some(false) => line("image check: DIFFERS from the reference copy".into()),
+        None => line("image check: not done (use --check with a file output)".into()),
+    }
+    line(format!("live memory holds every write: {}", report.live_memory_ok));
+    if let Some(path) = &report.output_path {
+        line(format!("snapshot: {}", path.display()));
+    }
+    s
+}
+
+/// Prints the summary or JSON and writes the report and charts `args` asks for.
+pub fn write_outputs(args: &RunArgs, report: &JobReport) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let series = [Series::new("fault wait", &report.fault_wait_recorder)];
+    if report.fault_wait_recorder.count() > 0 {
+        if let Some(path) = &args.svg {
+            write_svg(path, &percentile_svg("wpsnap fault wait", &series)?)?;
+        }
+        if let Some(path) = &args.log2_svg {
+            write_svg(path, &log2_ms_svg("wpsnap fault wait, log2-ms buckets", &series)?)?;
+        }
+    }
+    // With the snapshot on standard output, everything else goes to stderr.
+    let to_stderr = args.out == "-";
+    let text = if args.json { json } else { text(report) };
+    if to_stderr {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+    if !args.json {
+        for (what, path) in [("report", &args.report), ("chart", &args.svg), ("chart", &args.log2_svg)] {
+            if let Some(path) = path {
+                let line = format!("{what}: {}", path.display());
+                if to_stderr {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
