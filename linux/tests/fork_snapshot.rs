@@ -237,3 +237,45 @@ fn dropping_a_running_snapshot_kills_the_child_and_leaves_only_the_partial() {
     assert!(dir.join("snap.wps.partial").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Prints a fork snapshot's report for a 256 MiB region written by one writer thread. Not a
+/// check: run by hand with
+/// `cargo test -p wpsnap-linux --release --test fork_snapshot print_fork_numbers -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, prints numbers"]
+fn print_fork_numbers() {
+    const BYTES: usize = 256 << 20;
+    let words: Arc<Vec<AtomicU64>> = Arc::new((0..BYTES / 8).map(|w| AtomicU64::new(w as u64)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (words, stop) = (words.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut page = 0_usize;
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                words[page * WORDS_PER_PAGE].fetch_add(1, Ordering::SeqCst);
+                slowest = slowest.max(t.elapsed());
+                page = (page + 7919) % (BYTES / PAGE_SIZE);
+            }
+            slowest
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    let dir = scratch("numbers");
+    let header = Header {
+        page_size: PAGE_SIZE as u64,
+        page_count: (BYTES / PAGE_SIZE) as u64,
+        region_len: BYTES as u64,
+        ..header()
+    };
+    let output = open_output(&OutputSpec::File { path: dir.join("big.wps"), direct_io: false }).expect("open");
+    // SAFETY: the Arc keeps the words alive until the snapshot is waited for.
+    let region = unsafe { RegionRef::new(words.as_ptr().cast(), BYTES) };
+    let report = fork_snapshot(region, &header, output, &ForkOptions::default()).expect("snapshot");
+    stop.store(true, Ordering::SeqCst);
+    let slowest = writer.join().expect("writer");
+    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!("slowest writer write during the run: {slowest:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
