@@ -122,12 +122,7 @@ pub(super) fn run(job: ChildJob) -> ! {
     // SAFETY: as above.
     let release = unsafe { std::os::fd::BorrowedFd::borrow_raw(release_fd) };
     // Returns on the release byte or on EOF (parent gone); either way we are done.
-    loop {
-        match rustix::io::read(release, &mut byte) {
-            Err(rustix::io::Errno::INTR) => {}
-            _ => break,
-        }
-    }
+    while let Err(rustix::io::Errno::INTR) = rustix::io::read(release, &mut byte) {}
     let code = if record.status == ChildStatus::Ok { 0 } else { 1 };
     // SAFETY: _exit skips atexit handlers and destructors, which belong to the parent.
     unsafe { libc::_exit(code) }
