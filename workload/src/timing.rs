@@ -71,7 +71,9 @@ impl WriteTiming {
         }
         if let Some(b) = self.burst {
             let ok = b.on_ns > 0 && b.on_ns < b.period_ns && b.on_factor > 0.0 && b.off_factor > 0.0;
-            if !ok || !(b.on_factor * self.writes_per_sec <= WRITES_PER_SEC_MAX) {
+            let peak = b.on_factor * self.writes_per_sec;
+            let peak_ok = peak.is_finite() && peak <= WRITES_PER_SEC_MAX;
+            if !ok || !peak_ok {
                 return Err(TimingError::Burst(b));
             }
         }

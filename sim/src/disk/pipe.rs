@@ -1,0 +1,160 @@
+//! The producer's side of the stream: either straight into the file, or into a pipe that a
+//! dump tool drains into the file (read, then write, never both at once).
+
+use super::page_cache::{CacheStats, PageCache};
+use super::params::{DiskParams, PipeParams};
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+use wpsnap_core::Nanos;
+
+fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
+    (bytes as u128 * 1_000_000_000 / per_sec.max(1) as u128) as u64
+}
+
+#[derive(Debug)]
+struct DumpTool {
+    params: PipeParams,
+    /// Writes in the pipe, oldest first: (when they entered, bytes). At most
+    /// `capacity_bytes / smallest message` entries.
+    queued: VecDeque<(Nanos, u64)>,
+    queued_bytes: u64,
+    /// When the tool is next free to read.
+    free_at: Nanos,
+}
+
+/// Where the producer's writes go. Calls must come in non-decreasing time order.
+#[derive(Debug)]
+pub struct StreamPath {
+    cache: PageCache,
+    tool: Option<DumpTool>,
+    syscall_ns: u64,
+    copy_bytes_per_sec: u64,
+    bytes_submitted: u64,
+}
+
+impl StreamPath {
+    pub fn new(params: &DiskParams, rng: ChaCha8Rng) -> StreamPath {
+        let tool =
+            params.pipe.map(|p| DumpTool { params: p, queued: VecDeque::new(), queued_bytes: 0, free_at: Nanos::ZERO });
+        StreamPath {
+            cache: PageCache::new(params.clone(), rng),
+            tool,
+            syscall_ns: params.syscall_ns,
+            copy_bytes_per_sec: params.copy_bytes_per_sec,
+            bytes_submitted: 0,
+        }
+    }
+
+    pub fn cache_stats(&self) -> &CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn bytes_submitted(&self) -> u64 {
+        self.bytes_submitted
+    }
+
+    /// The producer writes `bytes` at `now`; returns when its write call returns.
+    pub fn submit(&mut self, now: Nanos, bytes: u64) -> Nanos {
+        self.bytes_submitted += bytes;
+        let own_cost = Nanos(self.syscall_ns + transfer_ns(bytes, self.copy_bytes_per_sec));
+        let Some(tool) = self.tool.as_mut() else {
+            return self.cache.write(now, bytes);
+        };
+        tool.run_until(now, &mut self.cache, self.syscall_ns, self.copy_bytes_per_sec);
+        let mut t = now;
+        // A write larger than the pipe goes in as it drains: model it as fitting once the
+        // pipe is empty.
+        let room_needed = bytes.min(tool.params.capacity_bytes);
+        while tool.queued_bytes + room_needed > tool.params.capacity_bytes {
+            let Some(read_at) = tool.step(&mut self.cache, self.syscall_ns, self.copy_bytes_per_sec) else { break };
+            t = t.max(read_at + Nanos(tool.params.wake_ns));
+        }
+        tool.queued.push_back((t, bytes));
+        tool.queued_bytes += bytes;
+        t + own_cost
+    }
+
+    /// When everything submitted so far has been handed to the file (the dump tool's last
+    /// write returned). Consumes the pipe, so call it once, at the end.
+    pub fn finish(&mut self, now: Nanos) -> Nanos {
+        let Some(tool) = self.tool.as_mut() else { return now };
+        let mut done = now;
+        while tool.step(&mut self.cache, self.syscall_ns, self.copy_bytes_per_sec).is_some() {
+            done = done.max(tool.free_at);
+        }
+        done.max(tool.free_at)
+    }
+}
+
+impl DumpTool {
+    /// When the tool's next read happens, given what is in the pipe.
+    fn next_read_at(&self) -> Option<Nanos> {
+        let &(arrived, _) = self.queued.front()?;
+        // An idle tool sleeps in read(2) and needs waking.
+        Some(if self.free_at >= arrived { self.free_at } else { arrived + Nanos(self.params.wake_ns) })
+    }
+
+    /// One read + write cycle; returns when the read took the bytes out of the pipe.
+    fn step(&mut self, cache: &mut PageCache, syscall_ns: u64, copy_bytes_per_sec: u64) -> Option<Nanos> {
+        let read_at = self.next_read_at()?;
+        let mut bytes = 0;
+        while let Some(&mut (arrived, ref mut b)) = self.queued.front_mut() {
+            if arrived > read_at || bytes >= self.params.read_bytes_max {
+                break;
+            }
+            // A read takes what fits in the tool's buffer; the rest of a write stays queued.
+            let take = (*b).min(self.params.read_bytes_max - bytes);
+            bytes += take;
+            *b -= take;
+            if *b == 0 {
+                self.queued.pop_front();
+            }
+        }
+        self.queued_bytes -= bytes;
+        let read_done = read_at + Nanos(syscall_ns + transfer_ns(bytes, copy_bytes_per_sec));
+        self.free_at = cache.write(read_done, bytes);
+        Some(read_at)
+    }
+
+    /// Runs every cycle that starts at or before `now`.
+    fn run_until(&mut self, now: Nanos, cache: &mut PageCache, syscall_ns: u64, copy_bytes_per_sec: u64) {
+        while self.next_read_at().is_some_and(|at| at <= now) {
+            self.step(cache, syscall_ns, copy_bytes_per_sec);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::DiskPreset;
+    use rand::SeedableRng;
+
+    #[test]
+    fn the_pipe_paces_the_producer_at_the_disk_rate() {
+        let mut path = StreamPath::new(&DiskPreset::Hdd7200.params(), ChaCha8Rng::seed_from_u64(3));
+        let mut t = Nanos::ZERO;
+        let pages = 400_000u64; // 1.6 GB
+        let mut slow_writes = 0;
+        for _ in 0..pages {
+            let done = path.submit(t, 4104);
+            if done.saturating_since(t) > Nanos::from_ms(8) {
+                slow_writes += 1;
+            }
+            t = done;
+        }
+        let end = path.finish(t);
+        let rate = (pages * 4104) as f64 / end.as_secs_f64();
+        assert!(rate > 50e6 && rate < 200e6, "rate {rate}");
+        // Throttling pauses of the tool reach the producer through the full pipe.
+        assert!(slow_writes > 10, "{slow_writes}");
+    }
+
+    #[test]
+    fn without_a_pipe_the_producer_writes_the_file() {
+        let mut path = StreamPath::new(&DiskPreset::Tmpfs.params(), ChaCha8Rng::seed_from_u64(3));
+        let done = path.submit(Nanos::ZERO, 4096);
+        assert!(done > Nanos::ZERO && done < Nanos::from_us(10), "{done}");
+        assert_eq!(path.finish(done), done);
+    }
+}

@@ -1,0 +1,84 @@
+//! One simulated writer thread (a vCPU).
+
+use rand_chacha::ChaCha8Rng;
+use wpsnap_core::Nanos;
+use wpsnap_workload::{PageSampler, WriteTiming};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Blocked on a write-protected page since then; `woken` once its resume is scheduled.
+    Blocked {
+        since: Nanos,
+        woken: bool,
+    },
+}
+
+#[derive(Debug)]
+pub struct Writer {
+    sampler: PageSampler,
+    rng: ChaCha8Rng,
+    page: u64,
+    state: State,
+    writes_in_window: u64,
+    blocked_ns_total: u64,
+}
+
+impl Writer {
+    pub fn new(sampler: PageSampler, rng: ChaCha8Rng) -> Writer {
+        Writer { sampler, rng, page: 0, state: State::Running, writes_in_window: 0, blocked_ns_total: 0 }
+    }
+
+    /// Picks the page of the next write.
+    pub fn choose_page(&mut self) -> u64 {
+        self.page = self.sampler.next_page(&mut self.rng);
+        self.page
+    }
+
+    /// The page of the write in progress.
+    pub fn pending_page(&self) -> u64 {
+        self.page
+    }
+
+    pub fn next_gap(&mut self, timing: &WriteTiming, now: Nanos) -> Nanos {
+        Nanos(timing.next_gap_ns(now.as_ns(), &mut self.rng))
+    }
+
+    pub fn block(&mut self, page: u64, now: Nanos) {
+        debug_assert_eq!(page, self.page);
+        self.state = State::Blocked { since: now, woken: false };
+    }
+
+    pub fn is_blocked_unwoken(&self) -> bool {
+        matches!(self.state, State::Blocked { woken: false, .. })
+    }
+
+    pub fn mark_woken(&mut self) {
+        if let State::Blocked { since, .. } = self.state {
+            self.state = State::Blocked { since, woken: true };
+        }
+    }
+
+    /// Runs again; returns how long it waited.
+    pub fn unblock(&mut self, now: Nanos) -> Nanos {
+        let wait = match self.state {
+            State::Blocked { since, .. } => now.saturating_since(since),
+            State::Running => Nanos::ZERO,
+        };
+        self.blocked_ns_total += wait.as_ns();
+        self.state = State::Running;
+        wait
+    }
+
+    pub fn wrote(&mut self, in_window: bool) {
+        self.writes_in_window += in_window as u64;
+    }
+
+    pub fn writes_in_window(&self) -> u64 {
+        self.writes_in_window
+    }
+
+    pub fn blocked_ns_total(&self) -> u64 {
+        self.blocked_ns_total
+    }
+}
