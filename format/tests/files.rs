@@ -189,3 +189,21 @@ fn a_damaged_snapshot_does_not_replace_an_existing_restore_target() {
     assert!(!wpsnap_format::partial_path_for(&out).exists());
     assert!(verify_file(&snap, None).expect_err("damaged").is_incomplete());
 }
+
+#[test]
+fn a_snapshot_streams_over_a_socket_without_seeking() {
+    let (tx, rx) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let h = header(33);
+    let r = region(33);
+    let sender = std::thread::spawn(move || -> Result<(), FormatError> {
+        let mut w = SnapshotWriter::new(BufWriter::new(tx), &h)?;
+        for i in (0..33).rev() {
+            w.write_page(i, &r[(i * 4096) as usize..((i + 1) * 4096) as usize])?;
+        }
+        // Dropping the stream after finish closes it: the reader then sees the end.
+        w.finish("{}").map(drop)
+    });
+    let summary = wpsnap_format::verify_stream(std::io::BufReader::new(rx)).expect("stream verifies");
+    assert_eq!((summary.page_records, summary.zero_pages), (33, 8));
+    sender.join().expect("sender thread").expect("sender");
+}

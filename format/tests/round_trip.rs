@@ -47,3 +47,61 @@ fn writer_rejects_wrong_length_out_of_range_duplicates_and_missing_pages() {
         other => panic!("expected MissingPages, got {other:?}"),
     }
 }
+
+/// A sink that accepts `left` bytes, then fails like a full disk.
+struct FailAfter {
+    left: usize,
+}
+
+impl std::io::Write for FailAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_sink_is_reported_and_poisons_the_writer() {
+    let h = header(4);
+    let page = vec![3u8; 4096];
+    let mut w = SnapshotWriter::new(FailAfter { left: h.encoded_len() as usize + 5000 }, &h).expect("header fits");
+    w.write_page(0, &page).expect("first page fits");
+    match w.write_page(1, &page) {
+        Err(FormatError::Io { context, source }) => {
+            assert!(context.contains("page"), "{context}");
+            assert_eq!(source.raw_os_error(), Some(28));
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+    assert!(matches!(w.write_page(2, &page), Err(FormatError::Poisoned { what: "writer" })));
+    assert!(matches!(w.finish("{}"), Err(FormatError::Poisoned { .. })));
+    assert!(matches!(SnapshotWriter::new(FailAfter { left: 3 }, &h), Err(FormatError::Io { .. })));
+}
+
+#[test]
+fn the_writer_refuses_invalid_headers() {
+    let mut h = header(4);
+    h.region_len += 1;
+    assert!(matches!(SnapshotWriter::new(Vec::new(), &h), Err(FormatError::InvalidHeader { .. })));
+    let mut h = header(4);
+    h.backing = "x".repeat(wpsnap_format::BACKING_LEN_MAX as usize + 1);
+    assert!(matches!(SnapshotWriter::new(Vec::new(), &h), Err(FormatError::InvalidHeader { .. })));
+    let mut w = SnapshotWriter::new(Vec::new(), &header(1)).expect("header");
+    w.write_page(0, &[0u8; 4096]).expect("page");
+    let report = " ".repeat(wpsnap_format::REPORT_JSON_LEN_MAX as usize + 1);
+    assert!(matches!(w.finish(&report), Err(FormatError::LengthTooLarge { field: "report_json_len", .. })));
+}
+
+#[test]
+fn crc32c_is_the_castagnoli_polynomial_documented() {
+    // The check value quoted in docs/format.md.
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+}

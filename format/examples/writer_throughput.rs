@@ -1,0 +1,64 @@
+//! Writer throughput against the raw speed of the same sink: writes `PAGES` 4 KiB pages
+//! (one in `ZERO_EVERY` all zero) once raw (page bytes only, through the same BufWriter) and
+//! once as a snapshot, and prints GB/s and the ratio. A measurement, not a test.
+//! Run: `cargo run --release -p wpsnap-format --example writer_throughput [SINK_PATH]`
+//! (default /dev/null, which isolates the CPU cost of the format).
+
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+use wpsnap_format::{Header, SnapshotWriter};
+
+const PAGE_BYTES: usize = 4096;
+const PAGES: u64 = 1 << 18; // 1 GiB
+const ZERO_EVERY: u64 = 8;
+const BUFFER_BYTES: usize = 1 << 20;
+const ROUNDS: usize = 3;
+
+fn page_of(pool: &[Vec<u8>], zero: &[u8], i: u64) -> *const u8 {
+    if i % ZERO_EVERY == 0 { zero.as_ptr() } else { pool[(i % pool.len() as u64) as usize].as_ptr() }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let sink = std::env::args().nth(1).unwrap_or_else(|| "/dev/null".into());
+    // A pool of distinct non-zero pages, so the data is not one hot cache line.
+    let pool: Vec<Vec<u8>> =
+        (0..256u64).map(|p| (0..PAGE_BYTES as u64).map(|b| ((b * 31 + p * 7) % 255 + 1) as u8).collect()).collect();
+    let zero = vec![0u8; PAGE_BYTES];
+    let pick = |i: u64| -> &[u8] {
+        let p = page_of(&pool, &zero, i);
+        if p == zero.as_ptr() { &zero } else { &pool[(i % pool.len() as u64) as usize] }
+    };
+    let gb = (PAGES * PAGE_BYTES as u64) as f64 / 1e9;
+    let (mut raw_best, mut fmt_best) = (f64::MAX, f64::MAX);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let mut out = BufWriter::with_capacity(BUFFER_BYTES, std::fs::File::create(&sink)?);
+        for i in 0..PAGES {
+            out.write_all(pick(i))?;
+        }
+        out.flush()?;
+        raw_best = raw_best.min(t.elapsed().as_secs_f64());
+
+        let h = Header {
+            page_size: PAGE_BYTES as u64,
+            page_count: PAGES,
+            region_len: PAGES * PAGE_BYTES as u64,
+            backing: "bench".into(),
+            created_unix_ns: 0,
+            config_json: "{}".into(),
+        };
+        let t = Instant::now();
+        let out = BufWriter::with_capacity(BUFFER_BYTES, std::fs::File::create(&sink)?);
+        let mut w = SnapshotWriter::new(out, &h)?;
+        for i in 0..PAGES {
+            w.write_page(i, pick(i))?;
+        }
+        w.finish("{}")?;
+        fmt_best = fmt_best.min(t.elapsed().as_secs_f64());
+    }
+    println!("sink {sink}: {PAGES} pages of {PAGE_BYTES} B, 1 in {ZERO_EVERY} zero, best of {ROUNDS}");
+    println!("raw      {:6.2} GB/s of region", gb / raw_best);
+    println!("snapshot {:6.2} GB/s of region", gb / fmt_best);
+    println!("ratio    {:6.1} %", 100.0 * raw_best / fmt_best);
+    Ok(())
+}
