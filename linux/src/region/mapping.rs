@@ -38,7 +38,7 @@ impl OwnedMapping {
     /// Maps `len` bytes of fresh zeroed memory with `backing`.
     pub fn new(len: usize, backing: Backing) -> Result<OwnedMapping, MapError> {
         let page_size = backing.page_size();
-        if len == 0 || len > MAPPING_BYTES_MAX || len as u64 % page_size != 0 {
+        if len == 0 || len > MAPPING_BYTES_MAX || !(len as u64).is_multiple_of(page_size) {
             return Err(MapError::BadSize { len, page_size });
         }
         let prot = ProtFlags::READ | ProtFlags::WRITE;

@@ -107,10 +107,10 @@ impl Region {
     pub unsafe fn from_raw(start: *mut u8, len: usize, backing: Backing) -> Result<Region, RegionError> {
         let start = start as usize;
         let page_size = backing.page_size();
-        if start as u64 % page_size != 0 {
+        if !(start as u64).is_multiple_of(page_size) {
             return Err(RegionError::Unaligned { start, page_size });
         }
-        if len == 0 || len as u64 % page_size != 0 {
+        if len == 0 || !(len as u64).is_multiple_of(page_size) {
             return Err(RegionError::BadLength { len, page_size });
         }
         Ok(Region { start, len, backing })

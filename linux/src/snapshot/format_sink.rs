@@ -12,10 +12,13 @@ use wpsnap_format::{Header, SnapshotWriter};
 /// the sink's latency per flush low.
 const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
 
+/// Receives the output's summary when a [`FormatSink`] is finished.
+pub type SummarySlot = Arc<Mutex<Option<OutputSummary>>>;
+
 /// Writes pages as wpsnap records; `finish` writes the trailer and commits the output.
 pub struct FormatSink {
-    writer: SnapshotWriter<BufWriter<Box<dyn Output>>>,
-    summary: Arc<Mutex<Option<OutputSummary>>>,
+    writer: SnapshotWriter<BufWriter<AbortOnDrop>>,
+    summary: SummarySlot,
 }
 
 impl std::fmt::Debug for FormatSink {
@@ -31,7 +34,7 @@ impl FormatSink {
         output: Box<dyn Output>,
         region: &Region,
         config_json: String,
-    ) -> Result<(FormatSink, Arc<Mutex<Option<OutputSummary>>>), SinkError> {
+    ) -> Result<(FormatSink, SummarySlot), SinkError> {
         let header = Header {
             page_size: region.page_size(),
             page_count: region.page_count(),
@@ -42,8 +45,9 @@ impl FormatSink {
                 .map_or(0, |d| d.as_nanos() as u64),
             config_json,
         };
-        let writer = SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, output), &header)
-            .map_err(|e| SinkError(format!("writing the header: {e}")))?;
+        let writer =
+            SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
+                .map_err(|e| SinkError(format!("writing the header: {e}")))?;
         let summary = Arc::new(Mutex::new(None));
         Ok((FormatSink { writer, summary: summary.clone() }, summary))
     }
@@ -60,7 +64,8 @@ impl PageSink for FormatSink {
         let FormatSink { writer, summary } = *self;
         let mut buffered = writer.finish(report_json).map_err(|e| SinkError(e.to_string()))?;
         buffered.flush().map_err(|e| SinkError(format!("flushing the output: {e}")))?;
-        let output = buffered.into_inner().map_err(|e| SinkError(format!("flushing the output: {}", e.error())))?;
+        let mut output = buffered.into_inner().map_err(|e| SinkError(format!("flushing the output: {}", e.error())))?;
+        let output = output.0.take().ok_or_else(|| SinkError("the output was already finished".into()))?;
         let done = output.commit().map_err(|e| SinkError(e.to_string()))?;
         let destination = done.destination.clone();
         *lock(&summary) = Some(done);
@@ -68,7 +73,34 @@ impl PageSink for FormatSink {
     }
     fn abort(self: Box<Self>) {
         let FormatSink { writer, .. } = *self;
-        // Leaves NAME.partial (file) or closes the stream without a trailer.
+        // AbortOnDrop aborts the output: NAME.partial is left (file), the stream is closed
+        // without a trailer (pipe, TCP).
         drop(writer);
+    }
+}
+
+/// Owns the output until commit; aborts it if dropped before.
+struct AbortOnDrop(Option<Box<dyn Output>>);
+
+impl Write for AbortOnDrop {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(output) => output.write(buf),
+            None => Err(std::io::Error::other("output already finished")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.0 {
+            Some(output) => output.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(output) = self.0.take() {
+            output.abort();
+        }
     }
 }

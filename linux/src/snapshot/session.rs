@@ -153,10 +153,8 @@ impl Prepared {
                 .and_then(|()| running.spawn_sink("wpsnap-sink", sink, lanes::sink_lane)),
             ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", sink, lanes::qemu_lane),
         };
-        if let Err(e) = spawned {
-            // Dropping `running` fails the session: protection removed, threads joined.
-            return Err(e);
-        }
+        // On error, dropping `running` fails the session: protection removed, threads joined.
+        spawned?;
         Ok(running)
     }
 }

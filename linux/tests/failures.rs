@@ -1,0 +1,216 @@
+//! Failures during a snapshot (issue 5): in each case the snapshot returns an error naming what
+//! happened, writers are never left blocked, and a file output is left only as NAME.partial.
+
+mod common;
+
+use common::{fill, uffd_or_skip};
+use std::sync::mpsc;
+use std::time::Duration;
+use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
+use wpsnap_linux::output::{FailingOutput, OutputSpec, open_output};
+use wpsnap_linux::region::{Backing, OwnedMapping};
+use wpsnap_linux::snapshot::{FormatSink, MemorySink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotError};
+use wpsnap_linux::writers::{WriterConfig, WriterSet};
+use wpsnap_workload::Pattern;
+
+/// Writers must stop (join) within this bound once the snapshot has failed.
+const WRITERS_STOP_BOUND: Duration = Duration::from_secs(20);
+
+fn slow_scan_config(model: ServiceModel) -> SnapshotConfig {
+    SnapshotConfig {
+        service_model: model,
+        // 16 MiB/s: a 16 MiB region takes about a second, so the failure lands mid-snapshot.
+        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 16 << 20, burst_bytes: 16 * 4096 }),
+        ..SnapshotConfig::default()
+    }
+}
+
+fn start_writers(mapping: &OwnedMapping) -> WriterSet {
+    WriterSet::start(
+        mapping.region(),
+        &WriterConfig { threads: 3, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed: 3 },
+    )
+    .expect("writers")
+}
+
+/// Stops the writers in a helper thread and fails if that takes longer than the bound (a
+/// writer left blocked on a protected page would never return).
+fn assert_writers_unblocked(writers: WriterSet) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(writers.stop().map(|o| o.writes));
+    });
+    match rx.recv_timeout(WRITERS_STOP_BOUND) {
+        Ok(Ok(writes)) => assert!(writes > 0),
+        Ok(Err(e)) => panic!("writers failed: {e}"),
+        Err(_) => panic!("writers still blocked {WRITERS_STOP_BOUND:?} after the snapshot failed"),
+    }
+}
+
+#[test]
+fn sink_failing_after_some_bytes_aborts_and_releases_writers() {
+    if !uffd_or_skip("sink_failing_after_some_bytes_aborts_and_releases_writers") {
+        return;
+    }
+    for model in [ServiceModel::Decoupled, ServiceModel::Qemu] {
+        let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+        let region = mapping.region();
+        fill(&region, 5);
+        let writers = start_writers(&mapping);
+        let failing = FailingOutput::new(2 << 20, std::io::ErrorKind::StorageFull, "no space left on device");
+        let probe = failing.probe();
+        let (sink, _) = FormatSink::new(Box::new(failing), &region, "{}".into()).expect("sink");
+        let running = Snapshot::prepare(region, slow_scan_config(model), Box::new(sink))
+            .expect("prepare")
+            .arm(|| writers.pause())
+            .expect("arm");
+        writers.set_reporter(Some(running.fault_wait_reporter()));
+        let result = running.finish();
+        writers.set_reporter(None);
+        match result {
+            Err(SnapshotError::Sink(message)) => assert!(message.contains("no space"), "{message}"),
+            other => panic!("{model:?}: expected a sink error, got {other:?}"),
+        }
+        assert!(probe.failed() && !probe.committed(), "{model:?}: output committed after failing");
+        assert!(probe.aborted(), "{model:?}: output not aborted");
+        assert_writers_unblocked(writers);
+    }
+}
+
+#[test]
+fn cancel_leaves_only_a_partial_file_and_releases_writers() {
+    if !uffd_or_skip("cancel_leaves_only_a_partial_file_and_releases_writers") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("wpsnap-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("snap.wps");
+    let mapping = OwnedMapping::new(16 << 20, Backing::Memfd).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 5);
+    let writers = start_writers(&mapping);
+    let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output");
+    let (sink, _) = FormatSink::new(output, &region, "{}".into()).expect("sink");
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+        .expect("prepare")
+        .arm(|| writers.pause())
+        .expect("arm");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!running.is_done());
+    let error = running.cancel("test cancel");
+    assert!(matches!(error, SnapshotError::Cancelled(ref r) if r == "test cancel"), "{error}");
+    assert!(!path.exists(), "a cancelled snapshot left a file under the final name");
+    let partial = dir.join("snap.wps.partial");
+    assert!(partial.exists(), "no .partial file left");
+    assert!(wpsnap_format::verify_file(&partial, None).is_err(), "verify accepted an incomplete file");
+    assert_writers_unblocked(writers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// MADV_DONTNEED on the region mid-snapshot discards pages the image may not have yet: the
+/// snapshot must abort rather than save zeros as the point-in-time state.
+#[test]
+fn madvise_dontneed_mid_snapshot_aborts() {
+    if !uffd_or_skip("madvise_dontneed_mid_snapshot_aborts") {
+        return;
+    }
+    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 0);
+    let writers = start_writers(&mapping);
+    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+        .expect("prepare")
+        .arm(|| writers.pause())
+        .expect("arm");
+    std::thread::sleep(Duration::from_millis(50));
+    let last = region.page_addr(region.page_count() - 4);
+    // SAFETY: the range is inside the test's own mapping; discarding it is the point.
+    unsafe { rustix::mm::madvise(last as *mut _, 4 * 4096, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
+    match running.finish() {
+        Err(SnapshotError::RegionChanged(what)) => assert!(what.contains("discarded"), "{what}"),
+        other => panic!("expected RegionChanged, got {other:?}"),
+    }
+    assert_writers_unblocked(writers);
+}
+
+/// munmap of part of the region mid-snapshot aborts it too.
+#[test]
+fn munmap_mid_snapshot_aborts() {
+    if !uffd_or_skip("munmap_mid_snapshot_aborts") {
+        return;
+    }
+    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 0);
+    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+        .expect("prepare")
+        .arm(|| ())
+        .expect("arm");
+    std::thread::sleep(Duration::from_millis(50));
+    // The last pages: the paced scan is far from them, so nothing reads them after the unmap.
+    let last = region.page_addr(region.page_count() - 4);
+    // SAFETY: inside the test's own mapping; OwnedMapping's final munmap of the whole range
+    // tolerates the hole.
+    unsafe { rustix::mm::munmap(last as *mut _, 4 * 4096) }.expect("munmap");
+    match running.finish() {
+        Err(SnapshotError::RegionChanged(what)) => assert!(what.contains("unmapped"), "{what}"),
+        other => panic!("expected RegionChanged, got {other:?}"),
+    }
+}
+
+/// A sink that stalls: the staging buffer fills, writers wait (back-pressure), nothing is
+/// dropped, and the image is complete.
+struct StallingSink {
+    inner: MemorySink,
+    stall: Duration,
+}
+
+impl PageSink for StallingSink {
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
+        std::thread::sleep(self.stall);
+        self.inner.write_page(index, data)
+    }
+    fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
+        Box::new(self.inner).finish(report_json)
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+#[test]
+fn full_staging_applies_back_pressure_without_dropping_pages() {
+    if !uffd_or_skip("full_staging_applies_back_pressure_without_dropping_pages") {
+        return;
+    }
+    let mapping = OwnedMapping::new(2 << 20, Backing::Anonymous).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 3);
+    let writers = start_writers(&mapping);
+    let (inner, image) = MemorySink::new(region.page_size(), region.page_count());
+    let sink = StallingSink { inner, stall: Duration::from_micros(200) };
+    let config = SnapshotConfig {
+        service_model: ServiceModel::Decoupled,
+        policy: PolicyConfig::None,
+        staging_pages: 8,
+        scan_batch_pages: 2,
+        ..SnapshotConfig::default()
+    };
+    let mut reference = Vec::new();
+    let running = Snapshot::prepare(region, config, Box::new(sink))
+        .expect("prepare")
+        .arm_observed(|| writers.pause(), |r| reference = common::copy_region(r))
+        .expect("arm");
+    writers.set_reporter(Some(running.fault_wait_reporter()));
+    let report = running.finish().expect("snapshot");
+    writers.set_reporter(None);
+    assert!(report.engine.stats.staging_peak_pages <= 8);
+    let image = image.lock().expect("image");
+    assert!(image.writes.iter().all(|&w| w == 1), "a page was dropped or saved twice");
+    assert!(image.data == reference, "image differs from the reference");
+    drop(image);
+    assert_writers_unblocked(writers);
+}
