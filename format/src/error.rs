@@ -144,6 +144,14 @@ pub enum FormatError {
         /// Expected bytes.
         page_size: u64,
     },
+    /// A [`crate::PageDigest`] computed for one page was given for another.
+    #[error("digest of page {digest_index} given for page {index}")]
+    DigestMismatch {
+        /// The page being written.
+        index: u64,
+        /// The page the digest was computed for.
+        digest_index: u64,
+    },
     /// Pages were never written (writer `finish`) or the trailer arrived before all pages were read.
     #[error("{missing} page(s) missing at byte {offset}, the first is page {first_missing}")]
     MissingPages {

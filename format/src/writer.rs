@@ -28,6 +28,38 @@ pub struct SnapshotWriter<W: Write> {
     poisoned: bool,
 }
 
+/// The checksum and zero flag of one page, computed by [`PageDigest::of`]. Lets a caller move
+/// the per-page CPU work (one pass over the data) off the sink thread, e.g. onto the thread
+/// that copies the page into staging, and hand it to [`SnapshotWriter::write_page_digested`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageDigest {
+    index: u64,
+    zero: bool,
+    crc32c: u32,
+}
+
+impl PageDigest {
+    /// Zero detection and the record checksum of page `index` holding `data`.
+    pub fn of(index: u64, data: &[u8]) -> PageDigest {
+        let zero = is_all_zero(data);
+        let flags = if zero { PAGE_FLAG_ZERO } else { 0 };
+        let mut covered = [0u8; 12];
+        covered[0..4].copy_from_slice(&flags.to_le_bytes());
+        covered[4..12].copy_from_slice(&index.to_le_bytes());
+        PageDigest { index, zero, crc32c: record_crc(&covered, (!zero).then_some(data)) }
+    }
+
+    /// Whether the page is all zero (stored without data).
+    pub fn is_zero(&self) -> bool {
+        self.zero
+    }
+
+    /// The record checksum (docs/format.md, "Page record").
+    pub fn crc32c(&self) -> u32 {
+        self.crc32c
+    }
+}
+
 /// crc32c of a page record: over its flags and page index (bytes 4..16 of the record header),
 /// then the page data if any. Shared with the reader so both compute the very same thing.
 pub(crate) fn record_crc(flags_and_index: &[u8], data: Option<&[u8]>) -> u32 {
@@ -60,6 +92,24 @@ impl<W: Write> SnapshotWriter<W> {
     /// record without data. Rejects a wrong length, an index out of range and a duplicate
     /// (these three leave the writer usable: nothing was written).
     pub fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), FormatError> {
+        self.check_page(index, data)?;
+        self.write_record(index, data, PageDigest::of(index, data))
+    }
+
+    /// Like [`SnapshotWriter::write_page`], with the checksum and zero flag computed earlier by
+    /// [`PageDigest::of`] (on another thread, say). The data must not have changed since: a
+    /// stale digest makes a file that fails verification (debug builds assert it). A digest
+    /// computed for another index is refused with [`FormatError::DigestMismatch`].
+    pub fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), FormatError> {
+        self.check_page(index, data)?;
+        if digest.index != index {
+            return Err(FormatError::DigestMismatch { index, digest_index: digest.index });
+        }
+        debug_assert_eq!(*digest, PageDigest::of(index, data), "page {index} changed after its digest");
+        self.write_record(index, data, *digest)
+    }
+
+    fn check_page(&self, index: u64, data: &[u8]) -> Result<(), FormatError> {
         if self.poisoned {
             return Err(FormatError::Poisoned { what: "writer" });
         }
@@ -76,15 +126,18 @@ impl<W: Write> SnapshotWriter<W> {
         if self.seen.contains(index) {
             return Err(FormatError::DuplicatePage { offset: self.bytes_written, index });
         }
-        let zero = is_all_zero(data);
-        let flags = if zero { PAGE_FLAG_ZERO } else { 0 };
+        Ok(())
+    }
+
+    fn write_record(&mut self, index: u64, data: &[u8], digest: PageDigest) -> Result<(), FormatError> {
+        let flags = if digest.zero { PAGE_FLAG_ZERO } else { 0 };
         let mut rec = [0u8; PAGE_RECORD_HEADER_BYTES];
         rec[0..4].copy_from_slice(&TAG_PAGE.to_le_bytes());
         rec[4..8].copy_from_slice(&flags.to_le_bytes());
         rec[8..16].copy_from_slice(&index.to_le_bytes());
-        let payload = (!zero).then_some(data);
-        let crc = record_crc(&rec[4..16], payload);
-        rec[16..20].copy_from_slice(&crc.to_le_bytes());
+        rec[16..20].copy_from_slice(&digest.crc32c.to_le_bytes());
+        let payload = (!digest.zero).then_some(data);
+        // Poisoned until both writes succeed: on error an unknown prefix reached the sink.
         self.poisoned = true;
         self.out.write_all(&rec).map_err(|e| FormatError::io(format!("writing page record {index}"), e))?;
         if let Some(d) = payload {
@@ -92,9 +145,9 @@ impl<W: Write> SnapshotWriter<W> {
         }
         self.poisoned = false;
         self.seen.insert(index);
-        self.records_crc = crc32c::crc32c_append(self.records_crc, &crc.to_le_bytes());
+        self.records_crc = crc32c::crc32c_append(self.records_crc, &digest.crc32c.to_le_bytes());
         self.pages_written += 1;
-        self.zero_pages += u64::from(zero);
+        self.zero_pages += u64::from(digest.zero);
         self.bytes_written += (PAGE_RECORD_HEADER_BYTES + payload.map_or(0, <[u8]>::len)) as u64;
         Ok(())
     }

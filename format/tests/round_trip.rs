@@ -105,3 +105,22 @@ fn crc32c_is_the_castagnoli_polynomial_documented() {
     // The check value quoted in docs/format.md.
     assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
 }
+
+#[test]
+fn digested_pages_give_the_same_bytes_as_plain_writes() {
+    use wpsnap_format::PageDigest;
+    let h = header(4);
+    let pages: Vec<Vec<u8>> = (0..4).map(|i| if i == 2 { vec![0; 4096] } else { page_bytes(i, 4096) }).collect();
+    let plain = write_snapshot(&h, &[0, 1, 2, 3], |i| i == 2, "{}");
+    let mut w = SnapshotWriter::new(Vec::new(), &h).expect("header");
+    let digests: Vec<PageDigest> = pages.iter().enumerate().map(|(i, p)| PageDigest::of(i as u64, p)).collect();
+    assert!(digests[2].is_zero() && !digests[0].is_zero());
+    assert!(matches!(
+        w.write_page_digested(1, &pages[1], &digests[0]),
+        Err(FormatError::DigestMismatch { index: 1, digest_index: 0 })
+    ));
+    for (i, p) in pages.iter().enumerate() {
+        w.write_page_digested(i as u64, p, &digests[i]).expect("page");
+    }
+    assert_eq!(w.finish("{}").expect("finish"), plain);
+}
