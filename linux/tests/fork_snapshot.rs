@@ -9,7 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 use wpsnap_format::Header;
 use wpsnap_linux::fork::{ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
-use wpsnap_linux::output::{FailingOutput, Output, OutputSpec, open_output};
+use wpsnap_linux::output::{
+    FailingOutput, Output, OutputSpec, SlowDevice, SlowDeviceProfile, StallLength, open_output,
+};
 
 const PAGE_SIZE: usize = 4096;
 const PAGE_COUNT: usize = 1024; // 4 MiB
@@ -235,6 +237,36 @@ fn dropping_a_running_snapshot_kills_the_child_and_leaves_only_the_partial() {
     assert!(!alive, "child {pid} still exists");
     assert!(!path.exists());
     assert!(dir.join("snap.wps.partial").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn child_applies_the_slow_device_emulation_and_reports_it() {
+    let dir = scratch("slow");
+    let path = dir.join("snap.wps");
+    let region = Region::new();
+    let reference = region.copy();
+    let profile = SlowDeviceProfile {
+        name: "test-slow".into(),
+        // 4 MiB at 100 MB/s: about 42 ms of emulated transfer.
+        bandwidth_bytes_per_sec: 100_000_000,
+        stall_every_bytes_mean: 1 << 20,
+        stall: StallLength::LogNormal { median_us: 200, sigma: 0.5 },
+        stall_us_max: 2_000,
+        seed: 11,
+    };
+    let file = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");
+    let slow: Box<dyn Output> = Box::new(SlowDevice::new(file, profile));
+    let report = fork_snapshot(region.region_ref(), &header(), slow, &options()).expect("snapshot");
+    let emulation = report.output.slow_device_emulation.clone().expect("emulation reported");
+    assert!(emulation.emulation && emulation.note.contains("EMULATED"));
+    assert_eq!(emulation.bytes, report.bytes);
+    assert!(emulation.sleep_ns_total >= 35_000_000, "bandwidth cap applied in the child: {emulation:?}");
+    assert!(report.child_write_ns >= emulation.sleep_ns_total);
+    assert!(emulation.stalls > 0, "about four stalls expected over 4 MiB");
+    let mut image = vec![0_u8; PAGE_SIZE * PAGE_COUNT];
+    wpsnap_format::load_into(&path, &mut image).expect("load");
+    assert!(image == reference);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,6 +3,7 @@
 //! `write(2)` only. See the module doc of [`super`] for the rules.
 
 use super::record::{ChildRecord, ChildStatus};
+use crate::output::DevicePacer;
 use std::io::Write;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -23,12 +24,19 @@ pub(super) struct RawSink {
     /// errno of the last failed write, readable in the child without inspecting the
     /// (allocating) error the format writer wraps it in.
     last_errno: Arc<AtomicI32>,
+    /// The slow-device emulation, applied after each raw write (allocation-free once built).
+    pacer: Option<DevicePacer>,
 }
 
 impl RawSink {
     /// Allocates the buffer; call before the fork.
-    pub(super) fn new(fd: RawFd, buffer_bytes: usize, last_errno: Arc<AtomicI32>) -> RawSink {
-        RawSink { fd, buf: vec![0_u8; buffer_bytes.max(4096)], len: 0, written: 0, last_errno }
+    pub(super) fn new(
+        fd: RawFd,
+        buffer_bytes: usize,
+        last_errno: Arc<AtomicI32>,
+        pacer: Option<DevicePacer>,
+    ) -> RawSink {
+        RawSink { fd, buf: vec![0_u8; buffer_bytes.max(4096)], len: 0, written: 0, last_errno, pacer }
     }
 
     fn drain(&mut self) -> std::io::Result<()> {
@@ -39,7 +47,12 @@ impl RawSink {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
             match rustix::io::write(fd, &self.buf[at..self.len]) {
                 Ok(0) => return Err(self.fail(libc::EIO)),
-                Ok(n) => at += n,
+                Ok(n) => {
+                    at += n;
+                    if let Some(pacer) = &mut self.pacer {
+                        pacer.pace(n as u64);
+                    }
+                }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(self.fail(e.raw_os_error())),
             }
@@ -149,14 +162,21 @@ fn write_all_pages(job: ChildJob) -> ChildRecord {
     // The report is ASCII built above; a failed conversion would only drop it.
     let report = std::str::from_utf8(&report.buf[..report.len]).unwrap_or("{}");
     match writer.finish(report) {
-        Ok(sink) => ChildRecord {
-            status: ChildStatus::Ok,
-            errno: 0,
-            pages,
-            bytes: sink.written,
-            write_ns: started.elapsed().as_nanos() as u64,
-            failed_page: 0,
-        },
+        Ok(sink) => {
+            let emulation = sink.pacer.as_ref().map(DevicePacer::report);
+            ChildRecord {
+                status: ChildStatus::Ok,
+                errno: 0,
+                pages,
+                bytes: sink.written,
+                write_ns: started.elapsed().as_nanos() as u64,
+                failed_page: 0,
+                stalls: emulation.map_or(0, |r| r.stalls),
+                stall_ns_total: emulation.map_or(0, |r| r.stall_ns_total),
+                stall_ns_max: emulation.map_or(0, |r| r.stall_ns_max),
+                sleep_ns_total: emulation.map_or(0, |r| r.sleep_ns_total),
+            }
+        }
         Err(_) => ChildRecord::failed(ChildStatus::TrailerFailed, pages, last_errno.load(Ordering::SeqCst)),
     }
 }

@@ -32,9 +32,14 @@
 //! A panic in the child runs the panic hook, which locks stderr: if another thread held that
 //! lock at the fork the child hangs, and the parent kills it at `child_timeout_ms`.
 //!
-//! What it does not do: no O_DIRECT files and no slow-device emulation (the child writes the
-//! output's raw descriptor; [`ForkError::OutputNotForkable`] says so); no progress reports
-//! while the child runs; no throttling (the child writes as fast as the output takes it).
+//! The slow-device emulation ([`crate::output::SlowDevice`]) is applied by the child itself:
+//! its raw writes are paced by a [`DevicePacer`] built before the fork, and the emulation's
+//! counters come back in the result record, so the output summary still says "EMULATED".
+//!
+//! What it does not do: no O_DIRECT files (the child writes the output's raw descriptor, and
+//! the format crate's aligned-buffer state would be split between two processes;
+//! [`ForkError::OutputNotForkable`] says so); no progress reports while the child runs; no
+//! throttling policy (the child writes as fast as the output, or the emulation, takes it).
 //! The child inherits every descriptor of the parent, as any `fork()` does.
 
 mod child;
@@ -44,7 +49,7 @@ mod record;
 pub use memory::ExtraMemory;
 pub use record::ChildStatus;
 
-use crate::output::{Output, OutputError, OutputSummary};
+use crate::output::{DevicePacer, Output, OutputError, OutputSummary, SlowDeviceProfile, SlowDeviceReport};
 use child::{ChildJob, RawSink};
 use record::{ChildRecord, RECORD_BYTES};
 use serde::{Deserialize, Serialize};
@@ -145,7 +150,7 @@ pub enum ForkError {
     #[error("invalid region: {0}")]
     InvalidRegion(String),
     #[error(
-        "this output cannot be written by a forked child (O_DIRECT files, slow-device emulation and test outputs cannot; use a plain file, stdout or tcp)"
+        "this output cannot be written by a forked child (O_DIRECT files and test outputs cannot; use a plain file, stdout or tcp, optionally with the slow-device emulation)"
     )]
     OutputNotForkable,
     #[error("preparing the snapshot header: {0}")]
@@ -174,6 +179,8 @@ pub struct ForkSnapshot {
     output: Option<Box<dyn Output>>,
     region: RegionRef,
     options: ForkOptions,
+    /// The slow-device emulation the child applies, if any.
+    emulation: Option<SlowDeviceProfile>,
     reaped: bool,
 }
 
@@ -196,7 +203,9 @@ pub fn start_fork_snapshot(
     let (release_read, release_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(os("creating the release pipe"))?;
     let last_errno = Arc::new(AtomicI32::new(0));
-    let sink = RawSink::new(fd, options.write_buffer_bytes, last_errno.clone());
+    let emulation = output.fork_slow_device();
+    let pacer = emulation.clone().map(DevicePacer::new);
+    let sink = RawSink::new(fd, options.write_buffer_bytes, last_errno.clone(), pacer);
     // The header goes into the sink's buffer now (this allocates); the child flushes it.
     let writer = SnapshotWriter::new(sink, header).map_err(ForkError::Header)?;
     let job = ChildJob {
@@ -235,6 +244,7 @@ pub fn start_fork_snapshot(
         output: Some(output),
         region,
         options: options.clone(),
+        emulation,
         reaped: false,
     })
 }
@@ -293,7 +303,8 @@ impl ForkSnapshot {
             });
         }
         let mut output = self.output.take().ok_or(ForkError::OutputNotForkable)?;
-        output.add_forked_bytes(record.bytes);
+        let emulation = self.emulation.clone().map(|profile| child_emulation_report(profile, &record));
+        output.add_forked_bytes(record.bytes, emulation);
         let summary = output.commit().map_err(ForkError::Output)?;
         let write_s = record.write_ns as f64 / 1e9;
         Ok(ForkReport {
@@ -400,6 +411,18 @@ impl Drop for ForkSnapshot {
         self.kill_and_reap();
         self.abort_output();
     }
+}
+
+/// The emulation report of the child's writes: the profile's texts from the parent, the
+/// counters from the child's record.
+fn child_emulation_report(profile: SlowDeviceProfile, record: &ChildRecord) -> SlowDeviceReport {
+    let mut report = DevicePacer::new(profile).into_report();
+    report.bytes = record.bytes;
+    report.stalls = record.stalls;
+    report.stall_ns_total = record.stall_ns_total;
+    report.stall_ns_max = record.stall_ns_max;
+    report.sleep_ns_total = record.sleep_ns_total;
+    report
 }
 
 fn check_region(region: RegionRef, header: &Header) -> Result<(), ForkError> {

@@ -33,7 +33,7 @@ impl ChildStatus {
 }
 
 const RECORD_MAGIC: u32 = 0x5750_4b46; // "WPKF"
-pub(super) const RECORD_BYTES: usize = 48;
+pub(super) const RECORD_BYTES: usize = 80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct ChildRecord {
@@ -43,11 +43,27 @@ pub(super) struct ChildRecord {
     pub bytes: u64,
     pub write_ns: u64,
     pub failed_page: u64,
+    /// The slow-device emulation's counters (zero without emulation).
+    pub stalls: u64,
+    pub stall_ns_total: u64,
+    pub stall_ns_max: u64,
+    pub sleep_ns_total: u64,
 }
 
 impl ChildRecord {
     pub(super) fn failed(status: ChildStatus, page: u64, errno: i32) -> ChildRecord {
-        ChildRecord { status, errno, pages: 0, bytes: 0, write_ns: 0, failed_page: page }
+        ChildRecord {
+            status,
+            errno,
+            pages: 0,
+            bytes: 0,
+            write_ns: 0,
+            failed_page: page,
+            stalls: 0,
+            stall_ns_total: 0,
+            stall_ns_max: 0,
+            sleep_ns_total: 0,
+        }
     }
 
     pub(super) fn encode(&self) -> [u8; RECORD_BYTES] {
@@ -59,6 +75,10 @@ impl ChildRecord {
         b[24..32].copy_from_slice(&self.bytes.to_le_bytes());
         b[32..40].copy_from_slice(&self.write_ns.to_le_bytes());
         b[40..48].copy_from_slice(&self.failed_page.to_le_bytes());
+        b[48..56].copy_from_slice(&self.stalls.to_le_bytes());
+        b[56..64].copy_from_slice(&self.stall_ns_total.to_le_bytes());
+        b[64..72].copy_from_slice(&self.stall_ns_max.to_le_bytes());
+        b[72..80].copy_from_slice(&self.sleep_ns_total.to_le_bytes());
         b
     }
 
@@ -75,6 +95,10 @@ impl ChildRecord {
             bytes: u64_at(24)?,
             write_ns: u64_at(32)?,
             failed_page: u64_at(40)?,
+            stalls: u64_at(48)?,
+            stall_ns_total: u64_at(56)?,
+            stall_ns_max: u64_at(64)?,
+            sleep_ns_total: u64_at(72)?,
         })
     }
 }
@@ -92,6 +116,10 @@ mod tests {
             bytes: 1 << 33,
             write_ns: 77,
             failed_page: 6,
+            stalls: 1,
+            stall_ns_total: 2,
+            stall_ns_max: 3,
+            sleep_ns_total: 4,
         };
         assert_eq!(ChildRecord::decode(&r.encode()), Some(r));
         assert_eq!(ChildRecord::decode(&[0; RECORD_BYTES]), None);

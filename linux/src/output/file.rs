@@ -87,7 +87,7 @@ impl Output for FileOutput {
         self.fork_fd.as_ref().map(AsFd::as_fd)
     }
 
-    fn add_forked_bytes(&mut self, bytes: u64) {
+    fn add_forked_bytes(&mut self, bytes: u64, _emulation: Option<super::SlowDeviceReport>) {
         self.bytes += bytes;
     }
 

@@ -35,7 +35,7 @@ mod tcp;
 pub use failing::FailingOutput;
 pub use file::FileOutput;
 pub use receive::{ACK_PREFIX, ReceiveError, ReceiveLimits, ReceiveReport, Receiver, receive};
-pub use slow_device::{SlowDevice, SlowDeviceProfile, SlowDeviceReport, StallLength};
+pub use slow_device::{DevicePacer, SlowDevice, SlowDeviceProfile, SlowDeviceReport, StallLength};
 pub use stdout::StdoutOutput;
 pub use tcp::{TcpLimits, TcpOutput};
 
@@ -145,13 +145,18 @@ pub trait Output: std::io::Write + Send {
     /// parent then calls [`Output::commit`] after the child has finished, which makes the
     /// child's bytes durable (file: fsync + rename) or delivered (tcp: shutdown + wait for
     /// the acknowledgement). `None` when the output cannot be shared that way (O_DIRECT
-    /// files, the slow-device emulation, test helpers).
+    /// files, test helpers).
     fn fork_fd(&mut self) -> Option<std::os::fd::BorrowedFd<'_>> {
         None
     }
-    /// Tells the output how many bytes a forked child wrote through [`Output::fork_fd`], so
-    /// the summary counts them.
-    fn add_forked_bytes(&mut self, _bytes: u64) {}
+    /// The slow-device emulation a forked child must apply itself while writing to
+    /// [`Output::fork_fd`] (`Some` only for [`SlowDevice`]).
+    fn fork_slow_device(&self) -> Option<SlowDeviceProfile> {
+        None
+    }
+    /// Tells the output what a forked child wrote through [`Output::fork_fd`] (bytes, and the
+    /// emulation's report when it applied one), so the summary counts them.
+    fn add_forked_bytes(&mut self, _bytes: u64, _emulation: Option<SlowDeviceReport>) {}
 }
 
 /// Opens the output an [`OutputSpec`] names, with default TCP limits.

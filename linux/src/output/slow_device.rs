@@ -7,6 +7,9 @@
 //! a page cache, writeback or competing I/O (the simulator's disk model does). Results
 //! measured with it must say "emulated", which [`SlowDeviceReport::emulation`] does.
 //!
+//! The pacing itself is [`DevicePacer`], which the fork backend's child also uses to apply
+//! the same emulation to its raw writes.
+//!
 //! Stalls arrive as a Poisson process over bytes written (mean gap
 //! `stall_every_bytes_mean`), so they do not depend on how the caller sizes its writes.
 
@@ -99,9 +102,9 @@ pub struct SlowDeviceReport {
     pub sleep_ns_total: u64,
 }
 
-/// Wraps a writer and slows it down to an emulated device's speed. See the module doc.
-pub struct SlowDevice<W: Write> {
-    inner: W,
+/// The emulated device's clock and stall draws, without a writer: [`SlowDevice`] uses it, and
+/// so does the fork backend's child (it allocates nothing after [`DevicePacer::new`]).
+pub struct DevicePacer {
     profile: SlowDeviceProfile,
     rng: ChaCha8Rng,
     /// When the emulated device finishes what it has been given so far.
@@ -110,8 +113,8 @@ pub struct SlowDevice<W: Write> {
     report: SlowDeviceReport,
 }
 
-impl<W: Write> SlowDevice<W> {
-    pub fn new(inner: W, profile: SlowDeviceProfile) -> SlowDevice<W> {
+impl DevicePacer {
+    pub fn new(profile: SlowDeviceProfile) -> DevicePacer {
         let mut rng = ChaCha8Rng::seed_from_u64(profile.seed);
         let bytes_until_stall = next_stall_gap(&mut rng, profile.stall_every_bytes_mean);
         let report = SlowDeviceReport {
@@ -127,7 +130,7 @@ impl<W: Write> SlowDevice<W> {
             stall_ns_max: 0,
             sleep_ns_total: 0,
         };
-        SlowDevice { inner, profile, rng, device_free_at: None, bytes_until_stall, report }
+        DevicePacer { profile, rng, device_free_at: None, bytes_until_stall, report }
     }
 
     /// The emulation's report so far.
@@ -135,8 +138,17 @@ impl<W: Write> SlowDevice<W> {
         &self.report
     }
 
-    pub fn into_parts(self) -> (W, SlowDeviceReport) {
-        (self.inner, self.report)
+    pub fn into_report(self) -> SlowDeviceReport {
+        self.report
+    }
+
+    /// Charges `bytes` just written and sleeps until the emulated device would be done.
+    pub fn pace(&mut self, bytes: u64) {
+        let wait = self.charge(bytes, Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+            self.report.sleep_ns_total = self.report.sleep_ns_total.saturating_add(wait.as_nanos() as u64);
+        }
     }
 
     /// Charges `bytes` to the emulated device and returns how long the caller must wait.
@@ -148,7 +160,7 @@ impl<W: Write> SlowDevice<W> {
         };
         let mut stall_ns: u64 = 0;
         let mut left = bytes;
-        // Several stalls can fall inside one large write; bounded by the chunk size.
+        // Several stalls can fall inside one large write.
         while self.profile.stall_every_bytes_mean > 0 && left >= self.bytes_until_stall {
             left -= self.bytes_until_stall;
             let stall = draw_stall_ns(&mut self.rng, &self.profile.stall, self.profile.stall_us_max);
@@ -169,15 +181,36 @@ impl<W: Write> SlowDevice<W> {
     }
 }
 
+/// Wraps a writer and slows it down to an emulated device's speed. See the module doc.
+pub struct SlowDevice<W: Write> {
+    inner: W,
+    pacer: DevicePacer,
+}
+
+impl<W: Write> SlowDevice<W> {
+    pub fn new(inner: W, profile: SlowDeviceProfile) -> SlowDevice<W> {
+        SlowDevice { inner, pacer: DevicePacer::new(profile) }
+    }
+
+    /// The emulation's report so far.
+    pub fn report(&self) -> &SlowDeviceReport {
+        self.pacer.report()
+    }
+
+    pub fn profile(&self) -> &SlowDeviceProfile {
+        &self.pacer.profile
+    }
+
+    pub fn into_parts(self) -> (W, SlowDeviceReport) {
+        (self.inner, self.pacer.into_report())
+    }
+}
+
 impl<W: Write> Write for SlowDevice<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let chunk = &buf[..buf.len().min(WRITE_CHUNK_BYTES_MAX)];
         let n = self.inner.write(chunk)?;
-        let wait = self.charge(n as u64, Instant::now());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-            self.report.sleep_ns_total = self.report.sleep_ns_total.saturating_add(wait.as_nanos() as u64);
-        }
+        self.pacer.pace(n as u64);
         Ok(n)
     }
 
@@ -198,6 +231,26 @@ impl Output for SlowDevice<Box<dyn Output>> {
     fn abort(self: Box<Self>) {
         let (inner, _) = self.into_parts();
         inner.abort();
+    }
+
+    /// The inner output's descriptor: the fork child applies the emulation itself (see
+    /// [`Output::fork_slow_device`]).
+    fn fork_fd(&mut self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        if self.pacer.report.bytes > 0 {
+            return None;
+        }
+        self.inner.fork_fd()
+    }
+
+    fn fork_slow_device(&self) -> Option<SlowDeviceProfile> {
+        Some(self.pacer.profile.clone())
+    }
+
+    fn add_forked_bytes(&mut self, bytes: u64, emulation: Option<SlowDeviceReport>) {
+        self.inner.add_forked_bytes(bytes, None);
+        if let Some(report) = emulation {
+            self.pacer.report = report;
+        }
     }
 }
 
@@ -251,10 +304,10 @@ mod tests {
         let mut dev = SlowDevice::new(Vec::new(), profile(1_000_000, 0));
         let t0 = Instant::now();
         // 1000 bytes at 1 MB/s is 1 ms; a second write queued behind it ends at 2 ms.
-        assert_eq!(dev.charge(1_000, t0), Duration::from_millis(1));
-        assert_eq!(dev.charge(1_000, t0), Duration::from_millis(2));
+        assert_eq!(dev.pacer.charge(1_000, t0), Duration::from_millis(1));
+        assert_eq!(dev.pacer.charge(1_000, t0), Duration::from_millis(2));
         // Later than the device is busy: only its own transfer time.
-        assert_eq!(dev.charge(1_000, t0 + Duration::from_secs(1)), Duration::from_millis(1));
+        assert_eq!(dev.pacer.charge(1_000, t0 + Duration::from_secs(1)), Duration::from_millis(1));
         assert_eq!(dev.report().stalls, 0);
     }
 
@@ -266,7 +319,7 @@ mod tests {
             let t0 = Instant::now();
             let mut done = 0;
             while done < total {
-                dev.charge(piece, t0);
+                dev.pacer.charge(piece, t0);
                 done += piece;
             }
             dev.report().clone()

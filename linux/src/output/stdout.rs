@@ -57,7 +57,7 @@ impl Output for StdoutOutput {
         Some(self.out.get_ref().as_fd())
     }
 
-    fn add_forked_bytes(&mut self, bytes: u64) {
+    fn add_forked_bytes(&mut self, bytes: u64, _emulation: Option<super::SlowDeviceReport>) {
         self.bytes += bytes;
     }
 

@@ -129,7 +129,7 @@ impl Output for TcpOutput {
         Some(self.stream.get_ref().as_fd())
     }
 
-    fn add_forked_bytes(&mut self, bytes: u64) {
+    fn add_forked_bytes(&mut self, bytes: u64, _emulation: Option<super::SlowDeviceReport>) {
         self.bytes += bytes;
     }
 
