@@ -29,6 +29,8 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> Result<String, Plot
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
+            // Room for the last percentile label ("99.999%"), centred on the right edge.
+            .margin_right(36)
             .x_label_area_size(44)
             .y_label_area_size(72)
             .build_cartesian_2d(0.0..x_max, (y_min_us..y_max_us).log_scale())
@@ -36,7 +38,7 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> Result<String, Plot
         chart
             .configure_mesh()
             .x_desc("percentile")
-            .y_desc("fault wait (µs, log scale)")
+            .y_desc("fault wait (log scale)")
             .x_labels(x_max as usize + 1)
             .x_label_formatter(&|nines| percentile_label(*nines))
             .y_label_formatter(&|us| format_us(*us))
