@@ -270,6 +270,58 @@ fn child_applies_the_slow_device_emulation_and_reports_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn child_completes_while_other_threads_allocate_and_hold_locks() {
+    // A smoke test, not a proof: one thread holds stderr's lock and a mutex for the whole
+    // test, another allocates and frees without pause (allocator locks are often held at the
+    // instant of a fork). The child must finish every time. It cannot catch every lock a
+    // child might take: the test harness captures stderr (so the real lock is not on the
+    // child's path), and glibc resets its allocator locks in a forked child.
+    let region = Region::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(std::sync::Mutex::new(0_u64));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let (stop, held) = (stop.clone(), held.clone());
+        thread::spawn(move || {
+            let _stderr = std::io::stderr().lock();
+            let _guard = held.lock();
+            let _ = locked_tx.send(());
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let allocator = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            let mut n = 0_usize;
+            while !stop.load(Ordering::SeqCst) {
+                kept.push(vec![n as u8; 64 + n % 4096]);
+                if kept.len() > 256 {
+                    kept.clear();
+                }
+                n += 1;
+            }
+        })
+    };
+    locked_rx.recv_timeout(WAIT_MAX).expect("holder took its locks");
+    let dir = scratch("locks");
+    let options = ForkOptions { child_timeout_ms: 20_000, ..options() };
+    for round in 0..5 {
+        let path = dir.join(format!("snap-{round}.wps"));
+        let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");
+        let report = fork_snapshot(region.region_ref(), &header(), output, &options).expect("child finished");
+        assert_eq!(report.pages, PAGE_COUNT as u64);
+        wpsnap_format::verify_file(&path, None).expect("valid snapshot");
+    }
+    stop.store(true, Ordering::SeqCst);
+    holder.join().expect("holder");
+    allocator.join().expect("allocator");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Prints a fork snapshot's report for a 256 MiB region written by one writer thread. Not a
 /// check: run by hand with
 /// `cargo test -p wpsnap-linux --release --test fork_snapshot print_fork_numbers -- --ignored --nocapture`.
