@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wpsnap_format::Header;
 use wpsnap_linux::fork::{ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
 use wpsnap_linux::output::{
-    FailingOutput, Output, OutputSpec, SlowDevice, SlowDeviceProfile, StallLength, open_output,
+    FailingOutput, Output, OutputSpec, ReceiveLimits, Receiver, SlowDevice, SlowDeviceProfile, StallLength, open_output,
 };
 
 const PAGE_SIZE: usize = 4096;
@@ -181,6 +181,31 @@ fn image_equals_memory_at_fork_while_writers_keep_writing() {
     // The parent wrote at least one page after the fork, so the child holds its old copy.
     assert!(report.extra_memory.region_cow_bytes_peak >= PAGE_SIZE as u64, "{:?}", report.extra_memory);
     assert!(!dir.join("snap.wps.partial").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn child_streams_to_a_tcp_receiver_which_verifies_and_acknowledges() {
+    let dir = scratch("tcp");
+    let out_path = dir.join("received.wps");
+    let receiver = Receiver::bind("127.0.0.1:0").expect("bind");
+    let addr = receiver.local_addr().expect("addr").to_string();
+    let receiving = {
+        let out_path = out_path.clone();
+        let limits = ReceiveLimits { accept_timeout_ms: 20_000, idle_timeout_ms: 20_000, bytes_max: 64 << 20 };
+        thread::spawn(move || receiver.receive_one(&out_path, &limits))
+    };
+    let region = Region::new();
+    let reference = region.copy();
+    let output = open_output(&OutputSpec::Tcp(addr)).expect("connect");
+    let report = fork_snapshot(region.region_ref(), &header(), output, &options()).expect("snapshot");
+    assert!(report.output.confirmed, "the receiver acknowledged after verifying");
+    assert_eq!(report.output.bytes, report.bytes);
+    let received = receiving.join().expect("receiver thread").expect("received");
+    assert_eq!(received.bytes, report.bytes);
+    let mut image = vec![0_u8; PAGE_SIZE * PAGE_COUNT];
+    wpsnap_format::load_into(&out_path, &mut image).expect("load");
+    assert!(image == reference);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
