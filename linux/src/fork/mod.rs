@@ -79,10 +79,12 @@ impl RegionRef {
         RegionRef { ptr, len }
     }
 
+    /// Bytes in the region.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True for a zero-length region (refused by the snapshot).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -260,6 +262,7 @@ pub fn fork_snapshot(
 }
 
 impl ForkSnapshot {
+    /// The child writing the snapshot.
     pub fn child_pid(&self) -> i32 {
         self.pid
     }

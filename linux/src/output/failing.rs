@@ -28,9 +28,11 @@ impl FailingProbe {
     pub fn failed(&self) -> bool {
         self.state.failed.load(Ordering::SeqCst)
     }
+    /// `commit` succeeded.
     pub fn committed(&self) -> bool {
         self.state.committed.load(Ordering::SeqCst)
     }
+    /// `abort` was called.
     pub fn aborted(&self) -> bool {
         self.state.aborted.load(Ordering::SeqCst)
     }
@@ -47,6 +49,7 @@ pub struct FailingOutput {
 }
 
 impl FailingOutput {
+    /// Accepts `fail_after_bytes`, then fails with `kind` and `message`.
     pub fn new(fail_after_bytes: u64, kind: ErrorKind, message: &str) -> FailingOutput {
         FailingOutput { fail_after_bytes, kind, message: message.to_string(), probe: FailingProbe::default() }
     }

@@ -87,6 +87,7 @@ impl Receiver {
         Ok(Receiver { listener, addr })
     }
 
+    /// The bound address (with the port the system picked for port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, ReceiveError> {
         self.listener.local_addr().map_err(|source| ReceiveError::Bind { addr: self.addr.clone(), source })
     }

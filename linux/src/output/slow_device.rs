@@ -81,6 +81,7 @@ impl SlowDeviceProfile {
         })
     }
 
+    /// The same profile with another seed for the stall draws.
     pub fn with_seed(mut self, seed: u64) -> SlowDeviceProfile {
         self.seed = seed;
         self
@@ -114,6 +115,7 @@ pub struct DevicePacer {
 }
 
 impl DevicePacer {
+    /// A pacer for `profile`, idle, with its random stream seeded (allocates; do it before a fork).
     pub fn new(profile: SlowDeviceProfile) -> DevicePacer {
         let mut rng = ChaCha8Rng::seed_from_u64(profile.seed);
         let bytes_until_stall = next_stall_gap(&mut rng, profile.stall_every_bytes_mean);
@@ -138,6 +140,7 @@ impl DevicePacer {
         &self.report
     }
 
+    /// The final report.
     pub fn into_report(self) -> SlowDeviceReport {
         self.report
     }
@@ -188,6 +191,7 @@ pub struct SlowDevice<W: Write> {
 }
 
 impl<W: Write> SlowDevice<W> {
+    /// Wraps `inner`; the emulated device starts idle.
     pub fn new(inner: W, profile: SlowDeviceProfile) -> SlowDevice<W> {
         SlowDevice { inner, pacer: DevicePacer::new(profile) }
     }
@@ -197,10 +201,12 @@ impl<W: Write> SlowDevice<W> {
         self.pacer.report()
     }
 
+    /// The emulated device's parameters.
     pub fn profile(&self) -> &SlowDeviceProfile {
         &self.pacer.profile
     }
 
+    /// The inner writer and the emulation's report.
     pub fn into_parts(self) -> (W, SlowDeviceReport) {
         (self.inner, self.pacer.into_report())
     }

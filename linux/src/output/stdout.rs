@@ -13,6 +13,7 @@ pub struct StdoutOutput {
 }
 
 impl StdoutOutput {
+    /// Standard output behind a buffer.
     pub fn new() -> StdoutOutput {
         StdoutOutput { out: BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout()), bytes: 0 }
     }

@@ -42,6 +42,7 @@ pub struct Series<'a> {
 }
 
 impl<'a> Series<'a> {
+    /// A series drawn and listed as `label`.
     pub fn new(label: &'a str, recorder: &'a LatencyRecorder) -> Series<'a> {
         Series { label, recorder }
     }
