@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use wpsnap_format::Header;
 use wpsnap_linux::fork::{ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
 use wpsnap_linux::output::{
-    FailingOutput, Output, OutputSpec, ReceiveLimits, Receiver, SlowDevice, SlowDeviceProfile, StallLength, open_output,
+    FailingOutput, Output, OutputSpec, ReceiveLimits, Receiver, SlowDevice, SlowDeviceProfile, StallLength,
+    StallSource, open_output,
 };
 
 const PAGE_SIZE: usize = 4096;
@@ -275,9 +276,12 @@ fn child_applies_the_slow_device_emulation_and_reports_it() {
         name: "test-slow".into(),
         // 4 MiB at 100 MB/s: about 42 ms of emulated transfer.
         bandwidth_bytes_per_sec: 100_000_000,
-        stall_every_bytes_mean: 1 << 20,
-        stall: StallLength::LogNormal { median_us: 200, sigma: 0.5 },
-        stall_us_max: 2_000,
+        stalls: vec![StallSource {
+            what: "test".into(),
+            every_bytes_mean: 1 << 20,
+            length: StallLength::LogNormal { median_us: 200, sigma: 0.5 },
+            us_max: 2_000,
+        }],
         seed: 11,
     };
     let file = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 use wpsnap_format::{Header, SnapshotWriter};
 use wpsnap_linux::output::{
-    FailingOutput, Output, OutputError, OutputSpec, SlowDevice, SlowDeviceProfile, StallLength, open_output,
+    FailingOutput, Output, OutputError, OutputSpec, SlowDevice, SlowDeviceProfile, StallLength, StallSource,
+    open_output,
 };
 
 const PAGE_SIZE: u64 = 4096;
@@ -95,9 +96,12 @@ fn slow_device_over_a_file_commits_and_labels_the_emulation() {
         name: "test-slow".into(),
         // 64 KiB + header at 10 MB/s is about 7 ms: short, but enough to be charged.
         bandwidth_bytes_per_sec: 10_000_000,
-        stall_every_bytes_mean: 16 * 1024,
-        stall: StallLength::Pareto { scale_us: 100, shape: 2.0 },
-        stall_us_max: 2_000,
+        stalls: vec![StallSource {
+            what: "test".into(),
+            every_bytes_mean: 16 * 1024,
+            length: StallLength::Pareto { scale_us: 100, shape: 2.0 },
+            us_max: 2_000,
+        }],
         seed: 3,
     };
     let file = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("open");

@@ -35,7 +35,9 @@ mod tcp;
 pub use failing::FailingOutput;
 pub use file::FileOutput;
 pub use receive::{ACK_PREFIX, ReceiveError, ReceiveLimits, ReceiveReport, Receiver, receive};
-pub use slow_device::{DevicePacer, SlowDevice, SlowDeviceProfile, SlowDeviceReport, StallLength};
+pub use slow_device::{
+    DevicePacer, STALL_SOURCES_MAX, SlowDevice, SlowDeviceProfile, SlowDeviceReport, StallLength, StallSource,
+};
 pub use stdout::StdoutOutput;
 pub use tcp::{TcpLimits, TcpOutput};
 

@@ -10,8 +10,12 @@
 //! The pacing itself is [`DevicePacer`], which the fork backend's child also uses to apply
 //! the same emulation to its raw writes.
 //!
-//! Stalls arrive as a Poisson process over bytes written (mean gap
-//! `stall_every_bytes_mean`), so they do not depend on how the caller sizes its writes.
+//! Each stall source's stalls arrive as a Poisson process over bytes written (mean gap
+//! `every_bytes_mean`), each source with its own seeded stream, so the stalls do not depend
+//! on how the caller sizes its writes. The presets are the simulator's disk presets,
+//! translated (see [`SlowDeviceProfile::preset`]); unlike the simulator, no page cache sits
+//! between the writer and the device here, so every device stall reaches the writer, as with
+//! O_DIRECT or a page cache already at its dirty limit.
 
 use super::{Output, OutputError, OutputSummary};
 use rand::{RngExt, SeedableRng};
@@ -35,6 +39,18 @@ pub enum StallLength {
     Pareto { scale_us: u64, shape: f64 },
 }
 
+/// One independent source of stalls: they arrive as a Poisson process over bytes written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StallSource {
+    /// What it stands for ("device: seek to journal/metadata", "write(2): journal commit").
+    pub what: String,
+    /// Mean bytes between two stalls; 0 turns the source off.
+    pub every_bytes_mean: u64,
+    pub length: StallLength,
+    /// Longest single stall (draws above are clamped).
+    pub us_max: u64,
+}
+
 /// Parameters of an emulated device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SlowDeviceProfile {
@@ -42,41 +58,72 @@ pub struct SlowDeviceProfile {
     pub name: String,
     /// Sequential write bandwidth cap; 0 means no cap.
     pub bandwidth_bytes_per_sec: u64,
-    /// Mean bytes between stalls; 0 means no stalls.
-    pub stall_every_bytes_mean: u64,
-    pub stall: StallLength,
-    /// Longest single stall (draws above are clamped).
-    pub stall_us_max: u64,
-    /// Seed of the stall draws: the same seed gives the same stall sequence over the same bytes.
+    /// Independent stall sources, at most [`STALL_SOURCES_MAX`].
+    pub stalls: Vec<StallSource>,
+    /// Seed of the stall draws (each source gets its own stream derived from it): the same
+    /// seed gives the same stalls at the same byte offsets.
     pub seed: u64,
 }
 
-impl SlowDeviceProfile {
-    /// Names accepted by [`SlowDeviceProfile::preset`].
-    pub const PRESET_NAMES: [&'static str; 3] = ["hdd-7200", "sata-ssd", "nvme"];
+/// Most stall sources a profile may have; further ones are ignored.
+pub const STALL_SOURCES_MAX: usize = 4;
 
-    /// A named preset (seed 0). The figures are this module's own, documented in
-    /// docs/outputs-and-fork.md:
-    /// - `hdd-7200`: 100 MB/s (the seed's test bed wrote ~3 GB in ~30 s to a 7200 rpm SATA
-    ///   disk), a stall every 8 MiB on average, log-normal with median 6 ms, sigma 0.9
-    ///   (seeks, journal commits), at most 400 ms.
-    /// - `sata-ssd`: 450 MB/s (SATA 3 ceiling), a stall every 64 MiB, median 1.5 ms, sigma 1.0
-    ///   (garbage collection, flush), at most 100 ms.
-    /// - `nvme`: 2 GB/s (this machine's measured O_DIRECT rate was 2.2 GB/s), a stall every
-    ///   256 MiB, median 0.3 ms, sigma 1.0, at most 20 ms.
+/// Bytes per `write(2)` assumed when converting the simulator's per-call stall probability
+/// into bytes between stalls (the producer writes one 4 KiB page per call).
+const SIM_WRITE_CALL_BYTES: u64 = 4096;
+/// The simulator's device request size.
+const SIM_REQUEST_BYTES: u64 = 1 << 20;
+
+impl SlowDeviceProfile {
+    /// Names accepted by [`SlowDeviceProfile::preset`]: the simulator's disk presets.
+    pub const PRESET_NAMES: [&'static str; 4] = ["hdd-7200", "sata-ssd", "nvme", "tmpfs"];
+
+    /// A named preset (seed 0), translated from the simulator's disk presets of the same name
+    /// (sim/src/disk/params.rs, sources in docs/simulator.md):
+    /// - bandwidth: the device bandwidth with the per-request latency folded in
+    ///   (`1 MiB / (1 MiB / bandwidth + request latency)`);
+    /// - a device stall source: the simulator's per-1 MiB-request probability turned into
+    ///   mean bytes between stalls, with the same Pareto length and cap;
+    /// - a write(2) stall source: the simulator's per-call probability, at one 4 KiB page per
+    ///   call, with the same Pareto length and cap.
+    ///
+    /// Not translated (see the module doc): the page cache and its dirty throttling, the
+    /// dump-tool pipe, competing I/O. `tmpfs` has no cap and no stalls.
     pub fn preset(name: &str) -> Option<SlowDeviceProfile> {
-        let (bandwidth_bytes_per_sec, stall_every_bytes_mean, median_us, sigma, stall_us_max) = match name {
-            "hdd-7200" => (100_000_000, 8 << 20, 6_000, 0.9, 400_000),
-            "sata-ssd" => (450_000_000, 64 << 20, 1_500, 1.0, 100_000),
-            "nvme" => (2_000_000_000, 256 << 20, 300, 1.0, 20_000),
+        // (device MB/s, request latency us, device stall: per million, scale us, shape, max us,
+        //  write stall: per million, scale us, shape, max us)
+        let (mb_per_s, request_us, device, write) = match name {
+            "hdd-7200" => (100, 300, (10_000, 12_000, 1.3, 500_000), (100, 20_000, 2.0, 300_000)),
+            "sata-ssd" => (520, 60, (1_000, 2_000, 1.5, 50_000), (500, 2_000, 2.0, 50_000)),
+            "nvme" => (2_200, 20, (100, 1_000, 2.0, 20_000), (100, 500, 2.0, 10_000)),
+            "tmpfs" => {
+                return Some(SlowDeviceProfile {
+                    name: name.to_string(),
+                    bandwidth_bytes_per_sec: 0,
+                    stalls: Vec::new(),
+                    seed: 0,
+                });
+            }
             _ => return None,
         };
+        let bytes_per_sec = mb_per_s as f64 * 1e6;
+        let request_s = SIM_REQUEST_BYTES as f64 / bytes_per_sec + request_us as f64 * 1e-6;
+        let source =
+            |what: &str, per_request_bytes: u64, (per_million, scale_us, shape, us_max): (u64, u64, f64, u64)| {
+                StallSource {
+                    what: what.to_string(),
+                    every_bytes_mean: per_request_bytes * 1_000_000 / per_million,
+                    length: StallLength::Pareto { scale_us, shape },
+                    us_max,
+                }
+            };
         Some(SlowDeviceProfile {
             name: name.to_string(),
-            bandwidth_bytes_per_sec,
-            stall_every_bytes_mean,
-            stall: StallLength::LogNormal { median_us, sigma },
-            stall_us_max,
+            bandwidth_bytes_per_sec: (SIM_REQUEST_BYTES as f64 / request_s) as u64,
+            stalls: vec![
+                source("device: seek to journal or metadata, garbage collection", SIM_REQUEST_BYTES, device),
+                source("write(2): journal commit, pages under writeback", SIM_WRITE_CALL_BYTES, write),
+            ],
             seed: 0,
         })
     }
@@ -107,18 +154,28 @@ pub struct SlowDeviceReport {
 /// so does the fork backend's child (it allocates nothing after [`DevicePacer::new`]).
 pub struct DevicePacer {
     profile: SlowDeviceProfile,
-    rng: ChaCha8Rng,
+    /// Per stall source: its random stream and the bytes left until its next stall.
+    sources: Vec<(ChaCha8Rng, u64)>,
     /// When the emulated device finishes what it has been given so far.
     device_free_at: Option<Instant>,
-    bytes_until_stall: u64,
     report: SlowDeviceReport,
 }
 
 impl DevicePacer {
     /// A pacer for `profile`, idle, with its random stream seeded (allocates; do it before a fork).
     pub fn new(profile: SlowDeviceProfile) -> DevicePacer {
-        let mut rng = ChaCha8Rng::seed_from_u64(profile.seed);
-        let bytes_until_stall = next_stall_gap(&mut rng, profile.stall_every_bytes_mean);
+        let sources = profile
+            .stalls
+            .iter()
+            .take(STALL_SOURCES_MAX)
+            .enumerate()
+            .map(|(i, source)| {
+                // One stream per source, so sources do not shift each other's draws.
+                let mut rng = ChaCha8Rng::seed_from_u64(profile.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let gap = next_stall_gap(&mut rng, source.every_bytes_mean);
+                (rng, gap)
+            })
+            .collect();
         let report = SlowDeviceReport {
             emulation: true,
             note: format!(
@@ -132,7 +189,7 @@ impl DevicePacer {
             stall_ns_max: 0,
             sleep_ns_total: 0,
         };
-        DevicePacer { profile, rng, device_free_at: None, bytes_until_stall, report }
+        DevicePacer { profile, sources, device_free_at: None, report }
     }
 
     /// The emulation's report so far.
@@ -162,19 +219,22 @@ impl DevicePacer {
             (u128::from(bytes) * NS_PER_SEC / u128::from(self.profile.bandwidth_bytes_per_sec)) as u64
         };
         let mut stall_ns: u64 = 0;
-        let mut left = bytes;
-        // Several stalls can fall inside one large write.
-        while self.profile.stall_every_bytes_mean > 0 && left >= self.bytes_until_stall {
-            left -= self.bytes_until_stall;
-            let stall = draw_stall_ns(&mut self.rng, &self.profile.stall, self.profile.stall_us_max);
-            stall_ns = stall_ns.saturating_add(stall);
-            self.report.stalls += 1;
-            self.report.stall_ns_total = self.report.stall_ns_total.saturating_add(stall);
-            self.report.stall_ns_max = self.report.stall_ns_max.max(stall);
-            self.bytes_until_stall = next_stall_gap(&mut self.rng, self.profile.stall_every_bytes_mean);
-        }
-        if self.profile.stall_every_bytes_mean > 0 {
-            self.bytes_until_stall -= left;
+        for (source, (rng, bytes_until_stall)) in self.profile.stalls.iter().zip(self.sources.iter_mut()) {
+            if source.every_bytes_mean == 0 {
+                continue;
+            }
+            let mut left = bytes;
+            // Several stalls can fall inside one large write.
+            while left >= *bytes_until_stall {
+                left -= *bytes_until_stall;
+                let stall = draw_stall_ns(rng, &source.length, source.us_max);
+                stall_ns = stall_ns.saturating_add(stall);
+                self.report.stalls += 1;
+                self.report.stall_ns_total = self.report.stall_ns_total.saturating_add(stall);
+                self.report.stall_ns_max = self.report.stall_ns_max.max(stall);
+                *bytes_until_stall = next_stall_gap(rng, source.every_bytes_mean);
+            }
+            *bytes_until_stall -= left;
         }
         self.report.bytes += bytes;
         let start = self.device_free_at.map_or(now, |free| free.max(now));
@@ -298,9 +358,20 @@ mod tests {
         SlowDeviceProfile {
             name: "test".into(),
             bandwidth_bytes_per_sec: bandwidth,
-            stall_every_bytes_mean: every,
-            stall: StallLength::LogNormal { median_us: 1_000, sigma: 0.5 },
-            stall_us_max: 50_000,
+            stalls: vec![
+                StallSource {
+                    what: "test".into(),
+                    every_bytes_mean: every,
+                    length: StallLength::LogNormal { median_us: 1_000, sigma: 0.5 },
+                    us_max: 50_000,
+                },
+                StallSource {
+                    what: "test, rarer".into(),
+                    every_bytes_mean: every.saturating_mul(3),
+                    length: StallLength::Pareto { scale_us: 2_000, shape: 1.5 },
+                    us_max: 50_000,
+                },
+            ],
             seed: 7,
         }
     }
@@ -334,8 +405,8 @@ mod tests {
         let large = run(1 << 20);
         assert_eq!(small.stalls, large.stalls, "same bytes, same seed: same stalls");
         assert_eq!(small.stall_ns_total, large.stall_ns_total);
-        // About one stall per MiB: 64 expected; a Poisson count this far off is ~impossible.
-        assert!((30..=110).contains(&small.stalls), "{}", small.stalls);
+        // About 64 + 21 stalls expected; a Poisson count this far off is ~impossible.
+        assert!((45..=135).contains(&small.stalls), "{}", small.stalls);
         assert!(small.stall_ns_max <= 50_000_000);
     }
 
@@ -364,6 +435,12 @@ mod tests {
         assert!(report.emulation);
         assert!(report.note.contains("EMULATED"));
         assert_eq!(report.bytes, 10_000);
+        let hdd = SlowDeviceProfile::preset("hdd-7200").unwrap_or_else(|| profile(0, 0));
+        // 1 MiB at 100 MB/s plus 0.3 ms per request: about 97 MB/s.
+        assert!((96_000_000..98_000_000).contains(&hdd.bandwidth_bytes_per_sec), "{}", hdd.bandwidth_bytes_per_sec);
+        // 1% of 1 MiB requests and 1e-4 of 4 KiB writes stall.
+        assert_eq!(hdd.stalls[0].every_bytes_mean, 100 << 20);
+        assert_eq!(hdd.stalls[1].every_bytes_mean, 40_960_000);
         for name in SlowDeviceProfile::PRESET_NAMES {
             assert!(SlowDeviceProfile::preset(name).is_some(), "{name}");
         }
