@@ -490,11 +490,19 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::Run(a) => cmd_run(a),
         Command::Compare(a) => cmd_compare(a),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Bench(a) => cmd_bench(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain of causes on one line; no backtrace (that is for bugs, not bad input).
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -40,3 +40,13 @@ fn a_snapshot_costs_writers_progress_against_the_baseline() {
     assert!(ratio < 1.0, "ratio {ratio}");
     assert!(report.writers.baseline_writes.is_some_and(|b| b > report.writers.writes_during_snapshot));
 }
+
+#[test]
+fn a_reports_config_is_a_config_file_that_replays_the_run() {
+    let config = small(ServiceModel::Qemu, PolicyConfig::seed(), DiskPreset::SataSsd, 2048);
+    let report = run_twice(11, &config);
+    let text = serde_json::to_string(&report.config).expect("serialises");
+    let replayed_config = wpsnap_sim::SimConfig::from_json(&text).expect("the report's config is a valid file");
+    let replayed = wpsnap_sim::run(11, &replayed_config).expect("runs");
+    assert_eq!(replayed.digest(), report.digest());
+}

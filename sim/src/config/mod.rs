@@ -219,7 +219,7 @@ impl SimConfig {
     /// Reads a JSON config, naming the bad field on error.
     pub fn from_json(text: &str) -> Result<SimConfig, ConfigFieldError> {
         let config: SimConfig =
-            serde_json::from_str(text).map_err(|e| ConfigFieldError::new("(file)", e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| ConfigFieldError::new("(config file)", e.to_string()))?;
         config.validate()?;
         Ok(config)
     }

@@ -6,7 +6,7 @@
 //! keep a version (write count) per page, so the saved image can be compared with memory
 //! as it was at the snapshot instant.
 
-use super::bits::Bits;
+use super::bits::{PageBits, Plane};
 use serde::{Deserialize, Serialize};
 
 /// First violations kept in the report; the count keeps going.
@@ -37,9 +37,7 @@ const NOT_SAVED: u32 = u32::MAX;
 #[derive(Debug)]
 pub struct Memory {
     page_count: u64,
-    protected: Bits,
-    written_since_instant: Bits,
-    saved: Bits,
+    bits: PageBits,
     versions: Option<Versions>,
     snapshot_taken: bool,
     report: InvariantReport,
@@ -54,9 +52,7 @@ impl Memory {
         });
         Memory {
             page_count,
-            protected: Bits::new(page_count, false),
-            written_since_instant: Bits::new(page_count, false),
-            saved: Bits::new(page_count, false),
+            bits: PageBits::new(page_count),
             versions,
             snapshot_taken: false,
             report: InvariantReport::default(),
@@ -67,7 +63,7 @@ impl Memory {
     pub fn bytes(&self) -> u64 {
         let versions =
             self.versions.as_ref().map_or(0, |v| (v.now.len() + v.at_instant.len() + v.image.len()) as u64 * 4);
-        self.protected.bytes() + self.written_since_instant.bytes() + self.saved.bytes() + versions
+        self.bits.bytes() + versions
     }
 
     fn violation(&mut self, what: String) {
@@ -79,7 +75,7 @@ impl Memory {
 
     /// The snapshot instant: protect every page (writers are paused).
     pub fn protect_all(&mut self) {
-        self.protected.fill(true);
+        self.bits.fill(Plane::Protected, true);
         self.snapshot_taken = true;
         if let Some(v) = &mut self.versions {
             v.at_instant = v.now.clone();
@@ -87,16 +83,16 @@ impl Memory {
     }
 
     pub fn is_protected(&self, page: u64) -> bool {
-        self.protected.get(page)
+        self.bits.get(Plane::Protected, page)
     }
 
     /// A writer's store lands on `page`; the caller has made sure it is not protected.
     pub fn write(&mut self, page: u64) {
-        if self.protected.get(page) {
+        if self.bits.get(Plane::Protected, page) {
             self.violation(format!("write to protected page {page}"));
         }
         if self.snapshot_taken {
-            self.written_since_instant.set(page);
+            self.bits.set(Plane::Written, page);
         }
         if let Some(v) = &mut self.versions {
             v.now[page as usize] = v.now[page as usize].wrapping_add(1) % NOT_SAVED;
@@ -107,16 +103,17 @@ impl Memory {
     pub fn capture(&mut self, first: u64, count: u64) {
         for page in first..first + count {
             self.report.pages_checked += 1;
-            if !self.protected.get(page) {
+            let [protected, written, saved] = self.bits.all(page);
+            if !protected {
                 self.violation(format!("page {page} captured while not write-protected"));
             }
-            if self.written_since_instant.get(page) {
+            if written {
                 self.violation(format!("page {page} captured after a write since the snapshot instant"));
             }
-            if self.saved.get(page) {
+            if saved {
                 self.violation(format!("page {page} saved twice"));
             }
-            self.saved.set(page);
+            self.bits.set(Plane::Saved, page);
             if let Some(v) = &mut self.versions {
                 v.image[page as usize] = v.now[page as usize];
             }
@@ -125,21 +122,21 @@ impl Memory {
 
     pub fn unprotect(&mut self, first: u64, count: u64) {
         for page in first..first + count {
-            if !self.saved.get(page) {
+            if !self.bits.get(Plane::Saved, page) {
                 self.violation(format!("page {page} unprotected before it was saved"));
             }
-            self.protected.clear(page);
+            self.bits.clear(Plane::Protected, page);
         }
     }
 
     pub fn unprotect_all(&mut self) {
-        self.protected.fill(false);
+        self.bits.fill(Plane::Protected, false);
     }
 
     /// Final checks: with `complete`, every page must be saved, and the image must equal
     /// memory at the snapshot instant.
     pub fn finish(&mut self, complete: bool) -> InvariantReport {
-        self.report.pages_saved = self.saved.count_ones();
+        self.report.pages_saved = self.bits.count_ones(Plane::Saved);
         if complete && self.report.pages_saved != self.page_count {
             let missing = self.page_count - self.report.pages_saved;
             self.violation(format!("snapshot complete with {missing} pages never saved"));

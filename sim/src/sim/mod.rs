@@ -123,7 +123,15 @@ fn stream_bytes(run: PageRun, zero_seed: u64, config: &SimConfig) -> u64 {
 }
 
 fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
-    (bytes as u128 * 1_000_000_000 / per_sec.max(1) as u128) as u64
+    if per_sec == 0 {
+        return 0;
+    }
+    // u64 arithmetic while it cannot overflow (below 16 GiB); u128 division is slow.
+    if bytes < 1 << 34 {
+        bytes * 1_000_000_000 / per_sec
+    } else {
+        (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64
+    }
 }
 
 impl<'a> Sim<'a> {
