@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use wpsnap_format::Header;
-use wpsnap_linux::fork::{ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
+use wpsnap_linux::fork::{ChildExit, ForkError, ForkOptions, RegionRef, fork_snapshot, start_fork_snapshot};
 use wpsnap_linux::output::{
     FailingOutput, Output, OutputSpec, ReceiveLimits, Receiver, SlowDevice, SlowDeviceProfile, StallLength,
     StallSource, open_output,
@@ -207,6 +207,31 @@ fn child_streams_to_a_tcp_receiver_which_verifies_and_acknowledges() {
     let mut image = vec![0_u8; PAGE_SIZE * PAGE_COUNT];
     wpsnap_format::load_into(&out_path, &mut image).expect("load");
     assert!(image == reference);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_concurrent_fork_snapshots_finish_in_either_order() {
+    // The second child inherits the first snapshot's pipes; neither may wait on the other.
+    let dir = scratch("concurrent");
+    let region = Region::new();
+    let reference = region.copy();
+    let open = |name: &str| open_output(&OutputSpec::File { path: dir.join(name), direct_io: false }).expect("open");
+    let options = ForkOptions { child_timeout_ms: 20_000, ..options() };
+    let first = start_fork_snapshot(region.region_ref(), &header(), open("a.wps"), &options).expect("fork a");
+    let second = start_fork_snapshot(region.region_ref(), &header(), open("b.wps"), &options).expect("fork b");
+    let started = Instant::now();
+    let a = first.wait().expect("first");
+    let b = second.wait().expect("second");
+    // Each child left on its release, not killed after a wait for the other.
+    assert_eq!(a.child_exit, ChildExit::Exited(0));
+    assert_eq!(b.child_exit, ChildExit::Exited(0));
+    assert!(started.elapsed() < Duration::from_secs(15), "a snapshot waited for the other child");
+    for name in ["a.wps", "b.wps"] {
+        let mut image = vec![0_u8; PAGE_SIZE * PAGE_COUNT];
+        wpsnap_format::load_into(&dir.join(name), &mut image).expect("load");
+        assert!(image == reference, "{name}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -59,6 +59,9 @@ use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
 use wpsnap_format::{FormatError, Header, SnapshotWriter};
 
+/// How long a child that has reported and been released may take to exit before it is killed.
+const RELEASED_EXIT_MS_MAX: u64 = 5_000;
+
 /// Memory a fork snapshot reads: a pointer and a length, since other threads keep writing it
 /// and no Rust reference to it may exist in the parent while they do.
 #[derive(Clone, Copy, Debug)]
@@ -183,7 +186,8 @@ pub struct ForkSnapshot {
     options: ForkOptions,
     /// The slow-device emulation the child applies, if any.
     emulation: Option<SlowDeviceProfile>,
-    reaped: bool,
+    /// Set once the child has been reaped (by [`ForkSnapshot::wait`], a poll or a kill).
+    exit: Option<ChildExit>,
 }
 
 /// Forks and starts writing the snapshot in the child; returns in the parent right after
@@ -247,7 +251,7 @@ pub fn start_fork_snapshot(
         region,
         options: options.clone(),
         emulation,
-        reaped: false,
+        exit: None,
     })
 }
 
@@ -281,7 +285,11 @@ impl ForkSnapshot {
         // The child is alive and waiting for the release (if it reported): its smaps now
         // holds the final copy-on-write growth.
         self.sample_memory(&mut memory);
-        self.release_write = None; // EOF on the release pipe lets the child exit.
+        // A release byte, not only EOF: a child of another concurrent fork snapshot may hold a
+        // copy of our pipe's write end, and EOF would then wait for that other child.
+        if let Some(release) = self.release_write.take() {
+            let _ = rustix::io::write(&release, &[1]);
+        }
         let record = match record {
             Ok(record) => record,
             Err(timeout) => {
@@ -340,7 +348,14 @@ impl ForkSnapshot {
             let timeout = rustix::event::Timespec::try_from(slice).ok();
             let mut fds = [rustix::event::PollFd::new(&self.result_read, rustix::event::PollFlags::IN)];
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
-                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(0) | Err(rustix::io::Errno::INTR) => {
+                    // EOF on the result pipe may never come if another concurrent fork child
+                    // holds its write end: notice a dead child directly.
+                    if self.try_reap().is_some() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
                 Ok(_) => {}
                 Err(_) => return Ok(None),
             }
@@ -359,7 +374,7 @@ impl ForkSnapshot {
     }
 
     fn sample_memory(&self, memory: &mut ExtraMemory) {
-        if self.reaped {
+        if self.exit.is_some() {
             return;
         }
         let start = self.region.ptr as usize;
@@ -370,36 +385,53 @@ impl ForkSnapshot {
         }
     }
 
-    /// Blocks until the child exits (it has been released or killed, so this is short).
-    fn reap(&mut self) -> ChildExit {
-        let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child; `status` is a valid out pointer.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if r == self.pid {
-                break;
-            }
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                // ECHILD: someone else reaped it (a SIGCHLD handler set to ignore).
-                self.reaped = true;
-                return ChildExit::Exited(-1);
-            }
+    /// Reaps the child if it has exited, without blocking.
+    fn try_reap(&mut self) -> Option<ChildExit> {
+        if self.exit.is_none() {
+            self.waitpid(libc::WNOHANG);
         }
-        self.reaped = true;
-        if libc::WIFSIGNALED(status) {
-            ChildExit::Signaled(libc::WTERMSIG(status))
-        } else {
-            ChildExit::Exited(libc::WEXITSTATUS(status))
+        self.exit
+    }
+
+    /// Waits for a released child to exit, at most [`RELEASED_EXIT_MS_MAX`]; then kills it.
+    fn reap(&mut self) -> ChildExit {
+        let deadline = Instant::now() + Duration::from_millis(RELEASED_EXIT_MS_MAX);
+        while self.try_reap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.exit.is_none() {
+            self.kill_and_reap();
+        }
+        self.exit.unwrap_or(ChildExit::Exited(-1))
+    }
+
+    /// One `waitpid`; records the exit when the child is gone.
+    fn waitpid(&mut self, flags: i32) {
+        let mut status = 0;
+        // SAFETY: waiting for our own child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+        if r == self.pid {
+            self.exit = Some(if libc::WIFSIGNALED(status) {
+                ChildExit::Signaled(libc::WTERMSIG(status))
+            } else {
+                ChildExit::Exited(libc::WEXITSTATUS(status))
+            });
+        } else if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // ECHILD: someone else reaped it (SIGCHLD set to be ignored); the status is lost.
+            self.exit = Some(ChildExit::Exited(-1));
         }
     }
 
     fn kill_and_reap(&mut self) {
-        if self.reaped {
+        if self.exit.is_some() {
             return;
         }
         // SAFETY: signalling our own, not yet reaped child (its pid cannot have been reused).
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        self.reap();
+        // SIGKILL cannot be caught: a blocking wait ends.
+        while self.exit.is_none() {
+            self.waitpid(0);
+        }
     }
 
     fn abort_output(&mut self) {
