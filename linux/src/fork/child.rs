@@ -1,6 +1,6 @@
 //! Code that runs in the forked child. Everything here must be safe to run after `fork()` in
 //! a multi-threaded process: no allocation on the success path, no locks, no stdio, raw
-//! `write(2)` only. See the module doc of [`super`] for the rules.
+//! `send(2)`/`write(2)` only. See the module doc of [`super`] for the rules.
 
 use super::record::{ChildRecord, ChildStatus};
 use crate::output::DevicePacer;
@@ -26,6 +26,10 @@ pub(super) struct RawSink {
     last_errno: Arc<AtomicI32>,
     /// The slow-device emulation, applied after each raw write (allocation-free once built).
     pacer: Option<DevicePacer>,
+    /// Write with `send(MSG_NOSIGNAL)` until the descriptor turns out not to be a socket: a
+    /// vanished TCP peer then gives EPIPE instead of killing the child with SIGPIPE in a host
+    /// process that did not ignore it.
+    try_send: bool,
 }
 
 impl RawSink {
@@ -36,16 +40,13 @@ impl RawSink {
         last_errno: Arc<AtomicI32>,
         pacer: Option<DevicePacer>,
     ) -> RawSink {
-        RawSink { fd, buf: vec![0_u8; buffer_bytes.max(4096)], len: 0, written: 0, last_errno, pacer }
+        RawSink { fd, buf: vec![0_u8; buffer_bytes.max(4096)], len: 0, written: 0, last_errno, pacer, try_send: true }
     }
 
     fn drain(&mut self) -> std::io::Result<()> {
         let mut at = 0;
         while at < self.len {
-            // SAFETY: `fd` stays open for the child's lifetime (the parent keeps the output
-            // alive until the child has exited); the buffer range is initialised.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
-            match rustix::io::write(fd, &self.buf[at..self.len]) {
+            match self.write_once(at) {
                 Ok(0) => return Err(self.fail(libc::EIO)),
                 Ok(n) => {
                     at += n;
@@ -60,6 +61,28 @@ impl RawSink {
         self.written += self.len as u64;
         self.len = 0;
         Ok(())
+    }
+
+    /// One raw `send(2)` or `write(2)` of the buffer from `at`.
+    fn write_once(&mut self, at: usize) -> Result<usize, rustix::io::Errno> {
+        let data = &self.buf[at..self.len];
+        if self.try_send {
+            // SAFETY: `fd` stays open for the child's lifetime (the parent keeps the output
+            // alive until the child has exited); `data` is initialised memory of that length.
+            let sent = unsafe { libc::send(self.fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+            if sent >= 0 {
+                return Ok(sent as usize);
+            }
+            let errno =
+                rustix::io::Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            if errno != rustix::io::Errno::NOTSOCK {
+                return Err(errno);
+            }
+            self.try_send = false;
+        }
+        // SAFETY: as above.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        rustix::io::write(fd, data)
     }
 
     fn fail(&self, errno: i32) -> std::io::Error {
