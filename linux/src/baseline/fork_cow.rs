@@ -67,3 +67,28 @@ pub fn measure_fork_cow(region: &BaselineRegion) -> Result<ForkCow, BaselineErro
         first_write_wait,
     })
 }
+
+/// Only the `fork()` call's duration with a populated region (the child exits at once): the
+/// fork pause without the cost of copying every page afterwards, for large regions.
+pub fn measure_fork_pause(region: &BaselineRegion) -> Result<u64, BaselineError> {
+    let _mapping = Mapping::populated(region)?;
+    let started = Instant::now();
+    // SAFETY: the child only calls _exit.
+    let pid = unsafe { libc::fork() };
+    let fork_pause_ns = started.elapsed().as_nanos() as u64;
+    if pid == 0 {
+        // SAFETY: leave at once, running nothing of the parent's.
+        unsafe { libc::_exit(0) };
+    }
+    if pid < 0 {
+        return Err(BaselineError::Os { what: "fork()", source: std::io::Error::last_os_error() });
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child; `status` is a valid out pointer.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    Ok(fork_pause_ns)
+}

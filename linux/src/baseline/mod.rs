@@ -10,7 +10,8 @@
 //!   with one ioctl: the floor of wpsnap's start pause.
 //! - [`measure_fork_cow`]: the `fork()` call's duration with a populated region, and the
 //!   parent's first write to each page afterwards (a copy-on-write fault): the fork backend's
-//!   pause and per-page cost.
+//!   pause and per-page cost; [`measure_fork_pause`] times only the `fork()` call (for large
+//!   regions, where copying every page afterwards would take long).
 //!
 //! What it does not do: no engine, no file, no policy; no statistics beyond the raw
 //! latencies; it asserts no speed. It uses the `userfaultfd` crate directly and keeps its own
@@ -22,7 +23,7 @@ mod fork_cow;
 mod mapping;
 mod uffd_round_trip;
 
-pub use fork_cow::{ForkCow, measure_fork_cow};
+pub use fork_cow::{ForkCow, measure_fork_cow, measure_fork_pause};
 pub use mapping::BASELINE_PAGE_SIZE;
 pub use uffd_round_trip::{UffdRoundTrip, WriteProtectTiming, measure_uffd_round_trip, measure_write_protect};
 
@@ -113,6 +114,11 @@ mod tests {
         let cow = measure_fork_cow(&REGION).expect("fork baseline");
         assert_eq!(cow.first_write_wait.count(), 256);
         assert!(cow.fork_pause_ns > 0);
+    }
+
+    #[test]
+    fn fork_pause_alone_is_measured() {
+        assert!(measure_fork_pause(&REGION).expect("fork pause") > 0);
     }
 
     #[test]
