@@ -312,36 +312,29 @@ impl<'a> Sim<'a> {
     }
 
     fn drain_actions(&mut self) {
-        let Some(engine) = self.engine.as_mut() else { return };
-        let mut unprotects = Vec::new();
-        let mut wakes = Vec::new();
-        let mut unprotect_all = false;
-        while let Some(action) = engine.poll_action() {
+        // One action at a time, so the engine is not borrowed while the memory and the
+        // writers are updated (and nothing is collected on the heap).
+        while let Some(action) = self.engine.as_mut().and_then(Engine::poll_action) {
             match action {
-                Action::Unprotect(run) => unprotects.push(run),
-                Action::Wake(page) => wakes.push(page.0),
+                Action::Unprotect(run) => {
+                    self.memory.unprotect(run.first.0, run.count);
+                    self.wake_where(|page| run.contains(PageIndex(page)));
+                }
+                Action::Wake(page) => self.wake_where(|p| p == page.0),
                 Action::IterationEnd(_) => self.iterations += 1,
-                Action::UnprotectAll => unprotect_all = true,
+                Action::UnprotectAll => {
+                    self.memory.unprotect_all();
+                    self.wake_where(|_| true);
+                }
                 Action::Complete => {
                     self.finished_at = Some(self.now);
                     self.phase = Phase::Finished;
                 }
             }
         }
-        if engine.is_cancelled() {
+        if self.engine.as_ref().is_some_and(Engine::is_cancelled) {
             self.phase = Phase::Finished;
             self.finished_at.get_or_insert(self.now);
-        }
-        for run in unprotects {
-            self.memory.unprotect(run.first.0, run.count);
-            self.wake_where(|page| run.contains(PageIndex(page)));
-        }
-        for page in wakes {
-            self.wake_where(|p| p == page);
-        }
-        if unprotect_all {
-            self.memory.unprotect_all();
-            self.wake_where(|_| true);
         }
     }
 
