@@ -20,6 +20,7 @@
 //! `// SAFETY:` comment.
 
 pub mod baseline;
+pub mod bench;
 pub mod cli;
 pub mod fork;
 pub mod output;

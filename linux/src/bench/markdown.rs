@@ -1,0 +1,196 @@
+//! The report as markdown tables.
+
+use super::report::{BenchReport, LatencyRow};
+use crate::plot::format_ns;
+use std::fmt::Write;
+
+fn r(ratio: Option<f64>) -> String {
+    ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x"))
+}
+
+fn met(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    }
+}
+
+fn mb(bytes_per_sec: f64) -> String {
+    format!("{:.0} MB/s", bytes_per_sec / 1e6)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn latency_line(out: &mut String, row: &LatencyRow) {
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} ({}) | {} ({}) | {} ({}) | {} ({}) |",
+        row.name,
+        row.samples,
+        format_ns(row.p50_ns),
+        r(row.p50_ratio),
+        format_ns(row.p99_ns),
+        r(row.p99_ratio),
+        format_ns(row.p999_ns),
+        r(row.p999_ratio),
+        format_ns(row.max_ns),
+        r(row.max_ratio)
+    );
+}
+
+impl BenchReport {
+    /// Markdown tables of every section; each figure is followed by its ratio to its baseline.
+    pub fn to_markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "Machine: {}; {} run; took {:.0} s.\n",
+            self.machine,
+            if self.plan.quick { "quick" } else { "full" },
+            self.elapsed_s
+        );
+        let f = &self.fault_wait;
+        let _ = writeln!(
+            o,
+            "### Fault wait ({} region, {} writer(s); ratio to the bare round trip)\n",
+            mib(f.region_bytes),
+            f.writers
+        );
+        let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
+        for row in [&f.floor, &f.decoupled, &f.qemu, &f.fork_cow] {
+            latency_line(&mut o, row);
+        }
+        let _ = writeln!(
+            o,
+            "\nTargets: decoupled p50 within 1.5x: **{}**; p99 within 2x: **{}**.\n",
+            met(f.target_p50_met),
+            met(f.target_p99_met)
+        );
+        let _ = writeln!(o, "### Start pause (ratio to a bare whole-region write-protect)\n");
+        let _ = writeln!(
+            o,
+            "| backing | region | bare write-protect | wpsnap pause (protect inside) | fork() | wpsnap target 1.1x |\n|---|---|---|---|---|---|"
+        );
+        for p in &self.start_pause {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} ({}) {} | {} {} | {} |",
+                p.backing,
+                mib(p.region_bytes),
+                format_ns(p.bare_write_protect_ns),
+                format_ns(p.wpsnap_pause_ns),
+                format_ns(p.wpsnap_protect_ns),
+                r(p.wpsnap_ratio),
+                format_ns(p.fork_pause_ns),
+                r(p.fork_ratio),
+                met(p.target_met)
+            );
+        }
+        let t = &self.throughput;
+        let _ = writeln!(o, "\n### Throughput ({} region to a {})\n", mib(t.region_bytes), t.destination);
+        let _ = writeln!(o, "| | speed | snapshot / this |\n|---|---|---|");
+        let _ = writeln!(o, "| snapshot (arm to committed) | {} | |", mb(t.snapshot_bytes_per_sec));
+        let _ = writeln!(
+            o,
+            "| snapshot (arm to last page handed to the sink) | {} | |",
+            mb(t.snapshot_to_sink_bytes_per_sec)
+        );
+        let _ = writeln!(
+            o,
+            "| raw file write (1 MiB writes + commit) | {} | {} |",
+            mb(t.sink_raw_bytes_per_sec),
+            r(t.ratio_to_sink)
+        );
+        let _ = writeln!(o, "| memcpy | {} | {} |", mb(t.memcpy_bytes_per_sec), r(t.ratio_to_memcpy));
+        let _ = writeln!(
+            o,
+            "\nTarget: at least 0.9x of the slower: {} → **{}**.\n",
+            r(t.ratio_to_slower),
+            met(t.target_met)
+        );
+        let w = &self.writer_slowdown;
+        let _ = writeln!(o, "### Writer slowdown ({} writer(s); ratio to no snapshot)\n", w.writers);
+        let _ = writeln!(o, "| | writes/s | window | ratio |\n|---|---|---|---|");
+        let _ = writeln!(
+            o,
+            "| no snapshot | {:.0} | {:.0} ms | 1.00x |",
+            w.no_snapshot_writes_per_sec, w.no_snapshot_window_ms
+        );
+        let _ = writeln!(
+            o,
+            "| wpsnap decoupled | {:.0} | {:.0} ms | {} |",
+            w.decoupled_writes_per_sec,
+            w.decoupled_window_ms,
+            r(w.decoupled_ratio)
+        );
+        let _ = writeln!(
+            o,
+            "| wpsnap qemu | {:.0} | {:.0} ms | {} |",
+            w.qemu_writes_per_sec,
+            w.qemu_window_ms,
+            r(w.qemu_ratio)
+        );
+        let _ =
+            writeln!(o, "| fork | {:.0} | {:.0} ms | {} |", w.fork_writes_per_sec, w.fork_window_ms, r(w.fork_ratio));
+        let m = &self.extra_memory;
+        let _ = writeln!(o, "\n### Extra memory ({} region; ratio to the region)\n", mib(m.region_bytes));
+        let _ = writeln!(o, "| | peak | ratio |\n|---|---|---|");
+        let _ = writeln!(
+            o,
+            "| wpsnap staging (bound {}) | {} | {} |",
+            mib(m.wpsnap_staging_limit_bytes),
+            mib(m.wpsnap_staging_peak_bytes),
+            r(m.wpsnap_ratio)
+        );
+        let _ = writeln!(o, "| fork copy-on-write | {} | {} |", mib(m.fork_cow_peak_bytes), r(m.fork_ratio));
+        let s = &self.slow_disk;
+        let _ = writeln!(
+            o,
+            "\n### Slow disk (EMULATED {}: {} region, {} writer(s) {} at {:.0} writes/s each)\n",
+            s.preset,
+            mib(s.region_bytes),
+            s.writers,
+            s.pattern,
+            s.writes_per_sec_per_writer
+        );
+        let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
+        latency_line(&mut o, &s.fault_wait);
+        let _ = writeln!(
+            o,
+            "\nStaging peak {} of {}; time without staging room {}; {} stalls injected; snapshot took {}. \
+             Target p99 under 1 ms ({} of it): **{}**.\n",
+            mib(s.staging_peak_bytes),
+            mib(s.staging_limit_bytes),
+            format_ns(s.staging_blocked_ns),
+            s.stalls_injected,
+            format_ns(s.duration_ns),
+            r(s.p99_ratio_to_target),
+            met(s.target_met)
+        );
+        let sim = &self.simulator;
+        let _ = writeln!(o, "### Simulator\n");
+        if sim.measured {
+            let _ = writeln!(
+                o,
+                "{:.2} M events/s ({} events in {:.2} s wall for {:.2} s simulated: {} real time), {} pages; {}.\n",
+                sim.events_per_sec / 1e6,
+                sim.events,
+                sim.wall_s,
+                sim.simulated_s,
+                r(sim.simulated_per_wall_ratio),
+                sim.pages,
+                sim.note
+            );
+        } else {
+            let _ = writeln!(o, "{}\n", sim.note);
+        }
+        let _ = writeln!(o, "Notes:\n");
+        for n in &self.notes {
+            let _ = writeln!(o, "- {n}");
+        }
+        o
+    }
+}

@@ -1,0 +1,494 @@
+//! The measurements, in the order they run. Each step maps its own region, removes its
+//! scratch files, and unmaps before the next, so at most two regions of one step's size
+//! exist at once.
+
+use super::options::BenchPlan;
+use super::report::{
+    BenchReport, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SlowDiskSection, SlowdownSection,
+    ThroughputSection, ratio,
+};
+use super::sim;
+use crate::baseline::{self, BaselineRegion};
+use crate::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
+use crate::output::{Output, OutputSpec, SlowDevice, SlowDeviceProfile, open_output};
+use crate::region::{Backing, OwnedMapping, Region};
+use crate::snapshot::{FormatSink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
+use crate::writers::{WriterConfig, WriterSet, WritersOutcome};
+use anyhow::{Context, anyhow, bail};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use wpsnap_core::{LatencyRecorder, PolicyConfig, ServiceModel};
+use wpsnap_workload::Pattern;
+
+/// A snapshot step that has not finished by then is cancelled and the bench fails.
+const SNAPSHOT_WAIT_MAX: Duration = Duration::from_secs(300);
+/// How often a step looks whether its snapshot is done.
+const DONE_POLL: Duration = Duration::from_millis(5);
+/// Shortest no-snapshot writer window (shorter windows are dominated by thread start-up).
+const NO_SNAPSHOT_WINDOW_MIN: Duration = Duration::from_millis(200);
+/// Write size of the raw sink measurement.
+const RAW_WRITE_CHUNK_BYTES: usize = 1 << 20;
+/// memcpy is timed this many times; the best counts (the first pays the buffer's page faults).
+const MEMCPY_REPEATS: u32 = 3;
+/// Issue 4's slow-disk target for the decoupled p99 fault wait.
+const SLOW_DISK_P99_TARGET_NS: u64 = 1_000_000;
+/// Issue 4's targets, as ratios to the floors.
+const FAULT_P50_TARGET_RATIO: f64 = 1.5;
+const FAULT_P99_TARGET_RATIO: f64 = 2.0;
+const PAUSE_TARGET_RATIO: f64 = 1.1;
+const THROUGHPUT_TARGET_RATIO: f64 = 0.9;
+/// Writes per second of the one writer that runs during the start-pause step (so the pause
+/// includes pausing a real writer).
+const PAUSE_STEP_WRITE_RATE: f64 = 10_000.0;
+/// The slow-device preset of the slow-disk step (the seed's test bed).
+const SLOW_DISK_PRESET: &str = "hdd-7200";
+
+pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<BenchReport> {
+    let started_unix_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let fault = fault_and_slowdown(plan, progress)?;
+    let start_pause = start_pause(plan, progress)?;
+    progress("throughput: memcpy, raw file writes, snapshot to a file");
+    let throughput = throughput(plan)?;
+    progress("slow disk: decoupled with the hdd-7200 emulation");
+    let slow_disk = slow_disk(plan, &fault.floor)?;
+    progress("simulator: wpsnap-sim bench");
+    let simulator = sim::measure(plan);
+    let notes = vec![
+        "Fault waits are the writers' own timings of each write that took 1 µs or more while a snapshot ran \
+         (wpsnap), or of every first write to a page (bare round trip, fork copy-on-write)."
+            .to_string(),
+        format!(
+            "Fault-wait, slowdown and memory steps: {} writer thread(s), uniform pattern, as fast as they can, \
+             on a {} MiB anonymous region filled with data; sink: a wpsnap file in {} (page cache, fsync at commit); \
+             policy latency-target (default).",
+            plan.writers,
+            plan.fault_region_bytes >> 20,
+            plan.dir.display()
+        ),
+        "Writer slowdown: total writes from starting the writers to stopping them right after the snapshot \
+         finished, over that window; the no-snapshot window has the decoupled run's length."
+            .to_string(),
+        "Start pause: one writer at 10k writes/s is paused; policy none, sink discards pages; fork pause is the \
+         fork() call of the baseline module with the region populated."
+            .to_string(),
+        "Every figure comes from one run (no repetitions); memcpy is the best of three.".to_string(),
+    ];
+    Ok(BenchReport {
+        started_unix_s,
+        machine: machine(),
+        plan: plan.clone(),
+        fault_wait: fault.section,
+        start_pause,
+        throughput,
+        writer_slowdown: fault.slowdown,
+        extra_memory: fault.memory,
+        slow_disk,
+        simulator,
+        notes,
+        elapsed_s: 0.0,
+    })
+}
+
+struct FaultResults {
+    section: FaultWaitSection,
+    slowdown: SlowdownSection,
+    memory: MemorySection,
+    floor: wpsnap_core::LatencySummary,
+}
+
+fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<FaultResults> {
+    let bytes = plan.fault_region_bytes;
+    let floor_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: false };
+    progress("fault wait: bare userfaultfd round trip (the floor)");
+    let trip = baseline::measure_uffd_round_trip(&floor_region)?;
+    progress("fault wait: fork copy-on-write first writes");
+    let cow = baseline::measure_fork_cow(&floor_region)?;
+    let floor = trip.first_write_wait.summary();
+
+    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the fault-wait region")?;
+    let region = mapping.region();
+    fill(&region, true);
+    let writer_config =
+        WriterConfig { threads: plan.writers, pattern: Pattern::Uniform, writes_per_sec: None, seed: plan.seed };
+    let config_for = |service_model| SnapshotConfig { service_model, ..SnapshotConfig::default() };
+    progress("fault wait: wpsnap decoupled");
+    let decoupled = file_run(plan, &region, config_for(ServiceModel::Decoupled), Some(&writer_config), "decoupled")?;
+    progress("fault wait: wpsnap qemu model");
+    let qemu = file_run(plan, &region, config_for(ServiceModel::Qemu), Some(&writer_config), "qemu")?;
+    progress("writer slowdown: the same writers with no snapshot");
+    let window = Duration::from_nanos(decoupled.window_ns).max(NO_SNAPSHOT_WINDOW_MIN);
+    let (free_writes, free_window_ns) = writers_alone(&region, &writer_config, window)?;
+    progress("writer slowdown and memory: fork snapshot");
+    let (fork, fork_writes, fork_window_ns) = fork_run(plan, &mapping, &writer_config)?;
+    drop(mapping);
+
+    let per_sec = |writes: u64, ns: u64| writes as f64 / (ns.max(1) as f64 / 1e9);
+    let dec_wait = decoupled.writers.fault_wait.summary();
+    let row_dec = LatencyRow::new("decoupled", &dec_wait, &floor);
+    let section = FaultWaitSection {
+        region_bytes: bytes,
+        writers: plan.writers,
+        floor: LatencyRow::new("bare-uffd-round-trip", &floor, &floor),
+        target_p50_met: row_dec.p50_ratio.map(|r| r <= FAULT_P50_TARGET_RATIO),
+        target_p99_met: row_dec.p99_ratio.map(|r| r <= FAULT_P99_TARGET_RATIO),
+        decoupled: row_dec,
+        qemu: LatencyRow::new("qemu", &qemu.writers.fault_wait.summary(), &floor),
+        fork_cow: LatencyRow::new("fork-cow-first-write", &cow.first_write_wait.summary(), &floor),
+    };
+    let free_rate = per_sec(free_writes, free_window_ns);
+    let dec_rate = per_sec(decoupled.writers.writes, decoupled.window_ns);
+    let qemu_rate = per_sec(qemu.writers.writes, qemu.window_ns);
+    let fork_rate = per_sec(fork_writes, fork_window_ns);
+    let slowdown = SlowdownSection {
+        writers: plan.writers,
+        region_bytes: bytes,
+        no_snapshot_writes_per_sec: free_rate,
+        no_snapshot_window_ms: free_window_ns as f64 / 1e6,
+        decoupled_writes_per_sec: dec_rate,
+        decoupled_window_ms: decoupled.window_ns as f64 / 1e6,
+        qemu_writes_per_sec: qemu_rate,
+        qemu_window_ms: qemu.window_ns as f64 / 1e6,
+        fork_writes_per_sec: fork_rate,
+        fork_window_ms: fork_window_ns as f64 / 1e6,
+        decoupled_ratio: ratio(dec_rate, free_rate),
+        qemu_ratio: ratio(qemu_rate, free_rate),
+        fork_ratio: ratio(fork_rate, free_rate),
+    };
+    let page_size = decoupled.report.page_size;
+    let staging_peak = decoupled.report.engine.stats.staging_peak_pages * page_size;
+    let memory = MemorySection {
+        region_bytes: bytes,
+        wpsnap_staging_peak_bytes: staging_peak,
+        wpsnap_staging_limit_bytes: decoupled.report.engine.config.staging_pages * page_size,
+        fork_cow_peak_bytes: fork.extra_memory.region_cow_bytes_peak,
+        wpsnap_ratio: ratio(staging_peak as f64, bytes as f64),
+        fork_ratio: ratio(fork.extra_memory.region_cow_bytes_peak as f64, bytes as f64),
+    };
+    Ok(FaultResults { section, slowdown, memory, floor })
+}
+
+fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<PauseRow>> {
+    let mut rows = Vec::new();
+    for &bytes in &plan.pause_sizes_bytes {
+        for backing in [Backing::Anonymous, Backing::Thp] {
+            progress(&format!("start pause: {} MiB {backing}", bytes >> 20));
+            let bare_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: backing == Backing::Thp };
+            let bare = baseline::measure_write_protect(&bare_region)?;
+            let fork_pause_ns = baseline::measure_fork_cow(&bare_region)?.fork_pause_ns;
+            let mapping = OwnedMapping::new(bytes as usize, backing).context("mapping the start-pause region")?;
+            let region = mapping.region();
+            fill(&region, false);
+            let writer = WriterConfig {
+                threads: 1,
+                pattern: Pattern::Uniform,
+                writes_per_sec: Some(PAUSE_STEP_WRITE_RATE),
+                seed: plan.seed,
+            };
+            let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
+            let run = uffd_run(&region, config, Box::new(DiscardSink::default()), Some(&writer))?;
+            let wpsnap_ratio = ratio(run.report.pause_ns as f64, bare.write_protect_ns as f64);
+            rows.push(PauseRow {
+                backing: backing.name().to_string(),
+                region_bytes: bytes,
+                bare_write_protect_ns: bare.write_protect_ns,
+                bare_register_ns: bare.register_ns,
+                wpsnap_pause_ns: run.report.pause_ns,
+                wpsnap_protect_ns: run.report.protect_ns,
+                fork_pause_ns,
+                wpsnap_ratio,
+                fork_ratio: ratio(fork_pause_ns as f64, bare.write_protect_ns as f64),
+                target_met: wpsnap_ratio.map(|r| r <= PAUSE_TARGET_RATIO),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn throughput(plan: &BenchPlan) -> anyhow::Result<ThroughputSection> {
+    let bytes = plan.throughput_region_bytes;
+    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the throughput region")?;
+    let region = mapping.region();
+    fill(&region, true);
+    let mut copy = vec![0_u8; region.len()];
+    let mut memcpy_ns = u64::MAX;
+    for _ in 0..MEMCPY_REPEATS {
+        let t = Instant::now();
+        region.copy_pages(0, region.page_count(), &mut copy);
+        memcpy_ns = memcpy_ns.min(t.elapsed().as_nanos() as u64);
+    }
+    let raw_path = plan.dir.join("raw-write.bin");
+    let t = Instant::now();
+    let raw = raw_write(&raw_path, &copy);
+    let raw_ns = t.elapsed().as_nanos() as u64;
+    let _ = std::fs::remove_file(&raw_path);
+    raw?;
+    drop(copy);
+    let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
+    let path = plan.dir.join("throughput.wps");
+    let run = file_run_at(&path, &region, config, None, None);
+    let _ = std::fs::remove_file(&path);
+    let run = run?;
+    let per_sec = |ns: u64| bytes as f64 / (ns.max(1) as f64 / 1e9);
+    let snapshot = per_sec(run.armed_to_finished_ns);
+    let sink = per_sec(raw_ns);
+    let memcpy = per_sec(memcpy_ns);
+    let ratio_to_slower = ratio(snapshot, sink.min(memcpy));
+    Ok(ThroughputSection {
+        region_bytes: bytes,
+        destination: format!("file in {}", plan.dir.display()),
+        snapshot_bytes_per_sec: snapshot,
+        snapshot_to_sink_bytes_per_sec: run.report.throughput_bytes_per_sec,
+        sink_raw_bytes_per_sec: sink,
+        memcpy_bytes_per_sec: memcpy,
+        ratio_to_sink: ratio(snapshot, sink),
+        ratio_to_memcpy: ratio(snapshot, memcpy),
+        ratio_to_slower,
+        target_met: ratio_to_slower.map(|r| r >= THROUGHPUT_TARGET_RATIO),
+    })
+}
+
+fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::Result<SlowDiskSection> {
+    let bytes = plan.slow_disk_region_bytes;
+    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the slow-disk region")?;
+    let region = mapping.region();
+    fill(&region, true);
+    let pattern = Pattern::Zipf { theta: 0.99 };
+    let writer = WriterConfig {
+        threads: plan.writers,
+        pattern: pattern.clone(),
+        writes_per_sec: Some(plan.slow_disk_write_rate),
+        seed: plan.seed,
+    };
+    let profile = SlowDeviceProfile::preset(SLOW_DISK_PRESET)
+        .ok_or_else(|| anyhow!("the slow-device preset {SLOW_DISK_PRESET} is missing"))?
+        .with_seed(plan.seed);
+    let path = plan.dir.join("slow-disk.wps");
+    let run = file_run_at(&path, &region, SnapshotConfig::default(), Some(&writer), Some(profile));
+    let _ = std::fs::remove_file(&path);
+    let run = run?;
+    let wait = run.writers.fault_wait.summary();
+    let stats = &run.report.engine.stats;
+    let page_size = run.report.page_size;
+    let p99_ratio_to_target = ratio(wait.p99_ns as f64, SLOW_DISK_P99_TARGET_NS as f64);
+    Ok(SlowDiskSection {
+        emulated: true,
+        preset: SLOW_DISK_PRESET.to_string(),
+        region_bytes: bytes,
+        writers: plan.writers,
+        pattern: "zipf:0.99".to_string(),
+        writes_per_sec_per_writer: plan.slow_disk_write_rate,
+        fault_wait: LatencyRow::new("decoupled-hdd-7200", &wait, floor),
+        staging_peak_bytes: stats.staging_peak_pages * page_size,
+        staging_limit_bytes: run.report.engine.config.staging_pages * page_size,
+        staging_blocked_ns: stats.staging_blocked_ns,
+        duration_ns: run.report.duration_ns,
+        stalls_injected: run.stalls,
+        p99_ratio_to_target,
+        target_met: (wait.count > 0).then_some(wait.p99_ns < SLOW_DISK_P99_TARGET_NS),
+    })
+}
+
+/// One wpsnap snapshot and what its writers did.
+struct UffdRun {
+    report: SnapshotReport,
+    writers: WritersOutcome,
+    /// From starting the writers to their stop (the writer-slowdown window).
+    window_ns: u64,
+    /// From arming to `finish` returned (the output committed).
+    armed_to_finished_ns: u64,
+    /// Stalls the slow-device emulation injected (0 without it).
+    stalls: u64,
+}
+
+fn file_run(
+    plan: &BenchPlan,
+    region: &Region,
+    config: SnapshotConfig,
+    writers: Option<&WriterConfig>,
+    name: &str,
+) -> anyhow::Result<UffdRun> {
+    let path = plan.dir.join(format!("{name}.wps"));
+    let run = file_run_at(&path, region, config, writers, None);
+    let _ = std::fs::remove_file(&path);
+    run
+}
+
+/// A snapshot into a wpsnap file at `path` (through the slow-device emulation if given).
+fn file_run_at(
+    path: &Path,
+    region: &Region,
+    config: SnapshotConfig,
+    writers: Option<&WriterConfig>,
+    slow_device: Option<SlowDeviceProfile>,
+) -> anyhow::Result<UffdRun> {
+    let output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io: false })
+        .with_context(|| format!("opening {}", path.display()))?;
+    let output: Box<dyn Output> = match slow_device {
+        Some(profile) => Box::new(SlowDevice::new(output, profile)),
+        None => output,
+    };
+    let engine_config = config.engine_config(region.page_size(), region.page_count());
+    let (sink, summary) = FormatSink::new(output, region, serde_json::to_string(&engine_config)?)
+        .map_err(|e| anyhow!("writing the snapshot header: {e}"))?;
+    let mut run = uffd_run(region, config, Box::new(sink), writers)?;
+    let summary = summary.lock().ok().and_then(|mut s| s.take());
+    run.stalls = summary.and_then(|s| s.slow_device_emulation).map_or(0, |e| e.stalls);
+    Ok(run)
+}
+
+fn uffd_run(
+    region: &Region,
+    config: SnapshotConfig,
+    sink: Box<dyn PageSink>,
+    writers: Option<&WriterConfig>,
+) -> anyhow::Result<UffdRun> {
+    let prepared = Snapshot::prepare(*region, config, sink)?;
+    let started = Instant::now();
+    let set = match writers {
+        Some(c) => Some(WriterSet::start(*region, c)?),
+        None => None,
+    };
+    let armed_at = Instant::now();
+    let running = prepared.arm(|| set.as_ref().map(WriterSet::pause))?;
+    if let Some(w) = &set {
+        w.set_reporter(Some(running.fault_wait_reporter()));
+    }
+    let deadline = armed_at + SNAPSHOT_WAIT_MAX;
+    while !running.is_done() {
+        if Instant::now() > deadline {
+            if let Some(w) = &set {
+                w.set_reporter(None);
+            }
+            let error = running.cancel("the bench step took too long");
+            bail!("snapshot not done after {} s: {error}", SNAPSHOT_WAIT_MAX.as_secs());
+        }
+        std::thread::sleep(DONE_POLL);
+    }
+    let result = running.finish();
+    let armed_to_finished_ns = armed_at.elapsed().as_nanos() as u64;
+    if let Some(w) = &set {
+        w.set_reporter(None);
+    }
+    let outcome = match set {
+        Some(w) => w.stop()?,
+        None => WritersOutcome {
+            writes: 0,
+            fault_wait: LatencyRecorder::new(),
+            write_latency: LatencyRecorder::new(),
+            last_seq: Vec::new(),
+        },
+    };
+    let window_ns = started.elapsed().as_nanos() as u64;
+    let report = result.context("the snapshot failed")?;
+    Ok(UffdRun { report, writers: outcome, window_ns, armed_to_finished_ns, stalls: 0 })
+}
+
+/// The same writers for `window` with no snapshot: (writes, window in ns).
+fn writers_alone(region: &Region, config: &WriterConfig, window: Duration) -> anyhow::Result<(u64, u64)> {
+    let started = Instant::now();
+    let set = WriterSet::start(*region, config)?;
+    std::thread::sleep(window);
+    let outcome = set.stop()?;
+    Ok((outcome.writes, started.elapsed().as_nanos() as u64))
+}
+
+/// A fork snapshot into a file while the writers run: (report, writes, window in ns).
+fn fork_run(plan: &BenchPlan, mapping: &OwnedMapping, config: &WriterConfig) -> anyhow::Result<(ForkReport, u64, u64)> {
+    let region = mapping.region();
+    let path = plan.dir.join("fork.wps");
+    let header = wpsnap_format::Header {
+        page_size: region.page_size(),
+        page_count: region.page_count(),
+        region_len: region.len() as u64,
+        backing: region.backing().name().to_string(),
+        created_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        config_json: "{}".to_string(),
+    };
+    let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false })
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: `mapping` is borrowed for this whole function, so it stays mapped until the
+    // fork snapshot has been waited for (or dropped on an error path) below.
+    let region_ref = unsafe { RegionRef::new(mapping.as_ptr(), mapping.len()) };
+    let started = Instant::now();
+    let set = WriterSet::start(region, config)?;
+    let snapshot = {
+        let _paused = set.pause();
+        start_fork_snapshot(region_ref, &header, output, &ForkOptions::default())
+    };
+    let report = snapshot.and_then(|s| s.wait());
+    let outcome = set.stop()?;
+    let window_ns = started.elapsed().as_nanos() as u64;
+    let _ = std::fs::remove_file(&path);
+    Ok((report?, outcome.writes, window_ns))
+}
+
+/// Gives every page data (so no page is stored as all-zero and every page is populated), or
+/// with `whole == false` only populates each page with one byte.
+fn fill(region: &Region, whole: bool) {
+    let page_size = region.page_size() as usize;
+    for page in 0..region.page_count() {
+        let addr = region.page_addr(page) as *mut u8;
+        let value = (page % 251) as u8 + 1;
+        // SAFETY: the region is a mapping this module created and owns, of page_count pages
+        // of page_size bytes, and no writer thread runs while it is filled.
+        unsafe {
+            if whole {
+                std::ptr::write_bytes(addr, value, page_size);
+            } else {
+                addr.write_volatile(value);
+            }
+        }
+    }
+}
+
+/// Writes `data` to a file output in 1 MiB writes and commits it (fsync and rename).
+fn raw_write(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let mut output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io: false })
+        .with_context(|| format!("opening {}", path.display()))?;
+    for chunk in data.chunks(RAW_WRITE_CHUNK_BYTES) {
+        if let Err(e) = output.write_all(chunk) {
+            output.abort();
+            return Err(e).with_context(|| format!("writing {}", path.display()));
+        }
+    }
+    output.commit().with_context(|| format!("committing {}", path.display()))?;
+    Ok(())
+}
+
+/// A sink that drops pages (the start-pause step, where the output does not matter).
+#[derive(Debug, Default)]
+struct DiscardSink {
+    bytes: u64,
+}
+
+impl PageSink for DiscardSink {
+    fn write_page(&mut self, _index: u64, data: &[u8]) -> Result<(), SinkError> {
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+    fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+    fn finish(self: Box<Self>, _report_json: &str) -> Result<String, SinkError> {
+        Ok("discarded".to_string())
+    }
+    fn abort(self: Box<Self>) {}
+}
+
+/// Kernel, cores and memory, for the report's header.
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("?".into(), |s| s.trim().to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!("Linux {kernel}, {cores} cores, {} GiB", mem_kib >> 20)
+}

@@ -1,0 +1,235 @@
+//! What `wpsnap bench` reports: every figure with its baseline and the ratio between them.
+
+use super::options::BenchPlan;
+use serde::{Deserialize, Serialize};
+use wpsnap_core::LatencySummary;
+
+/// `value / baseline`, or `None` when either is zero, negative or not finite (nothing to
+/// compare: the report says "not measured" rather than inventing a ratio).
+pub fn ratio(value: f64, baseline: f64) -> Option<f64> {
+    let r = value / baseline;
+    (value > 0.0 && baseline > 0.0 && r.is_finite()).then_some(r)
+}
+
+/// One latency distribution and its ratios to the floor's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    pub name: String,
+    pub samples: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+    /// Each quantile divided by the floor's same quantile.
+    pub p50_ratio: Option<f64>,
+    pub p99_ratio: Option<f64>,
+    pub p999_ratio: Option<f64>,
+    pub max_ratio: Option<f64>,
+}
+
+impl LatencyRow {
+    pub fn new(name: &str, s: &LatencySummary, floor: &LatencySummary) -> LatencyRow {
+        let r = |v: u64, b: u64| ratio(v as f64, b as f64);
+        LatencyRow {
+            name: name.to_string(),
+            samples: s.count,
+            p50_ns: s.p50_ns,
+            p99_ns: s.p99_ns,
+            p999_ns: s.p999_ns,
+            max_ns: s.max_ns,
+            p50_ratio: r(s.p50_ns, floor.p50_ns),
+            p99_ratio: r(s.p99_ns, floor.p99_ns),
+            p999_ratio: r(s.p999_ns, floor.p999_ns),
+            max_ratio: r(s.max_ns, floor.max_ns),
+        }
+    }
+}
+
+/// Fault waits as the writers felt them, against the bare userfaultfd round trip.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultWaitSection {
+    pub region_bytes: u64,
+    pub writers: u32,
+    /// The floor: bare round trip (one handler copies 4 KiB and unprotects).
+    pub floor: LatencyRow,
+    pub decoupled: LatencyRow,
+    pub qemu: LatencyRow,
+    /// The parent's first write to each page after `fork()` (copy-on-write fault).
+    pub fork_cow: LatencyRow,
+    /// Issue 4: decoupled p50 within 1.5x of the floor's.
+    pub target_p50_met: Option<bool>,
+    /// Issue 4: decoupled p99 within 2x of the floor's.
+    pub target_p99_met: Option<bool>,
+}
+
+/// Start pause at one region size and backing, against a bare whole-region write-protect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PauseRow {
+    /// "anonymous" (4 KiB pages) or "thp".
+    pub backing: String,
+    pub region_bytes: u64,
+    /// The baseline: one UFFDIO_WRITEPROTECT over a populated region.
+    pub bare_write_protect_ns: u64,
+    /// UFFDIO_REGISTER of the bare region (not inside any pause; for reference).
+    pub bare_register_ns: u64,
+    /// wpsnap's arm pause: writers paused, region protected, writers resumed.
+    pub wpsnap_pause_ns: u64,
+    /// The write-protect inside wpsnap's pause.
+    pub wpsnap_protect_ns: u64,
+    /// The `fork()` call with the region populated.
+    pub fork_pause_ns: u64,
+    pub wpsnap_ratio: Option<f64>,
+    pub fork_ratio: Option<f64>,
+    /// Issue 4: wpsnap's pause within 1.1x of the bare write-protect.
+    pub target_met: Option<bool>,
+}
+
+/// Snapshot throughput to a file, against the file's raw write speed and memcpy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThroughputSection {
+    pub region_bytes: u64,
+    pub destination: String,
+    /// Region bytes per second, from arming to the output committed (fsync and rename).
+    pub snapshot_bytes_per_sec: f64,
+    /// The session's own figure (to the last page handed to the sink, before the commit).
+    pub snapshot_to_sink_bytes_per_sec: f64,
+    /// The same output type written with 1 MiB writes of the same bytes, then committed.
+    pub sink_raw_bytes_per_sec: f64,
+    /// Copying the region into a buffer (best of three).
+    pub memcpy_bytes_per_sec: f64,
+    pub ratio_to_sink: Option<f64>,
+    pub ratio_to_memcpy: Option<f64>,
+    /// Issue 4: at least 0.9 of the slower of sink and memcpy.
+    pub ratio_to_slower: Option<f64>,
+    pub target_met: Option<bool>,
+}
+
+/// Writes per second of the same writers with and without a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowdownSection {
+    pub writers: u32,
+    pub region_bytes: u64,
+    pub no_snapshot_writes_per_sec: f64,
+    pub no_snapshot_window_ms: f64,
+    pub decoupled_writes_per_sec: f64,
+    pub decoupled_window_ms: f64,
+    pub qemu_writes_per_sec: f64,
+    pub qemu_window_ms: f64,
+    pub fork_writes_per_sec: f64,
+    pub fork_window_ms: f64,
+    /// During-snapshot rate divided by the no-snapshot rate (1.0: no slowdown).
+    pub decoupled_ratio: Option<f64>,
+    pub qemu_ratio: Option<f64>,
+    pub fork_ratio: Option<f64>,
+}
+
+/// Memory a snapshot costs beyond the region, against the region size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemorySection {
+    pub region_bytes: u64,
+    /// Peak bytes in wpsnap's staging buffer (decoupled run).
+    pub wpsnap_staging_peak_bytes: u64,
+    /// The staging buffer's bound.
+    pub wpsnap_staging_limit_bytes: u64,
+    /// Peak of the fork child's private bytes in the region (pages copied on write).
+    pub fork_cow_peak_bytes: u64,
+    pub wpsnap_ratio: Option<f64>,
+    pub fork_ratio: Option<f64>,
+}
+
+/// Decoupled fault wait with the slow-device emulation as the sink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowDiskSection {
+    /// Always true: the disk is emulated (bandwidth cap and seeded stalls), not real.
+    pub emulated: bool,
+    pub preset: String,
+    pub region_bytes: u64,
+    pub writers: u32,
+    pub pattern: String,
+    pub writes_per_sec_per_writer: f64,
+    pub fault_wait: LatencyRow,
+    pub staging_peak_bytes: u64,
+    pub staging_limit_bytes: u64,
+    /// Time the engine spent with no staging room.
+    pub staging_blocked_ns: u64,
+    pub duration_ns: u64,
+    pub stalls_injected: u64,
+    /// p99 divided by the 1 ms target.
+    pub p99_ratio_to_target: Option<f64>,
+    /// Issue 4: p99 under 1 ms. Only meaningful while the staging buffer had room
+    /// (`staging_blocked_ns == 0`); reported either way.
+    pub target_met: Option<bool>,
+}
+
+/// The simulator's speed, from `wpsnap-sim bench`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimSection {
+    pub measured: bool,
+    /// Why not measured, or which binary and profile measured it.
+    pub note: String,
+    pub pages: u64,
+    pub events: u64,
+    pub wall_s: f64,
+    pub events_per_sec: f64,
+    pub simulated_s: f64,
+    /// Simulated seconds per wall-clock second (the simulator's speed against real time).
+    pub simulated_per_wall_ratio: Option<f64>,
+}
+
+/// Everything one bench run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub started_unix_s: u64,
+    pub machine: String,
+    pub plan: BenchPlan,
+    pub fault_wait: FaultWaitSection,
+    pub start_pause: Vec<PauseRow>,
+    pub throughput: ThroughputSection,
+    pub writer_slowdown: SlowdownSection,
+    pub extra_memory: MemorySection,
+    pub slow_disk: SlowDiskSection,
+    pub simulator: SimSection,
+    /// What the reader must know to read the figures (methods, caveats).
+    pub notes: Vec<String>,
+    pub elapsed_s: f64,
+}
+
+impl PartialEq for BenchPlan {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+}
+
+impl BenchReport {
+    /// Every ratio in the report, named, for checks and summaries.
+    pub fn ratios(&self) -> Vec<(String, Option<f64>)> {
+        let mut out = Vec::new();
+        for row in
+            [&self.fault_wait.floor, &self.fault_wait.decoupled, &self.fault_wait.qemu, &self.fault_wait.fork_cow]
+        {
+            for (q, r) in
+                [("p50", row.p50_ratio), ("p99", row.p99_ratio), ("p999", row.p999_ratio), ("max", row.max_ratio)]
+            {
+                out.push((format!("fault_wait.{}.{q}", row.name), r));
+            }
+        }
+        for p in &self.start_pause {
+            out.push((format!("start_pause.{}.{}.wpsnap", p.backing, p.region_bytes), p.wpsnap_ratio));
+            out.push((format!("start_pause.{}.{}.fork", p.backing, p.region_bytes), p.fork_ratio));
+        }
+        let t = &self.throughput;
+        out.push(("throughput.to_sink".into(), t.ratio_to_sink));
+        out.push(("throughput.to_memcpy".into(), t.ratio_to_memcpy));
+        out.push(("throughput.to_slower".into(), t.ratio_to_slower));
+        let w = &self.writer_slowdown;
+        out.push(("writer_slowdown.decoupled".into(), w.decoupled_ratio));
+        out.push(("writer_slowdown.qemu".into(), w.qemu_ratio));
+        out.push(("writer_slowdown.fork".into(), w.fork_ratio));
+        out.push(("extra_memory.wpsnap".into(), self.extra_memory.wpsnap_ratio));
+        out.push(("extra_memory.fork".into(), self.extra_memory.fork_ratio));
+        out.push(("slow_disk.p99_to_target".into(), self.slow_disk.p99_ratio_to_target));
+        out.push(("slow_disk.p99_to_floor".into(), self.slow_disk.fault_wait.p99_ratio));
+        out.push(("simulator.simulated_per_wall".into(), self.simulator.simulated_per_wall_ratio));
+        out
+    }
+}

@@ -1,0 +1,95 @@
+//! `wpsnap bench --quick` end to end: the report has every section and every ratio it gives
+//! is finite and positive. Timing is never checked (the figures are whatever this machine did).
+
+use wpsnap_linux::bench::{BenchOptions, BenchReport, run_bench};
+use wpsnap_linux::uffd::WpUffd;
+
+/// Skips (with the reason) where userfaultfd is unavailable, unless WPSNAP_REQUIRE_UFFD=1.
+fn uffd_or_skip() -> bool {
+    match WpUffd::open() {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("WPSNAP_REQUIRE_UFFD").is_ok_and(|v| v == "1") {
+                panic!("userfaultfd required (WPSNAP_REQUIRE_UFFD=1) but unavailable: {e}");
+            }
+            eprintln!("SKIPPED bench_quick: userfaultfd unavailable: {e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn quick_bench_reports_every_section_with_usable_ratios() {
+    if !uffd_or_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("wpsnap-bench-test-{}", std::process::id()));
+    let options = BenchOptions {
+        quick: true,
+        dir: Some(dir.clone()),
+        // A binary that does not exist: the simulator step must say so, not invent a figure.
+        sim_bin: Some(dir.join("no-such-wpsnap-sim")),
+        ..BenchOptions::default()
+    };
+    let steps = std::cell::RefCell::new(Vec::new());
+    let report = run_bench(&options, &|line| steps.borrow_mut().push(line.to_string())).expect("quick bench runs");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(report.plan.quick);
+    assert!(steps.borrow().len() >= 8, "progress lines: {:?}", steps.borrow());
+    // Every ratio given is usable; the ones that must exist do.
+    for (name, ratio) in report.ratios() {
+        if let Some(r) = ratio {
+            assert!(r.is_finite() && r > 0.0, "{name} = {r}");
+        }
+    }
+    let f = &report.fault_wait;
+    assert_eq!(f.floor.p50_ratio, Some(1.0));
+    assert_eq!(f.floor.samples, f.region_bytes / 4096, "the floor times one first write per page");
+    assert_eq!(f.fork_cow.samples, f.region_bytes / 4096);
+    for row in [&f.decoupled, &f.qemu, &f.fork_cow] {
+        assert!(row.samples > 0, "{} has no fault waits", row.name);
+        assert!(row.p50_ratio.is_some() && row.p99_ratio.is_some() && row.max_ratio.is_some(), "{row:?}");
+        assert!(row.p50_ns <= row.p99_ns && row.p99_ns <= row.p999_ns && row.p999_ns <= row.max_ns, "{row:?}");
+    }
+    assert!(f.target_p50_met.is_some() && f.target_p99_met.is_some());
+    assert_eq!(report.start_pause.len(), 2 * report.plan.pause_sizes_bytes.len());
+    for p in &report.start_pause {
+        assert!(p.wpsnap_ratio.is_some() && p.fork_ratio.is_some() && p.target_met.is_some(), "{p:?}");
+        assert!(p.wpsnap_protect_ns <= p.wpsnap_pause_ns, "the protect is inside the pause: {p:?}");
+    }
+    let t = &report.throughput;
+    assert!(t.ratio_to_sink.is_some() && t.ratio_to_memcpy.is_some() && t.ratio_to_slower.is_some());
+    let w = &report.writer_slowdown;
+    assert!(w.decoupled_ratio.is_some() && w.qemu_ratio.is_some() && w.fork_ratio.is_some(), "{w:?}");
+    let m = &report.extra_memory;
+    assert!(m.wpsnap_staging_peak_bytes <= m.wpsnap_staging_limit_bytes, "{m:?}");
+    assert!(m.fork_ratio.is_some(), "writers ran during the fork, so pages were copied: {m:?}");
+    assert!(report.slow_disk.emulated);
+    assert!(report.slow_disk.fault_wait.samples == 0 || report.slow_disk.target_met.is_some());
+    assert!(!report.simulator.measured);
+    assert!(report.simulator.note.starts_with("not measured"), "{}", report.simulator.note);
+    assert!(report.simulator.simulated_per_wall_ratio.is_none());
+
+    // The JSON round-trips and the markdown has every section.
+    let json = serde_json::to_string(&report).expect("report serialises");
+    let back: BenchReport = serde_json::from_str(&json).expect("report parses back");
+    // Compared as parsed JSON: floats may differ in the last bit after a text round trip.
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("report is JSON");
+    assert_eq!(serde_json::to_value(&back).expect("serialises again"), parsed);
+    assert_eq!(back.fault_wait.decoupled.p99_ns, report.fault_wait.decoupled.p99_ns);
+    assert_eq!(back.start_pause.len(), report.start_pause.len());
+    let md = report.to_markdown();
+    for section in [
+        "### Fault wait",
+        "### Start pause",
+        "### Throughput",
+        "### Writer slowdown",
+        "### Extra memory",
+        "### Slow disk",
+        "### Simulator",
+    ] {
+        assert!(md.contains(section), "markdown lacks {section}");
+    }
+    assert!(md.contains("not measured"), "the simulator's absence is stated");
+}
