@@ -26,6 +26,22 @@ pub struct ExtraMemory {
     pub samples: u32,
 }
 
+impl std::fmt::Display for ExtraMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MIB: f64 = (1 << 20) as f64;
+        if self.samples == 0 {
+            return f.write_str("not measured (/proc/PID/smaps unreadable)");
+        }
+        write!(
+            f,
+            "{:.1} MiB copied on write in the region (child private {:.1} MiB in all; peak of {} samples)",
+            self.region_cow_bytes_peak as f64 / MIB,
+            self.child_private_bytes_peak as f64 / MIB,
+            self.samples
+        )
+    }
+}
+
 /// Private bytes (clean + dirty) of one process: (in mappings overlapping `[start, end)`, total).
 pub(super) fn private_bytes(pid: i32, start: usize, end: usize) -> Option<(u64, u64)> {
     use std::io::Read;
@@ -86,6 +102,16 @@ VmFlags: rd wr mr mw me ac
         assert_eq!(parse_private_bytes(SAMPLE, 0x1000, 0x2000), (4096, 16 * 1024));
         assert_eq!(parse_private_bytes(SAMPLE, 0x4000, 0x5000), (0, 16 * 1024));
         assert_eq!(parse_private_bytes(SAMPLE, 0x2fff, 0x7001), (16 * 1024, 16 * 1024));
+    }
+
+    #[test]
+    fn display_says_what_was_measured() {
+        let m = ExtraMemory { region_cow_bytes_peak: 3 << 20, child_private_bytes_peak: 4 << 20, samples: 2 };
+        assert_eq!(
+            m.to_string(),
+            "3.0 MiB copied on write in the region (child private 4.0 MiB in all; peak of 2 samples)"
+        );
+        assert!(ExtraMemory::default().to_string().starts_with("not measured"));
     }
 
     #[test]
