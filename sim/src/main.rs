@@ -430,6 +430,8 @@ fn cmd_sweep(a: SweepArgs) -> Result<()> {
     }
     rows.sort_by(|x, y| x.label.cmp(&y.label).then(x.seed.cmp(&y.seed)));
     print!("{}", table(&rows));
+    println!("\nranges over seeds:");
+    print!("{}", wpsnap_sim::sweep::aggregate(&rows));
     if let Some(out) = &a.out {
         let lines: Vec<String> = rows.iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
         std::fs::write(out, lines.join("\n") + "\n").with_context(|| format!("writing {}", out.display()))?;

@@ -147,3 +147,74 @@ pub fn table(rows: &[RunSummary]) -> String {
     }
     out
 }
+
+/// Per label (configuration), the range over seeds of the headline numbers.
+pub fn aggregate(rows: &[RunSummary]) -> String {
+    let mut labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+    labels.dedup();
+    let mut out = format!(
+        "{:<36} {:>5} {:>15} {:>13} {:>13} {:>17} {:>13} {:>6}\n",
+        "configuration", "seeds", "duration s", ">=8ms", ">=16ms", "wait p99 ms", "thruput", "clean"
+    );
+    let range = |values: Vec<f64>, decimals: usize| {
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if values.is_empty() { "-".to_string() } else { format!("{lo:.decimals$}-{hi:.decimals$}") }
+    };
+    for label in labels {
+        let of: Vec<&RunSummary> = rows.iter().filter(|r| r.label == label).collect();
+        out.push_str(&format!(
+            "{:<36} {:>5} {:>15} {:>13} {:>13} {:>17} {:>13} {:>6}\n",
+            label,
+            of.len(),
+            range(of.iter().map(|r| r.duration_ms / 1e3).collect(), 1),
+            range(of.iter().map(|r| r.waits_at_least_8ms as f64).collect(), 0),
+            range(of.iter().map(|r| r.waits_at_least_16ms as f64).collect(), 0),
+            range(of.iter().map(|r| r.wait_p99_ms).collect(), 2),
+            range(of.iter().filter_map(|r| r.throughput_ratio).collect(), 2),
+            if of.iter().all(|r| r.clean) { "yes" } else { "NO" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(label: &str, seed: u64, at_least_8ms: u64) -> RunSummary {
+        RunSummary {
+            label: label.into(),
+            seed,
+            policy: "none".into(),
+            model: "qemu".into(),
+            disk: "tmpfs".into(),
+            complete: true,
+            duration_ms: 1000.0 * seed as f64,
+            faults: 10,
+            wait_p50_us: 1.0,
+            wait_p99_ms: 2.0,
+            wait_p999_ms: 3.0,
+            wait_max_ms: 4.0,
+            waits_at_least_8ms: at_least_8ms,
+            waits_at_least_16ms: 0,
+            seed_measure_p99_ms: 0.0,
+            seed_measure_at_least_8ms: 0,
+            pages_by_scan: 1,
+            pages_by_fault: 1,
+            throughput_ratio: Some(0.5),
+            staging_peak_pages: 0,
+            clean: true,
+            digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn aggregate_gives_the_range_over_seeds_per_configuration() {
+        let rows = vec![row("a", 1, 5), row("a", 2, 9), row("b", 1, 7)];
+        let text = aggregate(&rows);
+        let line_a = text.lines().find(|l| l.starts_with("a ")).unwrap_or_default();
+        assert!(line_a.contains("5-9") && line_a.contains("1.0-2.0"), "{line_a}");
+        assert!(text.lines().any(|l| l.starts_with("b ") && l.contains("7-7")), "{text}");
+    }
+}

@@ -68,3 +68,38 @@ fn a_run_that_hits_its_time_limit_cancels_and_unblocks_every_writer() {
     assert_eq!(report.invariants.violations, 0, "{:?}", report.invariants.first_violations);
     assert!(report.invariants.pages_saved < 8192);
 }
+
+#[test]
+fn a_competing_stream_on_the_disk_slows_the_snapshot() {
+    let mut config = small(ServiceModel::Qemu, wpsnap_core::PolicyConfig::None, DiskPreset::Hdd7200, 4096);
+    // Make the run disk-bound: a tiny cache, no zero pages.
+    config.zero_page_percent = 0;
+    let mut disk = config.disk_params();
+    if let Some(cache) = disk.page_cache.as_mut() {
+        cache.dirty_background_bytes = 1 << 20;
+        cache.dirty_limit_bytes = 2 << 20;
+    }
+    config.disk = Some(disk.clone());
+    let quiet = run_twice(2, &config);
+    disk.competing = Some(wpsnap_sim::disk::CompetingIo { bytes_per_sec: 40_000_000, switch_ns: 8_500_000 });
+    config.disk = Some(disk);
+    let busy = run_twice(2, &config);
+    assert_clean_and_complete(2, &quiet);
+    assert_clean_and_complete(2, &busy);
+    let (q, b) = (quiet.snapshot.duration_ns.unwrap_or(0), busy.snapshot.duration_ns.unwrap_or(0));
+    assert!(b > q * 3 / 2, "competing I/O barely slowed the snapshot: {q} ns -> {b} ns");
+}
+
+#[test]
+fn huge_pages_complete_and_keep_the_invariants() {
+    for model in [ServiceModel::Qemu, ServiceModel::Decoupled] {
+        let mut config = small(model, wpsnap_core::PolicyConfig::seed(), DiskPreset::Nvme, 1);
+        config.engine.page_size = 2 << 20;
+        config.engine.page_count = 64;
+        config.engine.staging_pages = 16;
+        config.engine.fault_reserve_pages = 4;
+        let report = run_twice(3, &config);
+        assert_clean_and_complete(3, &report);
+        assert!(report.snapshot.stream_bytes >= 64 * (2 << 20) / 5, "{}", report.snapshot.stream_bytes);
+    }
+}
