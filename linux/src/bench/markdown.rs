@@ -55,9 +55,10 @@ impl BenchReport {
         let f = &self.fault_wait;
         let _ = writeln!(
             o,
-            "### Fault wait ({} region, {} writer(s); ratio to the bare round trip)\n",
+            "### Fault wait ({} region, {} writer(s), {} round(s) merged; ratio to the bare round trip)\n",
             mib(f.region_bytes),
-            f.writers
+            f.writers,
+            f.rounds
         );
         let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
         for row in [&f.floor, &f.decoupled, &f.qemu, &f.fork_cow] {
@@ -69,7 +70,11 @@ impl BenchReport {
             met(f.target_p50_met),
             met(f.target_p99_met)
         );
-        let _ = writeln!(o, "### Start pause (ratio to a bare whole-region write-protect)\n");
+        let _ = writeln!(
+            o,
+            "### Start pause (median of {} round(s); ratio to a bare whole-region write-protect)\n",
+            self.plan.rounds
+        );
         let _ = writeln!(
             o,
             "| backing | region | bare write-protect | wpsnap pause (protect inside) | fork() | wpsnap target 1.1x |\n|---|---|---|---|---|---|"
@@ -105,6 +110,13 @@ impl BenchReport {
             r(t.ratio_to_sink)
         );
         let _ = writeln!(o, "| memcpy | {} | {} |", mb(t.memcpy_bytes_per_sec), r(t.ratio_to_memcpy));
+        let _ = writeln!(
+            o,
+            "\nCommit (fsync and rename) took {} after the snapshot and {} after the raw write (best of {} round(s)).",
+            format_ns(t.snapshot_commit_ns),
+            format_ns(t.sink_raw_commit_ns),
+            t.rounds
+        );
         let _ = writeln!(
             o,
             "\nTarget: at least 0.9x of the slower: {} → **{}**.\n",

@@ -48,8 +48,7 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     let started_unix_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let fault = fault_and_slowdown(plan, progress)?;
     let start_pause = start_pause(plan, progress)?;
-    progress("throughput: memcpy, raw file writes, snapshot to a file");
-    let throughput = throughput(plan)?;
+    let throughput = throughput(plan, progress)?;
     progress("slow disk: decoupled with the hdd-7200 emulation");
     let slow_disk = slow_disk(plan, &fault.floor)?;
     progress("simulator: wpsnap-sim bench");
@@ -72,7 +71,12 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         "Start pause: one writer at 10k writes/s is paused; policy none, sink discards pages; fork pause is the \
          fork() call of the baseline module with the region populated."
             .to_string(),
-        "Every figure comes from one run (no repetitions); memcpy is the best of three.".to_string(),
+        format!(
+            "Rounds: {} (each round measures every side once, one after the other). Fault-wait distributions \
+             and write counts are merged over the rounds; start pauses are medians; throughputs are the best \
+             round (memcpy the best of three per round).",
+            plan.rounds
+        ),
     ];
     Ok(BenchReport {
         started_unix_s,
@@ -100,79 +104,110 @@ struct FaultResults {
 fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<FaultResults> {
     let bytes = plan.fault_region_bytes;
     let floor_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: false };
-    progress("fault wait: bare userfaultfd round trip (the floor)");
-    let trip = baseline::measure_uffd_round_trip(&floor_region)?;
-    progress("fault wait: fork copy-on-write first writes");
-    let cow = baseline::measure_fork_cow(&floor_region)?;
-    let floor = trip.first_write_wait.summary();
-
     let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the fault-wait region")?;
     let region = mapping.region();
     fill(&region, true);
-    let writer_config =
-        WriterConfig { threads: plan.writers, pattern: Pattern::Uniform, writes_per_sec: None, seed: plan.seed };
     let config_for = |service_model| SnapshotConfig { service_model, ..SnapshotConfig::default() };
-    progress("fault wait: wpsnap decoupled");
-    let decoupled = file_run(plan, &region, config_for(ServiceModel::Decoupled), Some(&writer_config), "decoupled")?;
-    progress("fault wait: wpsnap qemu model");
-    let qemu = file_run(plan, &region, config_for(ServiceModel::Qemu), Some(&writer_config), "qemu")?;
-    progress("writer slowdown: the same writers with no snapshot");
-    let window = Duration::from_nanos(decoupled.window_ns).max(NO_SNAPSHOT_WINDOW_MIN);
-    let (free_writes, free_window_ns) = writers_alone(&region, &writer_config, window)?;
-    progress("writer slowdown and memory: fork snapshot");
-    let (fork, fork_writes, fork_window_ns) = fork_run(plan, &mapping, &writer_config)?;
+    let (mut floor_wait, mut cow_wait, mut dec_wait, mut qemu_wait) =
+        (LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new());
+    // (writes, window ns) summed over rounds.
+    let (mut free, mut dec, mut qemu, mut fork) = ((0, 0), (0, 0), (0, 0), (0, 0));
+    let (mut staging_peak, mut staging_limit, mut cow_peak) = (0, 0, 0);
+    let add = |sum: &mut (u64, u64), writes: u64, ns: u64| {
+        sum.0 += writes;
+        sum.1 += ns;
+    };
+    for round in 0..plan.rounds {
+        let step =
+            |what: &str| progress(&format!("fault wait and slowdown, round {}/{}: {what}", round + 1, plan.rounds));
+        let writer_config = WriterConfig {
+            threads: plan.writers,
+            pattern: Pattern::Uniform,
+            writes_per_sec: None,
+            seed: plan.seed + u64::from(round),
+        };
+        step("bare userfaultfd round trip (the floor)");
+        floor_wait.merge(&baseline::measure_uffd_round_trip(&floor_region)?.first_write_wait);
+        step("fork copy-on-write first writes");
+        cow_wait.merge(&baseline::measure_fork_cow(&floor_region)?.first_write_wait);
+        step("wpsnap decoupled");
+        let d = file_run(plan, &region, config_for(ServiceModel::Decoupled), Some(&writer_config), "decoupled")?;
+        dec_wait.merge(&d.writers.fault_wait);
+        add(&mut dec, d.writers.writes, d.window_ns);
+        let page_size = d.report.page_size;
+        staging_peak = staging_peak.max(d.report.engine.stats.staging_peak_pages * page_size);
+        staging_limit = d.report.engine.config.staging_pages * page_size;
+        step("wpsnap qemu model");
+        let q = file_run(plan, &region, config_for(ServiceModel::Qemu), Some(&writer_config), "qemu")?;
+        qemu_wait.merge(&q.writers.fault_wait);
+        add(&mut qemu, q.writers.writes, q.window_ns);
+        step("the same writers with no snapshot");
+        let window = Duration::from_nanos(d.window_ns).max(NO_SNAPSHOT_WINDOW_MIN);
+        let (writes, ns) = writers_alone(&region, &writer_config, window)?;
+        add(&mut free, writes, ns);
+        step("fork snapshot with the writers");
+        let (report, writes, ns) = fork_run(plan, &mapping, &writer_config)?;
+        add(&mut fork, writes, ns);
+        cow_peak = cow_peak.max(report.extra_memory.region_cow_bytes_peak);
+    }
     drop(mapping);
 
-    let per_sec = |writes: u64, ns: u64| writes as f64 / (ns.max(1) as f64 / 1e9);
-    let dec_wait = decoupled.writers.fault_wait.summary();
-    let row_dec = LatencyRow::new("decoupled", &dec_wait, &floor);
+    let floor = floor_wait.summary();
+    let per_sec = |(writes, ns): (u64, u64)| writes as f64 / (ns.max(1) as f64 / 1e9);
+    let row_dec = LatencyRow::new("decoupled", &dec_wait.summary(), &floor);
     let section = FaultWaitSection {
         region_bytes: bytes,
+        rounds: plan.rounds,
         writers: plan.writers,
         floor: LatencyRow::new("bare-uffd-round-trip", &floor, &floor),
         target_p50_met: row_dec.p50_ratio.map(|r| r <= FAULT_P50_TARGET_RATIO),
         target_p99_met: row_dec.p99_ratio.map(|r| r <= FAULT_P99_TARGET_RATIO),
         decoupled: row_dec,
-        qemu: LatencyRow::new("qemu", &qemu.writers.fault_wait.summary(), &floor),
-        fork_cow: LatencyRow::new("fork-cow-first-write", &cow.first_write_wait.summary(), &floor),
+        qemu: LatencyRow::new("qemu", &qemu_wait.summary(), &floor),
+        fork_cow: LatencyRow::new("fork-cow-first-write", &cow_wait.summary(), &floor),
     };
-    let free_rate = per_sec(free_writes, free_window_ns);
-    let dec_rate = per_sec(decoupled.writers.writes, decoupled.window_ns);
-    let qemu_rate = per_sec(qemu.writers.writes, qemu.window_ns);
-    let fork_rate = per_sec(fork_writes, fork_window_ns);
+    let (free_rate, dec_rate, qemu_rate, fork_rate) = (per_sec(free), per_sec(dec), per_sec(qemu), per_sec(fork));
+    let rounds = f64::from(plan.rounds);
     let slowdown = SlowdownSection {
         writers: plan.writers,
         region_bytes: bytes,
         no_snapshot_writes_per_sec: free_rate,
-        no_snapshot_window_ms: free_window_ns as f64 / 1e6,
+        no_snapshot_window_ms: free.1 as f64 / 1e6 / rounds,
         decoupled_writes_per_sec: dec_rate,
-        decoupled_window_ms: decoupled.window_ns as f64 / 1e6,
+        decoupled_window_ms: dec.1 as f64 / 1e6 / rounds,
         qemu_writes_per_sec: qemu_rate,
-        qemu_window_ms: qemu.window_ns as f64 / 1e6,
+        qemu_window_ms: qemu.1 as f64 / 1e6 / rounds,
         fork_writes_per_sec: fork_rate,
-        fork_window_ms: fork_window_ns as f64 / 1e6,
+        fork_window_ms: fork.1 as f64 / 1e6 / rounds,
         decoupled_ratio: ratio(dec_rate, free_rate),
         qemu_ratio: ratio(qemu_rate, free_rate),
         fork_ratio: ratio(fork_rate, free_rate),
     };
-    let page_size = decoupled.report.page_size;
-    let staging_peak = decoupled.report.engine.stats.staging_peak_pages * page_size;
     let memory = MemorySection {
         region_bytes: bytes,
         wpsnap_staging_peak_bytes: staging_peak,
-        wpsnap_staging_limit_bytes: decoupled.report.engine.config.staging_pages * page_size,
-        fork_cow_peak_bytes: fork.extra_memory.region_cow_bytes_peak,
+        wpsnap_staging_limit_bytes: staging_limit,
+        fork_cow_peak_bytes: cow_peak,
         wpsnap_ratio: ratio(staging_peak as f64, bytes as f64),
-        fork_ratio: ratio(fork.extra_memory.region_cow_bytes_peak as f64, bytes as f64),
+        fork_ratio: ratio(cow_peak as f64, bytes as f64),
     };
     Ok(FaultResults { section, slowdown, memory, floor })
 }
 
+/// The middle value (the upper middle of an even count); 0 for none.
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
 fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<PauseRow>> {
-    let mut rows = Vec::new();
-    for &bytes in &plan.pause_sizes_bytes {
-        for backing in [Backing::Anonymous, Backing::Thp] {
-            progress(&format!("start pause: {} MiB {backing}", bytes >> 20));
+    let cases: Vec<(u64, Backing)> =
+        plan.pause_sizes_bytes.iter().flat_map(|&bytes| [(bytes, Backing::Anonymous), (bytes, Backing::Thp)]).collect();
+    // Per case: (bare protect, bare register, wpsnap pause, wpsnap protect, fork pause) per round.
+    let mut samples: Vec<[Vec<u64>; 5]> = cases.iter().map(|_| Default::default()).collect();
+    for round in 0..plan.rounds {
+        for (case, &(bytes, backing)) in cases.iter().enumerate() {
+            progress(&format!("start pause, round {}/{}: {} MiB {backing}", round + 1, plan.rounds, bytes >> 20));
             let bare_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: backing == Backing::Thp };
             let bare = baseline::measure_write_protect(&bare_region)?;
             let fork_pause_ns = baseline::measure_fork_cow(&bare_region)?.fork_pause_ns;
@@ -183,54 +218,82 @@ fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<
                 threads: 1,
                 pattern: Pattern::Uniform,
                 writes_per_sec: Some(PAUSE_STEP_WRITE_RATE),
-                seed: plan.seed,
+                seed: plan.seed + u64::from(round),
             };
             let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
             let run = uffd_run(&region, config, Box::new(DiscardSink::default()), Some(&writer))?;
-            let wpsnap_ratio = ratio(run.report.pause_ns as f64, bare.write_protect_ns as f64);
-            rows.push(PauseRow {
-                backing: backing.name().to_string(),
-                region_bytes: bytes,
-                bare_write_protect_ns: bare.write_protect_ns,
-                bare_register_ns: bare.register_ns,
-                wpsnap_pause_ns: run.report.pause_ns,
-                wpsnap_protect_ns: run.report.protect_ns,
-                fork_pause_ns,
-                wpsnap_ratio,
-                fork_ratio: ratio(fork_pause_ns as f64, bare.write_protect_ns as f64),
-                target_met: wpsnap_ratio.map(|r| r <= PAUSE_TARGET_RATIO),
-            });
+            let s = &mut samples[case];
+            s[0].push(bare.write_protect_ns);
+            s[1].push(bare.register_ns);
+            s[2].push(run.report.pause_ns);
+            s[3].push(run.report.protect_ns);
+            s[4].push(fork_pause_ns);
         }
     }
+    let rows = cases
+        .iter()
+        .zip(samples)
+        .map(|(&(bytes, backing), [protect, register, pause, wp_protect, fork])| {
+            let (protect, pause, fork) = (median(protect), median(pause), median(fork));
+            let wpsnap_ratio = ratio(pause as f64, protect as f64);
+            PauseRow {
+                backing: backing.name().to_string(),
+                region_bytes: bytes,
+                rounds: plan.rounds,
+                bare_write_protect_ns: protect,
+                bare_register_ns: median(register),
+                wpsnap_pause_ns: pause,
+                wpsnap_protect_ns: median(wp_protect),
+                fork_pause_ns: fork,
+                wpsnap_ratio,
+                fork_ratio: ratio(fork as f64, protect as f64),
+                target_met: wpsnap_ratio.map(|r| r <= PAUSE_TARGET_RATIO),
+            }
+        })
+        .collect();
     Ok(rows)
 }
 
-fn throughput(plan: &BenchPlan) -> anyhow::Result<ThroughputSection> {
+fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<ThroughputSection> {
     let bytes = plan.throughput_region_bytes;
     let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the throughput region")?;
     let region = mapping.region();
     fill(&region, true);
-    let mut copy = vec![0_u8; region.len()];
-    let mut memcpy_ns = u64::MAX;
-    for _ in 0..MEMCPY_REPEATS {
-        let t = Instant::now();
-        region.copy_pages(0, region.page_count(), &mut copy);
-        memcpy_ns = memcpy_ns.min(t.elapsed().as_nanos() as u64);
+    let (mut memcpy_ns, mut raw_ns, mut raw_commit_ns, mut snap_ns, mut snap_commit_ns, mut to_sink) =
+        (u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX, 0.0_f64);
+    for round in 0..plan.rounds {
+        progress(&format!(
+            "throughput, round {}/{}: memcpy, raw file write, snapshot to a file",
+            round + 1,
+            plan.rounds
+        ));
+        let mut copy = vec![0_u8; region.len()];
+        for _ in 0..MEMCPY_REPEATS {
+            let t = Instant::now();
+            region.copy_pages(0, region.page_count(), &mut copy);
+            memcpy_ns = memcpy_ns.min(t.elapsed().as_nanos() as u64);
+        }
+        let raw_path = plan.dir.join("raw-write.bin");
+        let raw = raw_write(&raw_path, &copy);
+        let _ = std::fs::remove_file(&raw_path);
+        let (total, commit) = raw?;
+        if total < raw_ns {
+            (raw_ns, raw_commit_ns) = (total, commit);
+        }
+        drop(copy);
+        let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
+        let path = plan.dir.join("throughput.wps");
+        let run = file_run_at(&path, &region, config, None, None);
+        let _ = std::fs::remove_file(&path);
+        let run = run?;
+        if run.armed_to_finished_ns < snap_ns {
+            snap_ns = run.armed_to_finished_ns;
+            snap_commit_ns = run.armed_to_finished_ns.saturating_sub(run.report.duration_ns);
+        }
+        to_sink = to_sink.max(run.report.throughput_bytes_per_sec);
     }
-    let raw_path = plan.dir.join("raw-write.bin");
-    let t = Instant::now();
-    let raw = raw_write(&raw_path, &copy);
-    let raw_ns = t.elapsed().as_nanos() as u64;
-    let _ = std::fs::remove_file(&raw_path);
-    raw?;
-    drop(copy);
-    let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
-    let path = plan.dir.join("throughput.wps");
-    let run = file_run_at(&path, &region, config, None, None);
-    let _ = std::fs::remove_file(&path);
-    let run = run?;
     let per_sec = |ns: u64| bytes as f64 / (ns.max(1) as f64 / 1e9);
-    let snapshot = per_sec(run.armed_to_finished_ns);
+    let snapshot = per_sec(snap_ns);
     let sink = per_sec(raw_ns);
     let memcpy = per_sec(memcpy_ns);
     let ratio_to_slower = ratio(snapshot, sink.min(memcpy));
@@ -238,8 +301,11 @@ fn throughput(plan: &BenchPlan) -> anyhow::Result<ThroughputSection> {
         region_bytes: bytes,
         destination: format!("file in {}", plan.dir.display()),
         snapshot_bytes_per_sec: snapshot,
-        snapshot_to_sink_bytes_per_sec: run.report.throughput_bytes_per_sec,
+        snapshot_to_sink_bytes_per_sec: to_sink,
         sink_raw_bytes_per_sec: sink,
+        snapshot_commit_ns: snap_commit_ns,
+        sink_raw_commit_ns: raw_commit_ns,
+        rounds: plan.rounds,
         memcpy_bytes_per_sec: memcpy,
         ratio_to_sink: ratio(snapshot, sink),
         ratio_to_memcpy: ratio(snapshot, memcpy),
@@ -444,8 +510,10 @@ fn fill(region: &Region, whole: bool) {
     }
 }
 
-/// Writes `data` to a file output in 1 MiB writes and commits it (fsync and rename).
-fn raw_write(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+/// Writes `data` to a file output in 1 MiB writes and commits it (fsync and rename):
+/// (total ns, commit ns).
+fn raw_write(path: &Path, data: &[u8]) -> anyhow::Result<(u64, u64)> {
+    let started = Instant::now();
     let mut output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io: false })
         .with_context(|| format!("opening {}", path.display()))?;
     for chunk in data.chunks(RAW_WRITE_CHUNK_BYTES) {
@@ -454,8 +522,9 @@ fn raw_write(path: &Path, data: &[u8]) -> anyhow::Result<()> {
             return Err(e).with_context(|| format!("writing {}", path.display()));
         }
     }
+    let commit_started = Instant::now();
     output.commit().with_context(|| format!("committing {}", path.display()))?;
-    Ok(())
+    Ok((started.elapsed().as_nanos() as u64, commit_started.elapsed().as_nanos() as u64))
 }
 
 /// A sink that drops pages (the start-pause step, where the output does not matter).

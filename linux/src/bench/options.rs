@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub const BENCH_REGION_BYTES_MAX: u64 = 8 << 30;
 /// Most region sizes the start-pause step measures.
 pub const PAUSE_SIZES_MAX: usize = 8;
+/// Most rounds of a step.
+pub const ROUNDS_MAX: u32 = 10;
 /// Most writer threads a bench step starts.
 pub const BENCH_WRITERS_MAX: u32 = 16;
 
@@ -48,6 +50,10 @@ pub struct BenchOptions {
     /// Seed of the writers and of the slow-device emulation's stalls.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Rounds of the fault-wait, start-pause and throughput steps; each round measures every
+    /// side once, one after the other, so noise from other processes hits all sides alike.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
 }
 
 impl Default for BenchOptions {
@@ -64,6 +70,7 @@ impl Default for BenchOptions {
             sim_bin: None,
             sim_pages: 1 << 22,
             seed: 1,
+            rounds: 3,
         }
     }
 }
@@ -82,6 +89,7 @@ pub struct BenchPlan {
     pub sim_bin: Option<PathBuf>,
     pub sim_pages: u64,
     pub seed: u64,
+    pub rounds: u32,
 }
 
 impl BenchOptions {
@@ -104,6 +112,7 @@ impl BenchOptions {
                 sim_bin: self.sim_bin.clone(),
                 sim_pages: 1 << 18,
                 seed: self.seed,
+                rounds: 1,
             }
         } else {
             BenchPlan {
@@ -118,6 +127,7 @@ impl BenchOptions {
                 sim_bin: self.sim_bin.clone(),
                 sim_pages: self.sim_pages,
                 seed: self.seed,
+                rounds: self.rounds,
             }
         };
         let page = crate::region::HUGE_PAGE_BYTES;
@@ -139,6 +149,7 @@ impl BenchOptions {
                 && plan.slow_disk_write_rate <= 1e7,
             "the slow-disk write rate must be in (0, 10000000] writes per second"
         );
+        anyhow::ensure!((1..=ROUNDS_MAX).contains(&plan.rounds), "rounds must be in 1..={ROUNDS_MAX}");
         anyhow::ensure!((1..=1 << 26).contains(&plan.sim_pages), "sim pages must be in 1..=2^26");
         Ok(plan)
     }

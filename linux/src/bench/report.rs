@@ -49,6 +49,8 @@ impl LatencyRow {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultWaitSection {
     pub region_bytes: u64,
+    /// Rounds merged into each distribution (each round measures every side once).
+    pub rounds: u32,
     pub writers: u32,
     /// The floor: bare round trip (one handler copies 4 KiB and unprotects).
     pub floor: LatencyRow,
@@ -68,6 +70,8 @@ pub struct PauseRow {
     /// "anonymous" (4 KiB pages) or "thp".
     pub backing: String,
     pub region_bytes: u64,
+    /// Every time below is the median of this many rounds.
+    pub rounds: u32,
     /// The baseline: one UFFDIO_WRITEPROTECT over a populated region.
     pub bare_write_protect_ns: u64,
     /// UFFDIO_REGISTER of the bare region (not inside any pause; for reference).
@@ -95,7 +99,13 @@ pub struct ThroughputSection {
     pub snapshot_to_sink_bytes_per_sec: f64,
     /// The same output type written with 1 MiB writes of the same bytes, then committed.
     pub sink_raw_bytes_per_sec: f64,
-    /// Copying the region into a buffer (best of three).
+    /// Time the snapshot's output commit took (fsync and rename), best round.
+    pub snapshot_commit_ns: u64,
+    /// Time the raw write's commit took (fsync and rename), best round.
+    pub sink_raw_commit_ns: u64,
+    /// Best of this many rounds for each figure.
+    pub rounds: u32,
+    /// Copying the region into a buffer (best of three or of the rounds).
     pub memcpy_bytes_per_sec: f64,
     pub ratio_to_sink: Option<f64>,
     pub ratio_to_memcpy: Option<f64>,
