@@ -8,6 +8,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 #[error("plot {path}: {reason}")]
+/// A plot could not be drawn or written.
 pub struct PlotError {
     pub path: String,
     pub reason: String,

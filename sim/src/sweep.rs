@@ -48,6 +48,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary of one report, under `label`.
     pub fn of(label: &str, r: &SimReport) -> RunSummary {
         let e = r.engine.as_ref();
         let wait = e.map(|e| e.fault_wait.clone()).unwrap_or_default();

@@ -61,6 +61,7 @@ impl PageSampler {
         Ok(PageSampler { page_count, kind })
     }
 
+    /// Pages in the region.
     pub fn page_count(&self) -> u64 {
         self.page_count
     }

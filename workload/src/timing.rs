@@ -65,6 +65,7 @@ impl WriteTiming {
         Ok(timing)
     }
 
+    /// Checks the rate and the burst against their bounds.
     pub fn validate(&self) -> Result<(), TimingError> {
         if !(self.writes_per_sec > 0.0 && self.writes_per_sec <= WRITES_PER_SEC_MAX) {
             return Err(TimingError::Rate(self.writes_per_sec));

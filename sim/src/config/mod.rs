@@ -35,6 +35,7 @@ pub struct ConfigFieldError {
 }
 
 impl ConfigFieldError {
+    /// An error for `field` (a dotted path such as `disk.request_bytes`).
     pub fn new(field: &str, reason: String) -> ConfigFieldError {
         ConfigFieldError { field: field.to_string(), reason }
     }

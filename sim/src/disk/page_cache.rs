@@ -55,6 +55,7 @@ fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
 }
 
 impl PageCache {
+    /// An empty cache and idle device; stalls draw from `rng`.
     pub fn new(params: DiskParams, rng: ChaCha8Rng) -> PageCache {
         PageCache {
             params,
@@ -68,10 +69,12 @@ impl PageCache {
         }
     }
 
+    /// Counters so far.
     pub fn stats(&self) -> &CacheStats {
         &self.stats
     }
 
+    /// Dirty bytes not yet written back.
     pub fn dirty_bytes(&self) -> u64 {
         self.dirty
     }

@@ -93,8 +93,10 @@ pub enum DiskPreset {
 }
 
 impl DiskPreset {
+    /// Every preset.
     pub const ALL: [DiskPreset; 4] = [DiskPreset::Hdd7200, DiskPreset::SataSsd, DiskPreset::Nvme, DiskPreset::Tmpfs];
 
+    /// The name used on the command line and in config files.
     pub fn name(self) -> &'static str {
         match self {
             DiskPreset::Hdd7200 => "hdd-7200",

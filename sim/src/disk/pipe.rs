@@ -41,6 +41,7 @@ pub struct StreamPath {
 }
 
 impl StreamPath {
+    /// A stream path for these disk parameters; stalls draw from `rng`.
     pub fn new(params: &DiskParams, rng: ChaCha8Rng) -> StreamPath {
         let tool =
             params.pipe.map(|p| DumpTool { params: p, queued: VecDeque::new(), queued_bytes: 0, free_at: Nanos::ZERO });
@@ -53,10 +54,12 @@ impl StreamPath {
         }
     }
 
+    /// The file side's counters.
     pub fn cache_stats(&self) -> &CacheStats {
         self.cache.stats()
     }
 
+    /// Bytes the producer has written so far.
     pub fn bytes_submitted(&self) -> u64 {
         self.bytes_submitted
     }

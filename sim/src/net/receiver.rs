@@ -12,7 +12,9 @@ use turmoil::net::TcpListener;
 pub const ACK_EVERY_BYTES: u64 = 16 * 1024;
 /// Acknowledgement tags (one byte, then a little-endian u64).
 pub const ACK_PROGRESS: u8 = 0;
+/// The file is complete and verified.
 pub const ACK_VERIFIED: u8 = 1;
+/// The file is complete but failed verification.
 pub const ACK_REJECTED: u8 = 2;
 /// The largest file the receiver accepts (a bound, so a broken sender cannot exhaust it).
 const FILE_BYTES_MAX: u64 = 1 << 30;

@@ -83,6 +83,7 @@ impl SimReport {
         self.invariants.violations == 0 && self.driver_errors.is_empty() && self.writers.blocked_at_end == 0
     }
 
+    /// The policy's name, as in tables.
     pub fn policy_name(&self) -> &'static str {
         self.config.engine.policy.name()
     }

@@ -38,6 +38,7 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// An empty timeline starting at `start`.
     pub fn new(start: Nanos) -> Timeline {
         Timeline { start_ns: start.as_ns(), bin_ns: BIN_NS_INITIAL, bins: Vec::new() }
     }
@@ -66,6 +67,7 @@ impl Timeline {
         &mut self.bins[index]
     }
 
+    /// Counts `pages` captured at `at`, by the scan or by faults.
     pub fn pages(&mut self, at: Nanos, scan: bool, pages: u64) {
         let bin = self.bin(at);
         if scan {
@@ -75,6 +77,7 @@ impl Timeline {
         }
     }
 
+    /// Records one fault wait that ended at `at`.
     pub fn fault_wait(&mut self, at: Nanos, wait: Nanos) {
         let bin = self.bin(at);
         bin.fault_waits += 1;
