@@ -27,6 +27,7 @@ pub struct SnapshotSummary {
     pub staging_peak_pages: u64,
     pub throttled_ns: u64,
     pub iterations: u64,
+    /// The run reached `sim_time_ns_max` or its event bound and cancelled the snapshot.
     pub time_limit_hit: bool,
 }
 

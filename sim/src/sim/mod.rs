@@ -23,9 +23,11 @@ use wpsnap_core::{Action, Capture, Engine, FaultError, Lane, Nanos, PageIndex, P
 use wpsnap_workload::{PageSampler, WriteTiming};
 use writer::Writer;
 
-/// Events one run may process at most (a guard against a model that stops advancing time;
-/// a 64 GiB snapshot takes about 10^8).
-pub const EVENTS_MAX: u64 = 1 << 36;
+/// Events after which a run cancels its snapshot, as at its time limit (a guard against a
+/// configuration that would take hours of wall time; a 64 GiB snapshot takes about 4 * 10^7).
+pub const EVENTS_MAX: u64 = 1 << 33;
+/// Events a cancelled run may still process to wake its writers before it stops for good.
+const EVENTS_AFTER_CANCEL_MAX: u64 = 1 << 20;
 
 /// Why a run could not be done.
 #[derive(Debug, Error)]
@@ -189,7 +191,7 @@ impl<'a> Sim<'a> {
         }
         self.queue.push(self.instant, Event::SnapshotStart);
         while let Some((at, event)) = self.queue.pop() {
-            if self.stop_at.is_some_and(|stop| at > stop) || self.events >= EVENTS_MAX {
+            if self.stop_at.is_some_and(|stop| at > stop) || self.events >= EVENTS_MAX + EVENTS_AFTER_CANCEL_MAX {
                 break;
             }
             self.now = at;
@@ -204,7 +206,8 @@ impl<'a> Sim<'a> {
                 Event::SnapshotStart => self.on_snapshot_start(),
                 Event::FreezeEnd => self.on_freeze_end(),
             }
-            if self.phase == Phase::Running && at.as_ns() >= self.config.sim_time_ns_max {
+            if self.phase == Phase::Running && (at.as_ns() >= self.config.sim_time_ns_max || self.events >= EVENTS_MAX)
+            {
                 self.hit_time_limit();
             }
             if self.phase == Phase::Finished && self.blocked == 0 && self.with_snapshot {
@@ -216,7 +219,7 @@ impl<'a> Sim<'a> {
     fn hit_time_limit(&mut self) {
         self.time_limit_hit = true;
         if let Some(engine) = self.engine.as_mut() {
-            engine.cancel(self.now, "simulated time limit reached");
+            engine.cancel(self.now, "simulated time or event limit reached");
         }
         self.drain_actions();
     }
