@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Regenerates the throttle-policy study (docs/research.md): simulator sweeps, real-backend
+# runs with the slow-device emulation, then docs/research/*.json, *.svg and tables.md.
+#
+#   scripts/research.sh            # full study (about 10 min on 2 cores)
+#   SEEDS=2 REAL_SEEDS=1 scripts/research.sh   # quicker
+#
+# Runs everything under `nice -n 10` with at most 2 simulator threads (shared machine).
+# Raw outputs go to $RAW (default: a fresh temporary folder, kept and printed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SEEDS=${SEEDS:-3}            # simulator seeds per cell
+REAL_SEEDS=${REAL_SEEDS:-1}  # real-backend seeds per cell
+REAL_MIB=${REAL_MIB:-256}    # real region size (and the matched simulator runs)
+RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-120}
+RAW=${RAW:-$(mktemp -d /tmp/wpsnap-research.XXXXXX)}
+OUT=docs/research
+SHM=${SHM:-/dev/shm}
+NICE=(nice -n 10)
+SIM=./target/release/wpsnap-sim
+WPSNAP=./target/release/wpsnap
+POLICIES="none seed seed-true-latency latency-target bandwidth"
+MODELS="qemu decoupled"
+DISKS="hdd-7200 sata-ssd nvme tmpfs"
+
+# Scan bandwidth of the `bandwidth` policy per disk: about half the device's bandwidth (MB/s).
+bandwidth_mbps() {
+    case "$1" in
+        hdd-7200) echo 50 ;; sata-ssd) echo 260 ;; nvme) echo 1100 ;; tmpfs) echo 2000 ;;
+    esac
+}
+
+# Everything runs inside main, so bash has read the whole script before it starts (an edit
+# of this file during a run cannot change the run).
+main() {
+    mkdir -p "$OUT" "$RAW"
+    start=$(date +%s)
+    echo "raw outputs: $RAW"
+    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+        "${NICE[@]}" cargo build --release -p wpsnap-sim -p wpsnap-linux
+    fi
+
+    # Part 1: the seed author's scenario (default: 4 GiB, qemu model, 6 video writers, hdd-7200).
+    for seed in $(seq 1 "$SEEDS"); do
+        "${NICE[@]}" "$SIM" compare --seed "$seed" --no-baseline \
+            --policies none,seed,seed-true-latency,latency-target,bandwidth:50 \
+            --out "$RAW/p1-seed$seed.json" > "$RAW/p1-seed$seed.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
+    done
+    # Part 1b: the same with load-dependent stalls only (config written by analyze.py).
+    "${NICE[@]}" "$SIM" run --seed 1 --no-baseline --out "$RAW/default-config.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+    python3 "$OUT/analyze.py" load-dependent-config "$RAW/default-config.json" "$OUT/config-part1-load-dependent.json"
+    for seed in $(seq 1 "$SEEDS"); do
+        "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$OUT/config-part1-load-dependent.json" \
+            --policies none,seed,seed-true-latency,latency-target,bandwidth:50 \
+            --out "$RAW/p1b-seed$seed.json" > "$RAW/p1b-seed$seed.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
+    done
+    echo "part 1 done after $(( $(date +%s) - start )) s"
+
+    # Part 2: all policies x both models on each disk preset (default scenario otherwise).
+    for disk in $DISKS; do
+        bw=$(bandwidth_mbps "$disk")
+        "${NICE[@]}" "$SIM" sweep --seeds "$SEEDS" --threads 2 --disks "$disk" --models qemu,decoupled \
+            --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+            --out "$RAW/p2-$disk.jsonl" > "$RAW/p2-$disk.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
+    done
+    echo "part 2 done after $(( $(date +%s) - start )) s"
+
+    # Part 3a: the real backend, same writers as the simulator (6 video writers at 20 000 writes/s
+    # each), 4 KiB scan captures as QEMU does, output on tmpfs behind the slow-device emulation.
+    for seed in $(seq 1 "$REAL_SEEDS"); do
+        for disk in $DISKS; do
+            slow=()
+            [ "$disk" != tmpfs ] && slow=(--slow-device "$disk")
+            for model in $MODELS; do
+                for policy in $POLICIES; do
+                    out="$SHM/wpsnap-research-$$.wps"
+                    report="$RAW/real-$disk-$model-$policy-s$seed.json"
+                    if ! timeout "$RUN_TIMEOUT_S" "${NICE[@]}" "$WPSNAP" run --size "${REAL_MIB}M" --writers 6 \
+                        --pattern video --write-rate 20000 --model "$model" --policy "$policy" \
+                        --scan-bandwidth "$(( $(bandwidth_mbps "$disk") * 1000000 ))" \
+                        --scan-batch-pages 1 --staging 16M "${slow[@]}" --seed "$seed" \
+                        --out "$out" --report "$report" > /dev/null 2> "$RAW/real-$disk-$model-$policy-s$seed.err"; then
+                        echo "real run failed or timed out: $disk $model $policy seed $seed" >&2
+                    fi
+                    rm -f "$out" "$out.partial"
+                done
+            done
+        done
+    done
+    echo "part 3a (real) done after $(( $(date +%s) - start )) s"
+
+    # Part 3b: the simulator on the real runs' scenario, first with the disk presets as they are
+    # ("preset"), then with configs matching what the emulation models ("matched": no page
+    # cache, no dump-tool pipe); configs are written by analyze.py from the preset's JSON.
+    for disk in $DISKS; do
+        for model in $MODELS; do
+            bw=$(bandwidth_mbps "$disk")
+            common=(--region-mib "$REAL_MIB" --zero-page-percent 19 --writers 6 --pattern video
+                --writes-per-sec 20000 --scan-batch-pages 1 --model "$model")
+            for seed in $(seq 1 "$SEEDS"); do
+                "${NICE[@]}" "$SIM" compare --seed "$seed" --disk "$disk" "${common[@]}" \
+                    --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+                    --out "$RAW/sim256-preset-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+            done
+            "${NICE[@]}" "$SIM" run --seed 1 --disk "$disk" "${common[@]}" --no-baseline \
+                --out "$RAW/preset-config-$disk-$model.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+            python3 "$OUT/analyze.py" matched-config "$RAW/preset-config-$disk-$model.json" \
+                "$OUT/config-matched-$disk-$model.json"
+            for seed in $(seq 1 "$SEEDS"); do
+                "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$OUT/config-matched-$disk-$model.json" \
+                    --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+                    --out "$RAW/sim256-matched-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+            done
+        done
+    done
+    echo "part 3b (matched simulator) done after $(( $(date +%s) - start )) s"
+
+    python3 "$OUT/analyze.py" report "$RAW" "$OUT" "$SEEDS" "$REAL_SEEDS"
+    echo "done in $(( $(date +%s) - start )) s; raw outputs kept in $RAW"
+}
+
+main "$@"
+exit
