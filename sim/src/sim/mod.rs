@@ -11,7 +11,7 @@ pub use memory::InvariantReport;
 pub use timeline::{Bin, TIMELINE_BINS_MAX, Timeline};
 
 use crate::config::{ConfigFieldError, STREAM_PAGE_HEADER_BYTES, SimConfig, VERSIONED_PAGES_MAX};
-use crate::disk::{CacheStats, StreamPath};
+use crate::disk::StreamPath;
 use crate::report::{SimReport, SnapshotSummary, WriterSummary};
 use events::{Event, EventQueue};
 use memory::Memory;
@@ -540,6 +540,3 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimError> {
         timeline: sim.timeline.clone(),
     })
 }
-
-/// Cache statistics type re-exported for reports.
-pub type DiskStats = CacheStats;
