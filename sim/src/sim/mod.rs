@@ -282,8 +282,23 @@ impl<'a> Sim<'a> {
     fn on_fault_delivered(&mut self, w: u32) {
         let page = self.writers[w as usize].pending_page();
         self.uffd_pending.push_back(page);
-        self.read_faults();
-        self.poll_lanes();
+        self.serve();
+    }
+
+    /// Reads fault events and offers work to idle lanes. A qemu thread that read an event
+    /// needing no capture (the page was already saved) and has nothing else to do reads the
+    /// next one at once, as QEMU's loop would; bounded by the events pending.
+    fn serve(&mut self) {
+        for _ in 0..=self.uffd_pending.len() {
+            self.read_faults();
+            self.poll_lanes();
+            let idle_with_events = self.config.engine.service_model == ServiceModel::Qemu
+                && self.lanes[lane_slot(Lane::Single)].is_none()
+                && !self.uffd_pending.is_empty();
+            if !idle_with_events {
+                break;
+            }
+        }
     }
 
     /// The handler reads fault events while its lane is idle: QEMU's single thread one per
@@ -363,7 +378,7 @@ impl<'a> Sim<'a> {
         self.timeline.fault_wait(self.now, wait);
         self.drain_actions();
         self.complete_write(w);
-        self.poll_lanes();
+        self.serve();
     }
 
     fn on_timer(&mut self, generation: u64) {
@@ -375,8 +390,7 @@ impl<'a> Sim<'a> {
             engine.handle_timeout(self.now);
         }
         self.drain_actions();
-        self.read_faults();
-        self.poll_lanes();
+        self.serve();
     }
 
     fn on_capture_done(&mut self, lane: Lane) {
@@ -401,8 +415,7 @@ impl<'a> Sim<'a> {
             self.staged_pages += run.count;
             self.kick_sink();
         }
-        self.read_faults();
-        self.poll_lanes();
+        self.serve();
     }
 
     fn kick_sink(&mut self) {
@@ -436,8 +449,7 @@ impl<'a> Sim<'a> {
         }
         self.drain_actions();
         self.kick_sink();
-        self.read_faults();
-        self.poll_lanes();
+        self.serve();
     }
 
     /// Offers work to every idle lane, then arms the policy timer.
