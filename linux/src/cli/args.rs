@@ -188,6 +188,11 @@ pub struct RunArgs {
     /// only; costs a copy of the region in memory).
     #[arg(long)]
     pub check: bool,
+    /// Also measure the yardsticks in the same run: the bare userfaultfd round trip (fault,
+    /// copy 4 KiB, unprotect) with the writers running, and a bare whole-region write-protect
+    /// of a populated region of the same size.
+    #[arg(long)]
+    pub baseline: bool,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -16,6 +16,8 @@ use wpsnap_core::{LatencyRecorder, LatencySummary, PolicyConfig, policy};
 
 /// How often the progress bar and the interrupt flag are looked at.
 const PROGRESS_TICK: Duration = Duration::from_millis(50);
+/// Samples of the bare round trip `--baseline` takes.
+const BASELINE_ROUND_TRIPS: u32 = 5_000;
 
 /// Everything `run` measured, as written to the JSON report.
 #[derive(Debug, Serialize)]
@@ -41,6 +43,10 @@ pub struct JobReport {
     /// Live memory holds every writer's last write after the snapshot.
     pub live_memory_ok: bool,
     pub output_path: Option<PathBuf>,
+    /// `--baseline`: bare uffd round trips (copy 4 KiB + unprotect) measured in this run.
+    pub bare_round_trip: Option<LatencySummary>,
+    /// `--baseline`: a bare whole-region write-protect of a populated region this size.
+    pub bare_protect_ns: Option<u64>,
     #[serde(skip)]
     pub fault_wait_recorder: LatencyRecorder,
 }
@@ -115,6 +121,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
     };
     let writers = if args.writers == 0 { None } else { Some(WriterSet::start(region, &writer_config)?) };
     std::thread::sleep(Duration::from_millis(args.warmup_ms));
+    let (bare_round_trip, bare_protect_ns) = if args.baseline {
+        let trips = crate::uffd::measure_round_trip(BASELINE_ROUND_TRIPS).context("measuring the bare round trip")?;
+        let protect = crate::uffd::measure_whole_region_protect(size).context("measuring a bare write-protect")?;
+        (Some(trips.summary()), Some(protect.as_nanos() as u64))
+    } else {
+        (None, None)
+    };
     let pause = || writers.as_ref().map(WriterSet::pause);
     let (spec, output) = open_sink_output(args)?;
     let check = args.check && matches!(spec, OutputSpec::File { .. });
@@ -241,6 +254,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
         image_matches_reference,
         live_memory_ok,
         output_path,
+        bare_round_trip,
+        bare_protect_ns,
         fault_wait_recorder: fault_wait,
     };
     summary::write_outputs(args, &report)?;
@@ -281,6 +296,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         warmup_ms: 200,
         force_touch: false,
         check: true,
+        baseline: true,
         report: Some(dir.join("report.json")),
         svg: Some(dir.join("fault-wait.svg")),
         log2_svg: Some(dir.join("fault-wait-log2ms.svg")),

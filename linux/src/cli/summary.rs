@@ -81,6 +81,17 @@ pub fn text(report: &JobReport) -> String {
             format_ns(seed.max_ns)
         ));
     }
+    if let Some(trip) = &report.bare_round_trip {
+        line(format!(
+            "yardstick, bare uffd round trip (fault, copy 4 KiB, unprotect), same run: p50 {} p99 {} max {}",
+            format_ns(trip.p50_ns),
+            format_ns(trip.p99_ns),
+            format_ns(trip.max_ns)
+        ));
+    }
+    if let Some(ns) = report.bare_protect_ns {
+        line(format!("yardstick, bare whole-region write-protect (populated): {}", format_ns(ns)));
+    }
     if let Some(fork) = &report.fork {
         line(format!(
             "fork pause {}, child write {}, duration {}, extra memory {:?}",

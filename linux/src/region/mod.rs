@@ -103,6 +103,10 @@ impl Region {
     ///   `MADV_DONTNEED` is detected and aborts the snapshot, but unmapping may crash the copy);
     /// - nothing else registers it with a userfaultfd.
     ///
+    /// Between `prepare` and `arm` nobody reads the userfaultfd, so a `munmap` or
+    /// `MADV_DONTNEED` of the region by another thread waits until the session is armed or
+    /// dropped (the kernel holds it until the event is read).
+    ///
     /// Writers may keep writing to it throughout; that is the point.
     pub unsafe fn from_raw(start: *mut u8, len: usize, backing: Backing) -> Result<Region, RegionError> {
         let start = start as usize;

@@ -7,9 +7,11 @@
 
 mod features;
 mod open_error;
+mod round_trip;
 
 pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
 pub use open_error::UffdOpenError;
+pub use round_trip::{ROUND_TRIP_SAMPLES_MAX, measure_round_trip, measure_whole_region_protect};
 
 use std::os::fd::{AsFd, BorrowedFd};
 use thiserror::Error;
@@ -65,6 +67,8 @@ pub enum UffdError {
     Wake { start: usize, len: usize, source: userfaultfd::Error },
     #[error("reading userfaultfd events: {source}")]
     Read { source: userfaultfd::Error },
+    #[error("round-trip probe: {0}")]
+    Probe(String),
 }
 
 /// A userfaultfd opened for write-protect snapshots: non-blocking, handling kernel-mode faults
