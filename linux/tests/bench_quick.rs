@@ -53,6 +53,11 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
         assert!(row.p50_ns <= row.p99_ns && row.p99_ns <= row.p999_ns && row.p999_ns <= row.max_ns, "{row:?}");
     }
     assert!(f.target_p50_met.is_some() && f.target_p99_met.is_some());
+    assert!(f.decoupled_faults > 0 && f.qemu_faults > 0, "the engines read fault events");
+    for (only, all) in [(&f.decoupled_faults_only, &f.decoupled), (&f.qemu_faults_only, &f.qemu)] {
+        assert!(only.samples <= all.samples && only.p50_ns >= all.p50_ns, "{only:?} vs {all:?}");
+        assert_eq!(only.max_ns, all.max_ns);
+    }
     assert_eq!(report.start_pause.len(), 2 * report.plan.pause_sizes_bytes.len());
     for p in &report.start_pause {
         assert!(p.wpsnap_ratio.is_some() && p.fork_ratio.is_some() && p.target_met.is_some(), "{p:?}");
