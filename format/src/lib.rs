@@ -3,7 +3,8 @@
 //! What it does:
 //! - [`SnapshotWriter`] writes a header, page records in any order (all-zero pages without
 //!   data, every record with a crc32c) and a trailer (counts, a checksum over the records, the
-//!   stored JSON report, a completion marker) to any [`std::io::Write`];
+//!   stored JSON report, a completion marker) to any [`std::io::Write`]; [`PageDigest`] lets
+//!   the checksum and zero test of a page be computed off the sink thread;
 //! - [`read_snapshot`] / [`SnapshotReader`] read it back strictly forward (files, pipes,
 //!   sockets), trusting nothing: every malformed input is a [`FormatError`] naming the byte
 //!   offset, never a panic, and nothing is allocated from an unchecked length;
