@@ -73,9 +73,9 @@ impl<F: SyncFs> DurableWriter<F> {
         &self.final_path
     }
 
-    /// Flush, fsync the file, rename to the final name, fsync the directory. On error the
-    /// final name may or may not exist only if the directory fsync failed (the rename then
-    /// happened but may not survive a crash); in every other case only `.partial` exists.
+    /// Flush, fsync the file, rename to the final name, fsync the directory. If a step before
+    /// the rename fails, only `.partial` exists. If the directory fsync fails, the rename has
+    /// happened but may not survive a crash (the error says "fsync of the directory").
     pub fn commit(mut self) -> Result<PathBuf, FormatError> {
         let p = self.partial_path.display().to_string();
         self.file.flush().map_err(|e| FormatError::io(format!("{p}: flush"), e))?;
