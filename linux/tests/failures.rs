@@ -128,7 +128,10 @@ fn madvise_dontneed_mid_snapshot_aborts() {
     // SAFETY: the range is inside the test's own mapping; discarding it is the point.
     unsafe { rustix::mm::madvise(last as *mut _, 4 * 4096, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
     match running.finish() {
-        Err(SnapshotError::RegionChanged(what)) => assert!(what.contains("discarded"), "{what}"),
+        // Either the event itself, or the kernel refusing an unprotect while it was pending.
+        Err(SnapshotError::RegionChanged(what)) => {
+            assert!(what.contains("discarded") || what.contains("address space changed"), "{what}")
+        }
         other => panic!("expected RegionChanged, got {other:?}"),
     }
     assert_writers_unblocked(writers);
@@ -155,7 +158,9 @@ fn munmap_mid_snapshot_aborts() {
     // tolerates the hole.
     unsafe { rustix::mm::munmap(last as *mut _, 4 * 4096) }.expect("munmap");
     match running.finish() {
-        Err(SnapshotError::RegionChanged(what)) => assert!(what.contains("unmapped"), "{what}"),
+        Err(SnapshotError::RegionChanged(what)) => {
+            assert!(what.contains("unmapped") || what.contains("address space changed"), "{what}")
+        }
         other => panic!("expected RegionChanged, got {other:?}"),
     }
 }

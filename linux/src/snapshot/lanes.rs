@@ -1,7 +1,7 @@
 //! The snapshot threads. Each loops until the stop flag is set and bounds every sleep by
 //! [`IDLE_WAIT_MAX`], so a stop is seen quickly even if a wake-up were lost.
 
-use super::shared::{IDLE_WAIT_MAX, Shared, SnapshotError};
+use super::shared::{IDLE_WAIT_MAX, SCAN_BUSY, SCAN_WAITS_FOR_CHANGE, SCAN_WAITS_FOR_DEADLINE, Shared, SnapshotError};
 use super::sink::PageSink;
 use crate::sync::StagedRun;
 use crate::sync::shim::Ordering;
@@ -130,6 +130,38 @@ fn stage(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result
     }
 }
 
+/// Longest the event-reading lane keeps answering events after a failure, until the
+/// protection is off and no event is pending.
+const RELEASE_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// After a failure or cancel: keep reading events (so a thread blocked in munmap/madvise is let
+/// go, and the kernel allows the unprotect again), wake faulting writers, and remove all
+/// protection. Bounded by [`RELEASE_DRAIN_MAX`]; the session closes the uffd afterwards, which
+/// releases anything left.
+pub(super) fn drain_and_release(shared: &Shared) {
+    if shared.lock_engine().0.engine.is_complete() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + RELEASE_DRAIN_MAX;
+    let mut buf = WpUffd::event_buffer();
+    let mut events = Vec::new();
+    while std::time::Instant::now() < deadline {
+        events.clear();
+        let read = shared.uffd.read_events(&mut buf, &mut events).unwrap_or(0);
+        for event in &events {
+            if let UffdEvent::WriteProtectFault { addr } | UffdEvent::OtherFault { addr } = *event {
+                let _ = shared
+                    .uffd
+                    .wake(addr & !(shared.region.page_size() as usize - 1), shared.region.page_size() as usize);
+            }
+        }
+        if shared.release_writers() && read == 0 {
+            return;
+        }
+        let _ = poll_uffd(shared, Duration::from_millis(1));
+    }
+}
+
 /// Runs `body` and turns its error into a snapshot failure.
 pub(super) fn guarded(shared: &Shared, body: impl FnOnce(&Shared) -> Result<(), SnapshotError>) {
     if let Err(e) = body(shared) {
@@ -158,7 +190,7 @@ pub(super) fn fault_lane(shared: &Shared) -> Result<(), SnapshotError> {
             Some(capture) => {
                 stage(shared, capture, &mut actions)?;
                 // The fault queue may be empty now: the scan may go on.
-                shared.scan_signal.notify();
+                shared.wake_scanner_if_waiting();
             }
             None if events.is_empty() || !held.is_empty() => poll_uffd(shared, IDLE_WAIT_MAX)?,
             None => {}
@@ -171,6 +203,8 @@ pub(super) fn fault_lane(shared: &Shared) -> Result<(), SnapshotError> {
 pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
     let mut actions = Vec::new();
     while !shared.stopped() {
+        // Announce the wait before looking, so a change made after the look always wakes us.
+        shared.scan_wait.store(SCAN_WAITS_FOR_CHANGE, Ordering::SeqCst);
         let seen = shared.scan_signal.generation();
         let (capture, wait) = {
             let (mut state, now) = shared.lock_engine();
@@ -179,9 +213,15 @@ pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
             }
             let capture = state.engine.poll_capture(now, Lane::Scan);
             let wait = match state.engine.poll_timeout() {
-                Some(at) => Duration::from_nanos(at.saturating_since(now).as_ns()),
+                Some(at) => {
+                    shared.scan_wait.store(SCAN_WAITS_FOR_DEADLINE, Ordering::SeqCst);
+                    Duration::from_nanos(at.saturating_since(now).as_ns())
+                }
                 None => IDLE_WAIT_MAX,
             };
+            if capture.is_some() {
+                shared.scan_wait.store(SCAN_BUSY, Ordering::SeqCst);
+            }
             (capture, wait)
         };
         match capture {
@@ -220,7 +260,7 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             drain(&mut state.engine, &mut actions);
         }
         shared.apply(&mut actions)?;
-        shared.scan_signal.notify();
+        shared.wake_scanner_if_waiting();
         if shared.fault_lane_waits_for_room.load(Ordering::Acquire) {
             shared.wake_poller();
         }

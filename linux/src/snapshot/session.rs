@@ -7,7 +7,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{EngineState, FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use crate::region::Region;
-use crate::sync::shim::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
 use crate::uffd::{UnpopulatedMethod, WpUffd};
 use std::sync::Arc;
@@ -131,6 +131,7 @@ impl Prepared {
             wake_fd,
             fault_lane_waits_for_room: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            scan_wait: AtomicU8::new(0),
             failure: Mutex::new(None),
             epoch,
             unprotect_calls: AtomicU64::new(0),
@@ -148,7 +149,14 @@ impl Prepared {
         };
         let spawned = match config.service_model {
             ServiceModel::Decoupled => running
-                .spawn("wpsnap-fault", lanes::fault_lane)
+                .spawn("wpsnap-fault", |s| {
+                    let result = lanes::fault_lane(s);
+                    if let Err(e) = result {
+                        s.fail(e);
+                    }
+                    lanes::drain_and_release(s);
+                    Ok(())
+                })
                 .and_then(|()| running.spawn("wpsnap-scan", lanes::scan_lane))
                 .and_then(|()| running.spawn_sink("wpsnap-sink", sink, lanes::sink_lane)),
             ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", sink, lanes::qemu_lane),
@@ -199,11 +207,16 @@ impl Running {
         mut sink: Box<dyn PageSink>,
         lane: fn(&Shared, &mut dyn PageSink) -> Result<(), SnapshotError>,
     ) -> Result<(), SnapshotError> {
+        let qemu = self.shared.lock_engine().0.engine.config().service_model == ServiceModel::Qemu;
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
+                if qemu {
+                    // The qemu thread is also the one reading events.
+                    lanes::drain_and_release(&shared);
+                }
                 sink
             })
             .map_err(SnapshotError::Spawn)?;
@@ -265,7 +278,7 @@ impl Running {
             self.shared.fail(SnapshotError::Internal("a snapshot thread panicked".into()));
         }
         // Whatever happened, no writer stays blocked and the region leaves the uffd.
-        self.shared.release_writers();
+        let _ = self.shared.release_writers();
         let region = self.shared.region;
         let _ = self.shared.uffd.unregister(region.start(), region.len());
         let failure = lock(&self.shared.failure).take();

@@ -3,7 +3,7 @@
 //! engine's actions.
 
 use crate::region::Region;
-use crate::sync::shim::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
 use crate::uffd::{UffdError, WpUffd};
 use rustix::fd::OwnedFd;
@@ -51,10 +51,20 @@ pub(super) struct Shared {
     /// Set by the fault thread when it has queued faults but no staging room.
     pub fault_lane_waits_for_room: AtomicBool,
     pub stop: AtomicBool,
+    /// What the scanner is waiting for: [`SCAN_BUSY`], [`SCAN_WAITS_FOR_DEADLINE`] or
+    /// [`SCAN_WAITS_FOR_CHANGE`]. Other threads wake it only in the last case, so the fault
+    /// path does not pay a futex wake-up (and a context switch on a busy machine) per fault.
+    pub scan_wait: AtomicU8,
     pub failure: Mutex<Option<SnapshotError>>,
     pub epoch: Instant,
     pub unprotect_calls: AtomicU64,
 }
+
+pub(super) const SCAN_BUSY: u8 = 0;
+/// The scan's policy gate is closed until a known time; a timed wait covers it.
+pub(super) const SCAN_WAITS_FOR_DEADLINE: u8 = 1;
+/// The scan waits for queued faults to be served, staging room, or a policy observation.
+pub(super) const SCAN_WAITS_FOR_CHANGE: u8 = 2;
 
 /// Longest any snapshot thread sleeps before re-checking the stop flag.
 pub(super) const IDLE_WAIT_MAX: Duration = Duration::from_millis(20);
@@ -72,6 +82,13 @@ impl Shared {
         let now = self.elapsed().max(state.last_now);
         state.last_now = now;
         (state, now)
+    }
+
+    /// Wakes the scanner if it waits for a change (not for a deadline).
+    pub fn wake_scanner_if_waiting(&self) {
+        if self.scan_wait.load(Ordering::SeqCst) == SCAN_WAITS_FOR_CHANGE {
+            self.scan_signal.notify();
+        }
     }
 
     pub fn stopped(&self) -> bool {
@@ -101,7 +118,8 @@ impl Shared {
                 }
                 Action::Wake(page) => self.uffd.wake(self.region.page_addr(page.0), self.region.page_size() as usize),
                 Action::UnprotectAll => {
-                    self.release_writers();
+                    // If an event blocks it now, the event-reading lane retries after reading it.
+                    let _ = self.release_writers();
                     Ok(())
                 }
                 Action::IterationEnd(_) => Ok(()),
@@ -111,7 +129,11 @@ impl Shared {
                 }
             };
             if let (Ok(()), Err(e)) = (&result, step) {
-                result = Err(SnapshotError::Uffd(e));
+                result = Err(if e.is_mm_changing() {
+                    SnapshotError::RegionChanged(format!("the address space changed under the snapshot ({e})"))
+                } else {
+                    SnapshotError::Uffd(e)
+                });
             }
         }
         result
@@ -119,9 +141,13 @@ impl Shared {
 
     /// Removes all protection and wakes every waiter. Best effort and idempotent: used on
     /// every exit path, so errors here are not reported a second time.
-    pub fn release_writers(&self) {
-        let _ = self.uffd.unprotect(self.region.start(), self.region.len());
+    ///
+    /// Returns false when the kernel refused because a remove/unmap/remap event is pending:
+    /// the event must be read first (see `lanes::drain_and_release`).
+    pub fn release_writers(&self) -> bool {
+        let unprotected = self.uffd.unprotect(self.region.start(), self.region.len());
         let _ = self.uffd.wake(self.region.start(), self.region.len());
+        !unprotected.as_ref().is_err_and(UffdError::is_mm_changing)
     }
 
     /// Tells every thread to finish and wakes the ones that sleep.
@@ -153,7 +179,7 @@ impl Shared {
         let _ = self.apply(&mut actions);
         // Cancel emits UnprotectAll only once; release again in case the engine had already
         // stopped (completion racing a late error).
-        self.release_writers();
+        let _ = self.release_writers();
         self.request_stop();
     }
 }
@@ -189,6 +215,6 @@ impl FaultWaitReporter {
             self.shared.fail(e);
         }
         // A new wait can change the policy's mind about the scan.
-        self.shared.scan_signal.notify();
+        self.shared.wake_scanner_if_waiting();
     }
 }

@@ -71,6 +71,21 @@ pub enum UffdError {
     Probe(String),
 }
 
+impl UffdError {
+    /// EAGAIN from a protect/unprotect: the kernel refuses while a remove, unmap or remap
+    /// event on the registered range is waiting to be read (`mmap_changing`).
+    pub fn is_mm_changing(&self) -> bool {
+        match self {
+            UffdError::Protect { source, .. }
+            | UffdError::Unprotect { source, .. }
+            | UffdError::Wake { source, .. } => {
+                matches!(source, userfaultfd::Error::SystemError(e) if (*e as i32) == libc::EAGAIN)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A userfaultfd opened for write-protect snapshots: non-blocking, handling kernel-mode faults
 /// too (`read(2)` into a protected page faults instead of failing with EFAULT), subscribed to
 /// the remove, unmap and remap events the kernel granted.
