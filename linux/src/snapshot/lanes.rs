@@ -130,6 +130,10 @@ fn stage(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result
     }
 }
 
+/// How often the sink looks at the staging queue when it was not woken (pushes wake it only
+/// once the queue is fuller, see `StagingQueue::with_wake_pages`).
+pub(super) const SINK_POLL: Duration = Duration::from_millis(1);
+
 /// Longest the event-reading lane keeps answering events after a failure, until the
 /// protection is off and no event is pending.
 const RELEASE_DRAIN_MAX: Duration = Duration::from_secs(5);
@@ -239,7 +243,7 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
     let page_size = shared.region.page_size() as usize;
     let mut actions = Vec::new();
     loop {
-        let Some(run) = shared.staging.pop(IDLE_WAIT_MAX) else {
+        let Some(run) = shared.staging.pop(SINK_POLL) else {
             if shared.stopped() {
                 return Ok(());
             }

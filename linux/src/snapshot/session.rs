@@ -15,6 +15,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use wpsnap_core::{Engine, EngineConfig, Nanos, ServiceModel};
 
+/// The sink is woken at once when 1/this of the staging buffer is used; otherwise it looks
+/// every [`lanes::SINK_POLL`].
+const STAGING_WAKE_FRACTION: u64 = 8;
+
 /// Entry point of the session typestate.
 #[derive(Debug)]
 pub struct Snapshot;
@@ -126,7 +130,8 @@ impl Prepared {
             region,
             uffd,
             engine: Mutex::new(EngineState { engine, last_now: Nanos::ZERO }),
-            staging: StagingQueue::new(engine_config.staging_pages),
+            staging: StagingQueue::new(engine_config.staging_pages)
+                .with_wake_pages(engine_config.staging_pages / STAGING_WAKE_FRACTION),
             scan_signal: ChangeSignal::new(),
             wake_fd,
             fault_lane_waits_for_room: AtomicBool::new(false),

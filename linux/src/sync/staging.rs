@@ -39,6 +39,10 @@ pub struct StagingQueue {
     ready: Condvar,
     pages_max: u64,
     free_buffers_max: usize,
+    /// The consumer is woken at once only when this many pages are queued; below it, it finds
+    /// them at its next timed look. Fewer wake-ups on the fault path, where every context
+    /// switch on a busy machine delays the writer that faulted.
+    wake_pages: u64,
 }
 
 impl StagingQueue {
@@ -49,7 +53,15 @@ impl StagingQueue {
             ready: Condvar::new(),
             pages_max,
             free_buffers_max: pages_max.min(1024) as usize,
+            wake_pages: 1,
         }
+    }
+
+    /// Wakes the consumer on push only when at least `pages` are queued (at least 1, at most
+    /// the bound); the consumer must then pop with a short timeout.
+    pub fn with_wake_pages(mut self, pages: u64) -> StagingQueue {
+        self.wake_pages = pages.clamp(1, self.pages_max.max(1));
+        self
     }
 
     /// A buffer of `bytes` bytes, recycled when one of that size is free.
@@ -83,8 +95,11 @@ impl StagingQueue {
         }
         state.pages_used += run.count;
         state.runs.push_back(run);
+        let wake = state.pages_used >= self.wake_pages;
         drop(state);
-        self.ready.notify_all();
+        if wake {
+            self.ready.notify_all();
+        }
         Ok(())
     }
 
