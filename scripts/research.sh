@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEEDS=${SEEDS:-3}            # simulator seeds per cell
-REAL_SEEDS=${REAL_SEEDS:-1}  # real-backend seeds per cell
+SEEDS=${SEEDS:-5}            # simulator seeds per cell
+REAL_SEEDS=${REAL_SEEDS:-2}  # real-backend seeds per cell
 REAL_MIB=${REAL_MIB:-256}    # real region size (and the matched simulator runs)
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-120}
 RAW=${RAW:-$(mktemp -d /tmp/wpsnap-research.XXXXXX)}
@@ -90,31 +90,47 @@ main() {
     done
     echo "part 3a (real) done after $(( $(date +%s) - start )) s"
 
-    # Part 3b: the simulator on the real runs' scenario, first with the disk presets as they are
-    # ("preset"), then with configs matching what the emulation models ("matched": no page
-    # cache, no dump-tool pipe); configs are written by analyze.py from the preset's JSON.
+    # Part 3b: the simulator on the real runs' scenario, in three steps:
+    #  preset     - the disk presets as they are (page cache; dump-tool pipe on hdd-7200);
+    #  matched    - what the emulation implements: no page cache, no pipe, its bandwidth and
+    #               its per-byte stall rates (configs written by analyze.py from the real reports);
+    #  calibrated - matched, plus handler.fault_delivery_ns and capture_overhead_ns fitted on
+    #               tmpfs (no device), see analyze.py `calibration`.
     for disk in $DISKS; do
         for model in $MODELS; do
             bw=$(bandwidth_mbps "$disk")
-            common=(--region-mib "$REAL_MIB" --zero-page-percent 19 --writers 6 --pattern video
-                --writes-per-sec 20000 --scan-batch-pages 1 --model "$model")
             for seed in $(seq 1 "$SEEDS"); do
-                "${NICE[@]}" "$SIM" compare --seed "$seed" --disk "$disk" "${common[@]}" \
+                "${NICE[@]}" "$SIM" compare --seed "$seed" --disk "$disk" --region-mib "$REAL_MIB" \
+                    --zero-page-percent 19 --writers 6 --pattern video --writes-per-sec 20000 \
+                    --scan-batch-pages 1 --model "$model" \
                     --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
                     --out "$RAW/sim256-preset-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
             done
-            "${NICE[@]}" "$SIM" run --seed 1 --disk "$disk" "${common[@]}" --no-baseline \
-                --out "$RAW/preset-config-$disk-$model.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
-            python3 "$OUT/analyze.py" matched-config "$RAW/preset-config-$disk-$model.json" \
-                "$OUT/config-matched-$disk-$model.json"
-            for seed in $(seq 1 "$SEEDS"); do
-                "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$OUT/config-matched-$disk-$model.json" \
-                    --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
-                    --out "$RAW/sim256-matched-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+            "${NICE[@]}" "$SIM" run --seed 1 --disk "$disk" --region-mib "$REAL_MIB" --zero-page-percent 19 \
+                --writers 6 --pattern video --writes-per-sec 20000 --scan-batch-pages 1 --model "$model" \
+                --no-baseline --out "$RAW/preset-config-$disk-$model.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+        done
+    done
+    read -r delivery_ns overhead_ns < <(python3 "$OUT/analyze.py" calibration "$RAW" 4000 300)
+    echo "calibrated handler.fault_delivery_ns = $delivery_ns, handler.capture_overhead_ns = $overhead_ns"
+    for disk in $DISKS; do
+        for model in $MODELS; do
+            bw=$(bandwidth_mbps "$disk")
+            for kind in matched calibrated; do
+                d=0
+                [ "$kind" = calibrated ] && d=$delivery_ns
+                config="$OUT/config-$kind-$disk-$model.json"
+                python3 "$OUT/analyze.py" matched-config "$RAW/preset-config-$disk-$model.json" \
+                    "$RAW/real-$disk-$model-none-s1.json" "$model" "$d" "$overhead_ns" "$config"
+                for seed in $(seq 1 "$SEEDS"); do
+                    "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$config" \
+                        --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+                        --out "$RAW/sim256-$kind-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
+                done
             done
         done
     done
-    echo "part 3b (matched simulator) done after $(( $(date +%s) - start )) s"
+    echo "part 3b (simulator on the real scenario) done after $(( $(date +%s) - start )) s"
 
     python3 "$OUT/analyze.py" report "$RAW" "$OUT" "$SEEDS" "$REAL_SEEDS"
     echo "done in $(( $(date +%s) - start )) s; raw outputs kept in $RAW"

@@ -2,7 +2,8 @@
 """Aggregates the raw outputs of scripts/research.sh into docs/research/*.json, *.svg and
 tables.md. Standard library only (no matplotlib on the machine): the SVGs are written by hand.
 
-  analyze.py matched-config PRESET_REPORT.json OUT_CONFIG.json
+  analyze.py matched-config PRESET_REPORT.json REAL_REPORT.json MODEL DELIVERY_NS OVERHEAD_NS OUT_CONFIG.json
+  analyze.py calibration RAW_DIR DEFAULT_DELIVERY_NS DEFAULT_OVERHEAD_NS
   analyze.py load-dependent-config DEFAULT_REPORT.json OUT_CONFIG.json
   analyze.py report RAW_DIR OUT_DIR SEEDS REAL_SEEDS
 """
@@ -29,23 +30,70 @@ SEED_PUBLISHED = {
 }
 # Seed author, 11 Dec 2020: log2-ms histogram, no limiter, Windows 10 playing video, 7200 rpm HDD.
 SEED_HISTOGRAM_DEC11 = [111755, 52, 105, 428, 335, 4, 8, 5, 0]
+# The real sink's output buffer (linux/src/snapshot/format_sink.rs, OUTPUT_BUFFER_BYTES).
+REAL_SINK_BUFFER_BYTES = 1 << 20
 # The disagreement threshold of the study (issue 7).
 DISAGREE_RATIO = 0.25
 
 
-def matched_config(preset_report, out_path):
-    """The simulator config the slow-device emulation actually implements: the preset's disk
-    without a page cache and without the dump-tool pipe (the emulation sleeps inside the
-    producer's write calls, like O_DIRECT to a device with no queue)."""
+def matched_config(preset_report, real_report, model, delivery_ns, overhead_ns, out_path):
+    """The simulator config the slow-device emulation actually implements, from the preset's
+    config and the emulated profile stored in a real run's report:
+    - no page cache (the emulation sleeps inside the write calls, like O_DIRECT to a device
+      with no queue);
+    - writes of 1 MiB, as the real sink makes them (a 1 MiB BufWriter in front of the output):
+      decoupled: `sink_batch_pages` = 256; qemu, whose simulated producer writes each page:
+      a 1 MiB "pipe" read and written 1 MiB at a time, the closest the config can get to a
+      buffer that blocks its producer while it is written out;
+    - the emulation's bandwidth (request latency already folded in) and no request latency;
+    - its stalls, which arrive per byte written, turned into per-call probabilities for
+      1 MiB calls.
+    With delivery_ns > 0, also the calibration: `handler.fault_delivery_ns` = delivery_ns and
+    `handler.capture_overhead_ns` = overhead_ns."""
     with open(preset_report) as f:
         config = json.load(f)["config"]
+    with open(real_report) as f:
+        real = json.load(f)
     disk = config["disk"]
-    disk["page_cache"] = None
-    disk["pipe"] = None
+    profile = ((real.get("output") or {}).get("slow_device_emulation") or {}).get("profile")
+    if profile and disk["bandwidth_bytes_per_sec"] > 0:
+        call_bytes = REAL_SINK_BUFFER_BYTES
+        disk["page_cache"] = None
+        if model == "qemu":
+            disk["pipe"] = {"capacity_bytes": call_bytes, "wake_ns": 20_000, "read_bytes_max": call_bytes}
+        else:
+            disk["pipe"] = None
+            config["sink_batch_pages"] = call_bytes // config["engine"]["page_size"]
+        disk["bandwidth_bytes_per_sec"] = profile["bandwidth_bytes_per_sec"]
+        disk["request_latency_ns"] = 0
+        for key, source in zip(["device_stall", "write_stall"], profile["stalls"]):
+            every = source["every_bytes_mean"]
+            disk[key]["per_million"] = round(1e6 * call_bytes / every) if every else 0
+    if delivery_ns > 0:
+        config["handler"]["fault_delivery_ns"] = delivery_ns
+        config["handler"]["capture_overhead_ns"] = overhead_ns
     config["baseline"] = True
     with open(out_path, "w") as f:
         json.dump(config, f, indent=1)
         f.write("\n")
+
+
+def calibration(raw, base_delivery_ns, base_overhead_ns):
+    """Two handler costs fitted on tmpfs (no device, so the gap is the handler path alone),
+    as medians over both models and every policy:
+    - `fault_delivery_ns`: the default plus the gap between real and simulated p50 fault wait;
+    - `capture_overhead_ns`: the default plus the gap between real and simulated snapshot
+      duration, spread over the region's pages (with 1-page captures, one per page)."""
+    real = [real_row(p) for p in glob.glob(os.path.join(raw, "real-tmpfs-*.json"))]
+    sim = [(sim_row(r), r["config"]["engine"]["page_count"])
+           for p in glob.glob(os.path.join(raw, "sim256-preset-tmpfs-*.json")) for r in load(p)]
+    if not real or not sim:
+        return base_delivery_ns, base_overhead_ns
+    gap_p50_ns = (statistics.median(r["p50_us"] for r in real) - statistics.median(r["p50_us"] for r, _ in sim)) * 1e3
+    pages = sim[0][1]
+    gap_dur_ns = (statistics.median(r["duration_ms"] for r in real)
+                  - statistics.median(r["duration_ms"] for r, _ in sim)) * 1e6
+    return max(int(base_delivery_ns + gap_p50_ns), 1), max(int(base_overhead_ns + gap_dur_ns / pages), 0)
 
 
 def load_dependent_config(preset_report, out_path):
@@ -374,68 +422,79 @@ def report(raw, out, seeds, real_seeds):
     for path in sorted(glob.glob(os.path.join(raw, "real-*.json"))):
         name = os.path.basename(path)[5:-5]
         disk = next(d for d in DISKS if name.startswith(d + "-"))
-        rest = name[len(disk) + 1:]
-        model, rest = rest.split("-", 1)
+        model, rest = name[len(disk) + 1:].split("-", 1)
         policy = rest.rsplit("-s", 1)[0]
         real.setdefault((disk, model, policy), []).append(real_row(path))
+    kinds = ["preset", "matched", "calibrated"]
     sims = {}
-    for kind in ["preset", "matched"]:
+    for kind in kinds:
         for path in sorted(glob.glob(os.path.join(raw, f"sim256-{kind}-*.json"))):
+            disk = next(d for d in DISKS if os.path.basename(path).startswith(f"sim256-{kind}-{d}-"))
             for r in load(path):
                 row = sim_row(r)
-                disk = next(d for d in DISKS if os.path.basename(path).startswith(f"sim256-{kind}-{d}-"))
                 sims.setdefault((kind, disk, row["model"], row["policy"]), []).append(row)
+    delivery = overhead = None
+    cal = glob.glob(os.path.join(out, "config-calibrated-tmpfs-qemu.json"))
+    if cal:
+        delivery = load(cal[0])["handler"]["fault_delivery_ns"]
+        overhead = load(cal[0])["handler"]["capture_overhead_ns"]
     part3 = {}
-    md.append(f"## Part 3: real backend (emulated devices) vs simulator, 256 MiB, 6 video writers\n")
-    md.append(f"Real: {real_seeds} seed(s); simulator: {seeds} seeds. `preset` = the simulator's disk preset as it is "
-              "(page cache, and the dump-tool pipe on hdd-7200); `matched` = the same preset without page cache and pipe, "
-              "which is what the slow-device emulation implements. Flag `!` = differs from real by more than 25%.\n")
-    md.append("| disk | model | policy | real p50 us | sim preset p50 | sim matched p50 | real p99 ms | sim preset p99 | "
-              "sim matched p99 | real dur s | sim preset dur | sim matched dur | real faults | sim matched faults |")
-    md.append("|---" * 15 + "|")
-    disagree = {"preset": [0, 0], "matched": [0, 0]}
+    md.append("## Part 3: real backend (emulated devices) vs simulator, 256 MiB, 6 video writers at 20 000 writes/s\n")
+    md.append(f"Real: {real_seeds} seed(s) per cell; simulator: {seeds} seeds. `preset` = the simulator's disk preset "
+              "as it is (page cache; dump-tool pipe on hdd-7200); `matched` = the disk the emulation implements "
+              "(no page cache, no pipe, its bandwidth and per-byte stall rates); `cal.` = matched plus "
+              f"handler.fault_delivery_ns = {delivery} ns and handler.capture_overhead_ns = {overhead} ns, both fitted on tmpfs. `!` = differs from real by more than 25%.\n")
+    md.append("| disk | model | policy | real p50 us | preset | matched | cal. | real p99 ms | preset | matched | cal. | "
+              "real dur s | preset | cal. | real faults | cal. faults |")
+    md.append("|---" * 16 + "|")
+    disagree = {k: {"p50_us": [0, 0], "p99_ms": [0, 0]} for k in kinds}
 
-    def flag(sim_v, real_v):
-        if sim_v is None or real_v is None or real_v == 0:
-            return ""
-        return " !" if abs(sim_v - real_v) / real_v > DISAGREE_RATIO else ""
+    def g(S, k):
+        return S[k]["mean"] if S and S.get(k) else None
+
+    def off(sim_v, real_v):
+        return sim_v is not None and real_v not in (None, 0) and abs(sim_v - real_v) / real_v > DISAGREE_RATIO
 
     for disk in DISKS:
         for model in MODELS:
             for policy in POLICIES:
                 rr = real.get((disk, model, policy))
-                sp = sims.get(("preset", disk, model, policy))
-                sm = sims.get(("matched", disk, model, policy))
                 if not rr:
                     continue
                 R = summarise(rr)
-                P = summarise(sp) if sp else None
-                M = summarise(sm) if sm else None
-                part3[f"{disk}/{model}/{policy}"] = {"real": R, "sim_preset": P, "sim_matched": M}
+                S = {k: (summarise(sims[(k, disk, model, policy)]) if (k, disk, model, policy) in sims else None)
+                     for k in kinds}
+                part3[f"{disk}/{model}/{policy}"] = {"real": R, **{f"sim_{k}": v for k, v in S.items()}}
+                for k in kinds:
+                    for m in ["p50_us", "p99_ms"]:
+                        if S[k] is not None:
+                            disagree[k][m][1] += 1
+                            disagree[k][m][0] += off(g(S[k], m), g(R, m))
 
-                def g(S, k):
-                    return S[k]["mean"] if S and S[k] else None
-                for kind, S in [("preset", P), ("matched", M)]:
-                    for k in ["p50_us", "p99_ms"]:
-                        if flag(g(S, k), g(R, k)):
-                            disagree[kind][0] += 1
-                        disagree[kind][1] += 1
+                def c(k, m, digits):
+                    v = g(S[k], m)
+                    return "-" if v is None else f"{v:.{digits}f}" + (" !" if off(v, g(R, m)) else "")
 
-                def c(S, k, digits):
-                    v = g(S, k)
-                    return "-" if v is None else f"{v:.{digits}f}{flag(v, g(R, k))}"
-                md.append(f"| {disk} | {model} | {policy} | {g(R, 'p50_us'):.1f} | {c(P, 'p50_us', 1)} | {c(M, 'p50_us', 1)} | "
-                          f"{g(R, 'p99_ms'):.2f} | {c(P, 'p99_ms', 2)} | {c(M, 'p99_ms', 2)} | "
-                          f"{g(R, 'duration_ms') / 1e3:.2f} | {c(P, 'duration_ms', 0).replace(' !', '')} ms | "
-                          f"{c(M, 'duration_ms', 0).replace(' !', '')} ms | {g(R, 'faults'):.0f} | " +
-                          ('-' if M is None else f"{g(M, 'faults'):.0f}") + " |")
+                def dur(k):
+                    v = g(S[k], "duration_ms")
+                    return "-" if v is None else f"{v / 1e3:.2f}"
+                cf = g(S["calibrated"], "faults")
+                md.append(f"| {disk} | {model} | {policy} | {g(R, 'p50_us'):.1f} | {c('preset', 'p50_us', 1)} | "
+                          f"{c('matched', 'p50_us', 1)} | {c('calibrated', 'p50_us', 1)} | {g(R, 'p99_ms'):.2f} | "
+                          f"{c('preset', 'p99_ms', 2)} | {c('matched', 'p99_ms', 2)} | {c('calibrated', 'p99_ms', 2)} | "
+                          f"{g(R, 'duration_ms') / 1e3:.2f} | {dur('preset')} | {dur('calibrated')} | "
+                          f"{g(R, 'faults'):.0f} | {'-' if cf is None else f'{cf:.0f}'} |")
     md.append("")
-    md.append(f"p50/p99 cells differing by more than 25% from real: preset {disagree['preset'][0]} of "
-              f"{disagree['preset'][1]}, matched {disagree['matched'][0]} of {disagree['matched'][1]}.\n")
+    md.append("Cells more than 25% off the real figure:\n")
+    md.append("| simulator | p50 off | p99 off |")
+    md.append("|---|---|---|")
+    for k in kinds:
+        md.append(f"| {k} | {disagree[k]['p50_us'][0]} of {disagree[k]['p50_us'][1]} | "
+                  f"{disagree[k]['p99_ms'][0]} of {disagree[k]['p99_ms'][1]} |")
+    md.append("")
     result["part3"] = part3
-    result["part3_disagreements"] = disagree
     with open(os.path.join(out, "part3-real-vs-sim.json"), "w") as f:
-        json.dump(part3, f, indent=1)
+        json.dump({"fault_delivery_ns_calibrated": delivery, "capture_overhead_ns_calibrated": overhead, "disagreements": disagree, "cells": part3}, f, indent=1)
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write("<!-- generated by docs/research/analyze.py from scripts/research.sh; do not edit -->\n\n")
         f.write("\n".join(md) + "\n")
@@ -443,10 +502,12 @@ def report(raw, out, seeds, real_seeds):
 
 
 def main():
-    if len(sys.argv) == 4 and sys.argv[1] == "load-dependent-config":
+    if len(sys.argv) == 5 and sys.argv[1] == "calibration":
+        print(*calibration(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    elif len(sys.argv) == 4 and sys.argv[1] == "load-dependent-config":
         load_dependent_config(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) == 4 and sys.argv[1] == "matched-config":
-        matched_config(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 8 and sys.argv[1] == "matched-config":
+        matched_config(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
     elif len(sys.argv) == 6 and sys.argv[1] == "report":
         report(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
