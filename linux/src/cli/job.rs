@@ -197,7 +197,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
                 take_reference(&region, &mut reference);
                 start_fork_snapshot(region_ref, &header, output, &ForkOptions::default())
             };
-            let report = started?.wait()?;
+            if let Some(w) = &writers {
+                w.set_recording(true);
+            }
+            let report = started.and_then(|s| s.wait());
+            if let Some(w) = &writers {
+                w.set_recording(false);
+            }
+            let report = report?;
             let output = report.output.clone();
             (None, Some(report), Some(output))
         }

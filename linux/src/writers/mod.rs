@@ -72,6 +72,8 @@ struct Control {
     reporter: Mutex<Option<FaultWaitReporter>>,
     /// Bumped when a reporter is set or cleared; writers re-read it then.
     reporter_version: AtomicU64,
+    /// Time and record writes (set while a snapshot of either backend runs).
+    recording: AtomicBool,
 }
 
 /// Running writer threads. Stop them with [`stop`](WriterSet::stop).
@@ -117,6 +119,7 @@ impl WriterSet {
             stop: AtomicBool::new(false),
             reporter: Mutex::new(None),
             reporter_version: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
         });
         let mut set = WriterSet { control: control.clone(), handles: Vec::new(), page_count };
         for index in 0..config.threads {
@@ -151,8 +154,15 @@ impl WriterSet {
 
     /// Sends slow writes to a running snapshot's engine (and starts timing writes), or stops.
     pub fn set_reporter(&self, reporter: Option<FaultWaitReporter>) {
+        self.control.recording.store(reporter.is_some(), Ordering::Release);
         *lock(&self.control.reporter) = reporter;
         self.control.reporter_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Times and records writes without reporting them anywhere (the fork backend, whose
+    /// waits are copy-on-write faults no engine needs to hear about).
+    pub fn set_recording(&self, on: bool) {
+        self.control.recording.store(on, Ordering::Release);
     }
 
     /// Stops and joins the writers.
@@ -250,12 +260,14 @@ fn writer_loop(
             t0.elapsed()
         };
         last[(page / writers as u64) as usize] = seq;
-        if let Some(reporter) = &reporter {
+        if control.recording.load(Ordering::Relaxed) {
             let ns = Nanos(took.as_nanos() as u64);
             write_latency.record(ns);
             if ns.as_ns() >= FAULT_WAIT_NS_MIN {
                 fault_wait.record(ns);
-                reporter.report(took);
+                if let Some(reporter) = &reporter {
+                    reporter.report(took);
+                }
             }
         }
     }
