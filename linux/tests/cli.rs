@@ -106,3 +106,46 @@ fn bad_arguments_are_clap_errors_not_panics() {
         assert!(stderr.to_lowercase().contains("error"), "{args:?}: no error message: {stderr}");
     }
 }
+
+/// Without permission to use userfaultfd, `run` fails with a message naming the cause and
+/// the fixes, and suggesting the fork backend. Runs the binary as user `nobody` via setpriv
+/// (so it needs root and setpriv; otherwise it says why it skipped).
+#[test]
+fn uffd_not_permitted_names_causes_and_fixes() {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !setpriv.exists() {
+        eprintln!("SKIPPED uffd_not_permitted_names_causes_and_fixes: needs root and /usr/bin/setpriv");
+        return;
+    }
+    let unprivileged = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd").unwrap_or_default();
+    if unprivileged.trim() == "1" {
+        eprintln!("SKIPPED uffd_not_permitted_names_causes_and_fixes: vm.unprivileged_userfaultfd=1 permits it");
+        return;
+    }
+    // The binary must be reachable by `nobody`: copy it to a world-readable temp folder.
+    let dir = temp_dir("noperm");
+    let bin = dir.join("wpsnap");
+    std::fs::copy(env!("CARGO_BIN_EXE_wpsnap"), &bin).expect("copy binary");
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    let out = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["run", "--size", "1M", "--writers", "1", "--warmup-ms", "0", "--out", "/tmp/wpsnap-noperm.wps"])
+        .current_dir("/tmp")
+        .output()
+        .expect("run setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file("/tmp/wpsnap-noperm.wps.partial");
+    if stderr.contains("Permission denied") && stderr.contains("wpsnap-noperm") {
+        eprintln!("SKIPPED uffd_not_permitted_names_causes_and_fixes: nobody cannot write /tmp here");
+        return;
+    }
+    assert!(!out.status.success());
+    for needle in ["userfaultfd", "CAP_SYS_PTRACE", "vm.unprivileged_userfaultfd", "--backend fork"] {
+        assert!(stderr.contains(needle), "error lacks {needle:?}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
