@@ -219,3 +219,26 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
     drop(image);
     assert_writers_unblocked(writers);
 }
+
+/// Dropping a running session without finish or cancel releases the writers too.
+#[test]
+fn dropping_a_running_session_releases_writers() {
+    if !uffd_or_skip("dropping_a_running_session_releases_writers") {
+        return;
+    }
+    let mapping = OwnedMapping::new(16 << 20, Backing::Thp).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 5);
+    let writers = start_writers(&mapping);
+    let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Qemu), Box::new(sink))
+        .expect("prepare")
+        .arm(|| writers.pause())
+        .expect("arm");
+    writers.set_reporter(Some(running.fault_wait_reporter()));
+    std::thread::sleep(Duration::from_millis(100));
+    drop(running);
+    writers.set_reporter(None);
+    assert!(!image.lock().expect("image").finished, "a dropped session finished its sink");
+    assert_writers_unblocked(writers);
+}

@@ -176,3 +176,27 @@ impl Region {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_geometry_and_bounds() {
+        // SAFETY: the region is only described, never read, in this test.
+        let region = unsafe { Region::from_raw(0x20_0000 as *mut u8, 8 * 4096, Backing::Anonymous) }.expect("region");
+        assert_eq!(region.page_count(), 8);
+        assert_eq!(region.page_of(0x20_0000 + 4096 * 3 + 17), Some(3));
+        assert_eq!(region.page_of(0x20_0000 + 8 * 4096), None);
+        assert!(region.overlaps(0x20_0000 + 8 * 4096 - 1, 0x30_0000));
+        assert!(!region.overlaps(0x10_0000, 0x20_0000));
+        // SAFETY: as above.
+        let unaligned = unsafe { Region::from_raw(0x20_0001 as *mut u8, 4096, Backing::Anonymous) };
+        assert!(matches!(unaligned, Err(RegionError::Unaligned { .. })));
+        // SAFETY: as above.
+        let bad_len = unsafe { Region::from_raw(0x20_0000 as *mut u8, 4096, Backing::Hugetlbfs) };
+        assert!(matches!(bad_len, Err(RegionError::BadLength { .. })));
+        assert_eq!("memfd".parse::<Backing>(), Ok(Backing::Memfd));
+        assert!("floppy".parse::<Backing>().is_err());
+    }
+}

@@ -100,3 +100,16 @@ fn open_raw() -> Result<RawFd, UffdOpenError> {
         Err(e) => Err(UffdOpenError::Device { source: e }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_names_follow_the_bits() {
+        let f = GrantedFeatures { bits: FEATURE_WP_UNPOPULATED | FeatureFlags::EVENT_REMOVE.bits() };
+        assert_eq!(f.names(), vec!["event-remove", "wp-unpopulated"]);
+        assert!(f.contains(FEATURE_WP_UNPOPULATED));
+        assert!(!f.contains(FEATURE_WP_HUGETLBFS_SHMEM));
+    }
+}
