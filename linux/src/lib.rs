@@ -15,9 +15,11 @@
 //! not pause the caller's writers itself (the caller's pause closure does, see
 //! [`snapshot::Prepared::arm`]).
 //!
-//! `unsafe` is confined to [`uffd`] (one raw ioctl), [`region`] (mapping, copying and
-//! touching the caller's pages) and the synthetic writers' page stores, each with a
-//! `// SAFETY:` comment.
+//! `unsafe` is confined to the functions that touch raw memory, the userfaultfd, fork and
+//! signals, each with a `// SAFETY:` comment: [`uffd`] (a raw ioctl), [`region`] (mapping,
+//! copying and touching the caller's pages), [`writers`] (the synthetic page stores),
+//! [`fork`] (fork, the child's raw writes), [`baseline`] and [`bench`] (their own test
+//! mappings), [`output`] (one socket option) and [`cli`] (the signal handler).
 
 pub mod baseline;
 pub mod bench;

@@ -12,6 +12,7 @@ fn main() {
         Command::Verify { file, against, json } => cli::verify(&file, against.as_deref(), json),
         Command::Inspect { file, json } => cli::inspect(&file, json),
         Command::Restore { file, raw } => cli::restore(&file, &raw),
+        Command::Bench(bench) => cli::bench(&bench),
         Command::Receive { listen, out } => cli::receive(&listen, &out),
     };
     if let Err(error) = result {

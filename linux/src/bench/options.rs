@@ -1,5 +1,6 @@
 //! What `wpsnap bench` runs: the command-line options, and the plan they resolve to.
 
+use crate::cli::parse_size;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -153,20 +154,6 @@ impl BenchOptions {
         anyhow::ensure!((1..=1 << 26).contains(&plan.sim_pages), "sim pages must be in 1..=2^26");
         Ok(plan)
     }
-}
-
-/// Parses 4096, 64K, 256M, 1G (binary units).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
-    let (digits, shift) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 10),
-        Some('M' | 'm') => (&t[..t.len() - 1], 20),
-        Some('G' | 'g') => (&t[..t.len() - 1], 30),
-        _ => (t, 0),
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size like 4096, 64K, 256M or 1G"))?;
-    n.checked_mul(1 << shift).filter(|&v| v > 0).ok_or_else(|| format!("{text:?} is zero or too large"))
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub enum Command {
         #[arg(long)]
         raw: PathBuf,
     },
+    /// Measure wpsnap against its floors (bare userfaultfd round trip, bare write-protect,
+    /// memcpy, raw sink writes) and fork(), in one run: fault wait, start pause, throughput,
+    /// writer slowdown, extra memory. Prints markdown tables; every figure is a ratio to a
+    /// baseline measured in the same run.
+    Bench(BenchArgs),
     /// Receive one snapshot over TCP (from `wpsnap run --out tcp:HOST:PORT`) into a file.
     Receive {
         /// Address to listen on, e.g. 0.0.0.0:7070.
@@ -56,6 +61,18 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub options: crate::bench::BenchOptions,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also write the markdown tables here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,8 @@ use wpsnap_core::{LatencyRecorder, LatencySummary, PolicyConfig, policy};
 /// How often the progress bar and the interrupt flag are looked at.
 const PROGRESS_TICK: Duration = Duration::from_millis(50);
 /// Samples of the bare round trip `--baseline` takes.
-const BASELINE_ROUND_TRIPS: u32 = 5_000;
+/// Region of the bare round-trip baseline: one timed first write per 4 KiB page.
+const BASELINE_ROUND_TRIP_BYTES: usize = 5_000 * 4096;
 
 /// Everything `run` measured, as written to the JSON report.
 #[derive(Debug, Serialize)]
@@ -122,9 +123,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
     let writers = if args.writers == 0 { None } else { Some(WriterSet::start(region, &writer_config)?) };
     std::thread::sleep(Duration::from_millis(args.warmup_ms));
     let (bare_round_trip, bare_protect_ns) = if args.baseline {
-        let trips = crate::uffd::measure_round_trip(BASELINE_ROUND_TRIPS).context("measuring the bare round trip")?;
-        let protect = crate::uffd::measure_whole_region_protect(size).context("measuring a bare write-protect")?;
-        (Some(trips.summary()), Some(protect.as_nanos() as u64))
+        // The same floors `wpsnap bench` uses: a bare handler copying 4 KiB and unprotecting,
+        // and one whole-region write-protect of a region of this size.
+        let trips = crate::baseline::measure_uffd_round_trip(&crate::baseline::BaselineRegion {
+            bytes: BASELINE_ROUND_TRIP_BYTES,
+            transparent_huge_pages: false,
+        })
+        .context("measuring the bare round trip")?;
+        let protect = crate::baseline::measure_write_protect(&crate::baseline::BaselineRegion {
+            bytes: size,
+            transparent_huge_pages: backing == Backing::Thp,
+        })
+        .context("measuring a bare write-protect")?;
+        (Some(trips.first_write_wait.summary()), Some(protect.write_protect_ns))
     } else {
         (None, None)
     };

@@ -4,12 +4,14 @@
 //! here so it can be tested as a library.
 
 mod args;
+mod bench;
 mod files;
 mod job;
 mod signals;
 mod summary;
 
-pub use args::{Backend, Cli, Command, DemoArgs, RunArgs, parse_size};
+pub use args::{Backend, BenchArgs, Cli, Command, DemoArgs, RunArgs, parse_size};
+pub use bench::bench;
 pub use files::{inspect, receive, restore, verify};
 pub use job::{JobReport, demo, run};
 pub use signals::{install_interrupt_handlers, interrupted};

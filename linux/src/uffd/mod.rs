@@ -7,11 +7,9 @@
 
 mod features;
 mod open_error;
-mod round_trip;
 
 pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
 pub use open_error::UffdOpenError;
-pub use round_trip::{ROUND_TRIP_SAMPLES_MAX, measure_round_trip, measure_whole_region_protect};
 
 use std::os::fd::{AsFd, BorrowedFd};
 use thiserror::Error;

@@ -1,0 +1,19 @@
+//! `wpsnap bench`: runs [`crate::bench::run_bench`] and writes its tables and JSON.
+
+use super::args::BenchArgs;
+use anyhow::Context;
+
+/// Runs the benchmark: progress on standard error, markdown tables on standard output.
+pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let report = crate::bench::run_bench(&args.options, &|line| eprintln!("bench: {line}"))?;
+    let markdown = report.to_markdown();
+    print!("{markdown}");
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).context("serialising the bench report")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
