@@ -2,213 +2,14 @@
 //! real userfaultfd backend. Skipped, saying why, where userfaultfd is unavailable, unless
 //! WPSNAP_REQUIRE_UFFD=1 (CI), which makes them fail instead.
 
+mod real;
+
 use proptest::prelude::*;
+use real::{Case, case, real_cases, snapshot_and_check, uffd_available};
 use std::time::Duration;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
-use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{MemorySink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
-use wpsnap_linux::uffd::WpUffd;
-use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
+use wpsnap_linux::region::Backing;
 use wpsnap_workload::Pattern;
-
-/// Real-backend cases per run: each is a live snapshot of up to a few MiB (tenths of a second).
-fn real_cases() -> u32 {
-    std::env::var("WPSNAP_REAL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(12)
-}
-
-fn uffd_available(test: &str) -> bool {
-    match WpUffd::open() {
-        Ok(_) => true,
-        Err(e) if std::env::var("WPSNAP_REQUIRE_UFFD").is_ok_and(|v| v == "1") => {
-            panic!("{test}: userfaultfd required (WPSNAP_REQUIRE_UFFD=1) but unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED {test}: userfaultfd unavailable: {e}");
-            false
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Case {
-    backing: Backing,
-    pages: u64,
-    /// Every n-th page is never touched before the snapshot (0: all touched).
-    untouched_every: u64,
-    writers: u32,
-    pattern: Pattern,
-    model: ServiceModel,
-    policy: PolicyConfig,
-    /// Pages written by the kernel with read(2) from a pipe during the snapshot.
-    kernel_writes: Vec<u64>,
-}
-
-fn case() -> impl Strategy<Value = Case> {
-    let backing = prop_oneof![Just(Backing::Anonymous), Just(Backing::Thp), Just(Backing::Memfd)];
-    let pattern = prop_oneof![
-        Just(Pattern::Uniform),
-        Just(Pattern::Zipf { theta: 0.99 }),
-        Just(Pattern::HotSet { hot_write_percent: 90, hot_page_percent: 10 }),
-        Just(Pattern::Sequential),
-    ];
-    let model = prop_oneof![Just(ServiceModel::Decoupled), Just(ServiceModel::Qemu)];
-    let policy = prop_oneof![
-        // Slow enough that writers meet protected pages.
-        (4u64..=32).prop_map(|mib| PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: mib << 20,
-            burst_bytes: 64 * 4096
-        })),
-        Just(PolicyConfig::seed()),
-        Just(PolicyConfig::LatencyTarget(LatencyTargetParams::default())),
-        Just(PolicyConfig::None),
-    ];
-    // Sizes that are not a multiple of a 2 MiB huge page are included on purpose.
-    (backing, 64u64..=1500, prop_oneof![Just(0u64), Just(3), Just(7), Just(50)], 1u32..=4, pattern, model, policy)
-        .prop_flat_map(|(backing, pages, untouched_every, writers, pattern, model, policy)| {
-            proptest::collection::vec(0..pages, 0..=3).prop_map(move |kernel_writes| Case {
-                backing,
-                pages,
-                untouched_every,
-                writers,
-                pattern: pattern.clone(),
-                model,
-                policy: policy.clone(),
-                kernel_writes,
-            })
-        })
-}
-
-fn fill(region: &Region, untouched_every: u64) {
-    let page_size = region.page_size() as usize;
-    for page in 0..region.page_count() {
-        if untouched_every != 0 && page % untouched_every == untouched_every - 1 {
-            continue;
-        }
-        let addr = region.page_addr(page) as *mut u8;
-        // SAFETY: the mapping is ours and no writer runs yet.
-        unsafe { std::ptr::write_bytes(addr, (page % 251) as u8 + 1, page_size) };
-    }
-}
-
-fn copy_region(region: &Region) -> Vec<u8> {
-    let mut out = vec![0u8; region.len()];
-    region.copy_pages(0, region.page_count(), &mut out);
-    out
-}
-
-/// Has the kernel write one page of the region: read(2) from a pipe into it.
-fn kernel_write(region: &Region, page: u64) {
-    let (rx, tx) = rustix::pipe::pipe().expect("pipe");
-    let page_size = region.page_size() as usize;
-    let bytes = vec![0xA5u8; page_size];
-    let mut sent = 0;
-    let mut received = 0;
-    while received < page_size {
-        if sent < page_size {
-            sent += rustix::io::write(&tx, &bytes[sent..(sent + 4096).min(page_size)]).expect("pipe write");
-        }
-        // SAFETY: the destination is inside the live mapping; the kernel's write to a
-        // write-protected page faults and waits for the snapshot to save it (not EFAULT).
-        let dest = unsafe {
-            std::slice::from_raw_parts_mut((region.page_addr(page) as *mut u8).add(received), page_size - received)
-        };
-        received += rustix::io::read(&rx, dest).expect("read(2) into a protected page must not fail");
-    }
-}
-
-struct Run {
-    report: SnapshotReport,
-    writers: WritersOutcome,
-}
-
-/// Snapshots a live region and checks the image against the reference copy taken at the
-/// instant, and live memory against every writer's last write.
-fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
-    let page_size = c.backing.page_size();
-    let mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
-    let region = mapping.region();
-    fill(&region, c.untouched_every);
-    let writers = WriterSet::start(
-        region,
-        &WriterConfig { threads: c.writers, pattern: c.pattern.clone(), writes_per_sec: Some(5_000.0), seed: 11 },
-    )
-    .expect("writers");
-    std::thread::sleep(Duration::from_millis(5));
-    let config = SnapshotConfig { service_model: c.model, policy: c.policy.clone(), ..SnapshotConfig::default() };
-    let (memory, image) = MemorySink::new(page_size, c.pages);
-    let sink: Box<dyn PageSink> = match sink_stall {
-        Some(stall) => Box::new(StallingSink { inner: memory, stall }),
-        None => Box::new(memory),
-    };
-    let prepared = Snapshot::prepare(region, config, sink).expect("prepare");
-    let mut reference = Vec::new();
-    let running = prepared
-        .arm(|| {
-            let pause = writers.pause();
-            reference = copy_region(&region);
-            pause
-        })
-        .expect("arm");
-    writers.set_reporter(Some(running.fault_wait_reporter()));
-    for &page in &c.kernel_writes {
-        kernel_write(&region, page);
-    }
-    let report = running.finish().expect("snapshot completes");
-    writers.set_reporter(None);
-    let outcome = writers.stop().expect("writers stop");
-
-    let image = image.lock().expect("image");
-    assert!(image.finished, "the sink was not finished");
-    let ps = page_size as usize;
-    for page in 0..c.pages as usize {
-        assert_eq!(image.writes[page], 1, "page {page} saved {} times", image.writes[page]);
-        let range = page * ps..(page + 1) * ps;
-        assert!(image.data[range.clone()] == reference[range], "page {page}: image is not the snapshot instant");
-    }
-    let live = copy_region(&region);
-    for &page in &c.kernel_writes {
-        // Writers may have stamped words of this page after the kernel wrote it; every other
-        // word must hold the kernel's bytes, none the page's old content.
-        let p = page as usize;
-        for word in live[p * ps..(p + 1) * ps].chunks_exact(8) {
-            let value = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
-            let writer = value >> 48;
-            assert!(
-                value == u64::from_ne_bytes([0xA5; 8]) || (1..=c.writers as u64).contains(&writer),
-                "page {page}: kernel write lost (found {value:#x})"
-            );
-        }
-    }
-    for (page, &stamp) in outcome.last_seq.iter().enumerate() {
-        if stamp != 0 && !c.kernel_writes.contains(&(page as u64)) {
-            assert!(expected_stamp_ok(&live[page * ps..], stamp), "page {page}: a writer's write was lost");
-        }
-    }
-    Run { report, writers: outcome }
-}
-
-/// A sink that stalls on every page write, like a disk that stalls (issue 6, property 5).
-struct StallingSink {
-    inner: MemorySink,
-    stall: Duration,
-}
-
-impl PageSink for StallingSink {
-    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
-        std::thread::sleep(self.stall);
-        self.inner.write_page(index, data)
-    }
-    fn bytes_written(&self) -> u64 {
-        self.inner.bytes_written()
-    }
-    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
-        Box::new(self.inner).finish(report_json)
-    }
-    fn abort(self: Box<Self>) {
-        Box::new(self.inner).abort()
-    }
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: real_cases(), max_shrink_iters: 32, .. ProptestConfig::default() })]
@@ -240,6 +41,7 @@ fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
         pages: 96,
         untouched_every: 0,
         writers: 2,
+        writes_per_sec: 5_000.0,
         pattern: Pattern::Uniform,
         model: ServiceModel::Decoupled,
         policy: PolicyConfig::None,
