@@ -40,6 +40,11 @@ main() {
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
         "${NICE[@]}" cargo build --release -p wpsnap-sim -p wpsnap-linux
     fi
+    # What the numbers were made from: commit, uncommitted files, machine load, date.
+    printf '{"started_utc": "%s", "commit": "%s", "uncommitted_files": %s, "load_average": "%s", "cores": %s, "seeds": %s, "real_seeds": %s}\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        "$(git status --porcelain 2>/dev/null | wc -l)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" \
+        "$SEEDS" "$REAL_SEEDS" > "$OUT/run-info.json"
 
     # Part 1: the seed author's scenario (default: 4 GiB, qemu model, 6 video writers, hdd-7200).
     for seed in $(seq 1 "$SEEDS"); do
