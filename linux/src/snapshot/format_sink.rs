@@ -6,7 +6,7 @@ use crate::output::{Output, OutputSummary};
 use crate::region::Region;
 use crate::sync::shim::{Arc, Mutex, lock};
 use std::io::{BufWriter, Write};
-use wpsnap_format::{Header, SnapshotWriter};
+use wpsnap_format::{Header, PageDigest, SnapshotWriter};
 
 /// Output buffer: big enough to batch page records into large writes, small enough to keep
 /// the sink's latency per flush low.
@@ -56,6 +56,9 @@ impl FormatSink {
 impl PageSink for FormatSink {
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
         self.writer.write_page(index, data).map_err(|e| SinkError(e.to_string()))
+    }
+    fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
+        self.writer.write_page_digested(index, data, digest).map_err(|e| SinkError(e.to_string()))
     }
     fn bytes_written(&self) -> u64 {
         self.writer.bytes_written()

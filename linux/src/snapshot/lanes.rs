@@ -10,6 +10,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use std::collections::VecDeque;
 use std::time::Duration;
 use wpsnap_core::{Action, Capture, FaultError, Lane, Nanos, PageIndex};
+use wpsnap_format::PageDigest;
 
 /// Faults read from the uffd but not yet accepted by the engine (its queue was full).
 /// Each blocked writer thread contributes at most one, so this bounds writer threads.
@@ -117,12 +118,16 @@ fn complete_capture(shared: &Shared, capture: Capture, actions: &mut Vec<Action>
     shared.apply(actions)
 }
 
-/// Copies, unprotects, and hands the copy to the sink thread.
+/// Copies, unprotects, digests the copy (after the unprotect, so no writer waits for it) and
+/// hands it to the sink thread.
 fn stage(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
     let run = capture.run();
     let data = copy_capture(shared, &capture);
     complete_capture(shared, capture, actions)?;
-    match shared.staging.push(StagedRun { first: run.first.0, count: run.count, data }) {
+    let page_size = shared.region.page_size() as usize;
+    let digests =
+        data.chunks_exact(page_size).zip(run.first.0..).map(|(page, index)| PageDigest::of(index, page)).collect();
+    match shared.staging.push(StagedRun { first: run.first.0, count: run.count, data, digests }) {
         Ok(()) => Ok(()),
         // Closed means the snapshot is stopping; the copy is not needed any more.
         Err(crate::sync::PushError::Closed) => Ok(()),
@@ -253,8 +258,9 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             // Complete leaves nothing staged; after a cancel the copies are not wanted.
             return Ok(());
         }
-        for (i, page) in run.data.chunks_exact(page_size).enumerate() {
-            sink.write_page(run.first + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
+        debug_assert_eq!(run.digests.len() as u64, run.count, "one digest per staged page");
+        for ((page, index), digest) in run.data.chunks_exact(page_size).zip(run.first..).zip(&run.digests) {
+            sink.write_page_digested(index, page, digest).map_err(|e| SnapshotError::Sink(e.0))?;
         }
         let count = run.count;
         shared.staging.recycle(run.data);

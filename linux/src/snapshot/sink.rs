@@ -2,6 +2,7 @@
 
 use crate::sync::shim::{Arc, Mutex, lock};
 use thiserror::Error;
+use wpsnap_format::PageDigest;
 
 /// A sink failed; the text names what and where.
 #[derive(Debug, Error)]
@@ -12,6 +13,12 @@ pub struct SinkError(pub String);
 pub trait PageSink: Send {
     /// Saves page `index` (`data` is exactly one page).
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError>;
+    /// Saves page `index` whose record digest another thread already computed (the decoupled
+    /// model's copying threads do, to keep that pass over the data off the sink thread).
+    fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
+        let _ = digest;
+        self.write_page(index, data)
+    }
     /// Bytes handed to the underlying output so far.
     fn bytes_written(&self) -> u64;
     /// Completes the output (trailer, sync, rename, acknowledgement); returns where it went.

@@ -8,12 +8,14 @@ use super::shim::{Condvar, Mutex, lock};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Copied pages `first..first + count`, in `data`.
+/// Copied pages `first..first + count`, in `data`, with each page's record digest (zero flag
+/// and crc32c) computed by the copying thread, so the sink thread only encodes and writes.
 #[derive(Debug)]
 pub struct StagedRun {
     pub first: u64,
     pub count: u64,
     pub data: Vec<u8>,
+    pub digests: Vec<wpsnap_format::PageDigest>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -160,9 +162,9 @@ mod tests {
     #[test]
     fn bound_is_enforced_and_close_wakes_the_consumer() {
         let q = StagingQueue::new(2);
-        q.push(StagedRun { first: 0, count: 2, data: vec![0; 8] }).expect("room");
+        q.push(StagedRun { first: 0, count: 2, data: vec![0; 8], digests: Vec::new() }).expect("room");
         assert_eq!(
-            q.push(StagedRun { first: 2, count: 1, data: vec![] }),
+            q.push(StagedRun { first: 2, count: 1, data: vec![], digests: Vec::new() }),
             Err(PushError::Full { pages_used: 2, pages_max: 2 })
         );
         assert_eq!(q.pop(Duration::from_millis(1)).map(|r| r.first), Some(0));
@@ -173,6 +175,6 @@ mod tests {
         };
         q.close();
         assert!(consumer.join().expect("consumer thread"));
-        assert_eq!(q.push(StagedRun { first: 0, count: 1, data: vec![] }), Err(PushError::Closed));
+        assert_eq!(q.push(StagedRun { first: 0, count: 1, data: vec![], digests: Vec::new() }), Err(PushError::Closed));
     }
 }

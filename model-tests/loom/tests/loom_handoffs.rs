@@ -20,7 +20,7 @@ use sync::{ChangeSignal, PushError, StagedRun, StagingQueue};
 use wpsnap_core::{Action, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 
 fn run(first: u64) -> StagedRun {
-    StagedRun { first, count: 1, data: Vec::new() }
+    StagedRun { first, count: 1, data: Vec::new(), digests: Vec::new() }
 }
 
 /// Copier → sink: every run pushed before the close is popped, in order; a push after the
