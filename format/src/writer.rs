@@ -152,6 +152,18 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(())
     }
 
+    /// Pushes what the sink buffers down to its destination (a stream flush, as QEMU does after
+    /// each page). A failure poisons the writer: an unknown prefix may have reached the sink.
+    pub fn flush(&mut self) -> Result<(), FormatError> {
+        if self.poisoned {
+            return Err(FormatError::Poisoned { what: "writer" });
+        }
+        self.poisoned = true;
+        self.out.flush().map_err(|e| FormatError::io("flushing the sink".to_string(), e))?;
+        self.poisoned = false;
+        Ok(())
+    }
+
     /// Pages written so far.
     pub fn pages_written(&self) -> u64 {
         self.pages_written

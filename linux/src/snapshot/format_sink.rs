@@ -60,6 +60,9 @@ impl PageSink for FormatSink {
     fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
         self.writer.write_page_digested(index, data, digest).map_err(|e| SinkError(e.to_string()))
     }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.writer.flush().map_err(|e| SinkError(e.to_string()))
+    }
     fn bytes_written(&self) -> u64 {
         self.writer.bytes_written()
     }

@@ -307,10 +307,12 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
                 let run = capture.run();
                 data.resize((run.count * shared.region.page_size()) as usize, 0);
                 shared.region.copy_pages(run.first.0, run.count, &mut data);
-                // The page stays protected until the stream has it: QEMU's behaviour.
+                // The page stays protected until the stream has it, written and flushed: QEMU's
+                // behaviour (a fault waits for its page's stream write, not for a later flush).
                 for (i, page) in data.chunks_exact(page_size).enumerate() {
                     sink.write_page(run.first.0 + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
                 }
+                sink.flush().map_err(|e| SnapshotError::Sink(e.0))?;
                 complete_capture(shared, capture, &mut actions)?;
             }
             None => poll_uffd(shared, wait)?,

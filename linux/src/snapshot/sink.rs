@@ -19,6 +19,11 @@ pub trait PageSink: Send {
         let _ = digest;
         self.write_page(index, data)
     }
+    /// Pushes buffered bytes to the output. The qemu model flushes after every capture, as QEMU
+    /// flushes its stream after each page before unprotecting it.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Bytes handed to the underlying output so far.
     fn bytes_written(&self) -> u64;
     /// Completes the output (trailer, sync, rename, acknowledgement); returns where it went.
