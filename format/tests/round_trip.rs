@@ -124,3 +124,27 @@ fn digested_pages_give_the_same_bytes_as_plain_writes() {
     }
     assert_eq!(w.finish("{}").expect("finish"), plain);
 }
+
+/// A sink whose flush fails (a stream whose reader went away).
+struct FailingFlush(Vec<u8>);
+
+impl std::io::Write for FailingFlush {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+#[test]
+fn a_failed_flush_is_reported_and_poisons_the_writer() {
+    let h = header(2);
+    let page = vec![5u8; 4096];
+    let mut w = SnapshotWriter::new(FailingFlush(Vec::new()), &h).expect("header");
+    w.write_page(0, &page).expect("buffered");
+    assert!(matches!(w.flush(), Err(FormatError::Io { .. })));
+    assert!(matches!(w.write_page(1, &page), Err(FormatError::Poisoned { .. })));
+    assert!(matches!(w.finish("{}"), Err(FormatError::Poisoned { .. })));
+}
