@@ -9,7 +9,7 @@ use std::time::Duration;
 use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
 use wpsnap_linux::output::{FailingOutput, OutputSpec, open_output};
 use wpsnap_linux::region::{Backing, OwnedMapping};
-use wpsnap_linux::snapshot::{FormatSink, MemorySink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotError};
+use wpsnap_linux::snapshot::{DelayedSink, FormatSink, MemorySink, Snapshot, SnapshotConfig, SnapshotError};
 use wpsnap_linux::writers::{WriterConfig, WriterSet};
 use wpsnap_workload::Pattern;
 
@@ -165,27 +165,6 @@ fn munmap_mid_snapshot_aborts() {
     }
 }
 
-/// A sink that stalls: the staging buffer fills, writers wait (back-pressure), nothing is
-/// dropped, and the image is complete.
-struct StallingSink {
-    inner: MemorySink,
-    stall: Duration,
-}
-
-impl PageSink for StallingSink {
-    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
-        std::thread::sleep(self.stall);
-        self.inner.write_page(index, data)
-    }
-    fn bytes_written(&self) -> u64 {
-        self.inner.bytes_written()
-    }
-    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
-        Box::new(self.inner).finish(report_json)
-    }
-    fn abort(self: Box<Self>) {}
-}
-
 #[test]
 fn full_staging_applies_back_pressure_without_dropping_pages() {
     if !uffd_or_skip("full_staging_applies_back_pressure_without_dropping_pages") {
@@ -196,7 +175,9 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
     fill(&region, 3);
     let writers = start_writers(&mapping);
     let (inner, image) = MemorySink::new(region.page_size(), region.page_count());
-    let sink = StallingSink { inner, stall: Duration::from_micros(200) };
+    // A sink that stalls: the staging buffer fills, writers wait (back-pressure), nothing is
+    // dropped, and the image is complete.
+    let sink = DelayedSink { inner, delay_per_page: Duration::from_micros(200) };
     let config = SnapshotConfig {
         service_model: ServiceModel::Decoupled,
         policy: PolicyConfig::None,

@@ -492,16 +492,7 @@ fn writers_alone(region: &Region, config: &WriterConfig, window: Duration) -> an
 fn fork_run(plan: &BenchPlan, mapping: &OwnedMapping, config: &WriterConfig) -> anyhow::Result<(ForkReport, u64, u64)> {
     let region = mapping.region();
     let path = plan.dir.join("fork.wps");
-    let header = wpsnap_format::Header {
-        page_size: region.page_size(),
-        page_count: region.page_count(),
-        region_len: region.len() as u64,
-        backing: region.backing().name().to_string(),
-        created_unix_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        config_json: "{}".to_string(),
-    };
+    let header = region.snapshot_header("{}".to_string());
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false })
         .with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: `mapping` is borrowed for this whole function, so it stays mapped until the

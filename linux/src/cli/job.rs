@@ -191,16 +191,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
         }
         Backend::Fork => {
             let engine_config = SnapshotConfig::default().engine_config(region.page_size(), region.page_count());
-            let header = wpsnap_format::Header {
-                page_size: region.page_size(),
-                page_count: region.page_count(),
-                region_len: region.len() as u64,
-                backing: backing.name().to_string(),
-                created_unix_ns: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64),
-                config_json: serde_json::to_string(&engine_config)?,
-            };
+            let header = region.snapshot_header(serde_json::to_string(&engine_config)?);
             // SAFETY: `mapping` stays mapped until after the fork snapshot is waited for.
             let region_ref = unsafe { RegionRef::new(mapping.as_ptr(), mapping.len()) };
             let started = {

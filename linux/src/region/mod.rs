@@ -93,6 +93,20 @@ pub struct Region {
 }
 
 impl Region {
+    /// The snapshot file header for this region, stamped with the current wall-clock time.
+    pub fn snapshot_header(&self, config_json: String) -> wpsnap_format::Header {
+        wpsnap_format::Header {
+            page_size: self.page_size(),
+            page_count: self.page_count(),
+            region_len: self.len() as u64,
+            backing: self.backing().name().to_string(),
+            created_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            config_json,
+        }
+    }
+
     /// Describes the caller's mapping `[start, start + len)`.
     ///
     /// # Safety

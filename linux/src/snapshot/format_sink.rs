@@ -6,7 +6,7 @@ use crate::output::{Output, OutputSummary};
 use crate::region::Region;
 use crate::sync::shim::{Arc, Mutex, lock};
 use std::io::{BufWriter, Write};
-use wpsnap_format::{Header, PageDigest, SnapshotWriter};
+use wpsnap_format::{PageDigest, SnapshotWriter};
 
 /// Output buffer: big enough to batch page records into large writes, small enough to keep
 /// the sink's latency per flush low.
@@ -35,16 +35,7 @@ impl FormatSink {
         region: &Region,
         config_json: String,
     ) -> Result<(FormatSink, SummarySlot), SinkError> {
-        let header = Header {
-            page_size: region.page_size(),
-            page_count: region.page_count(),
-            region_len: region.len() as u64,
-            backing: region.backing().name().to_string(),
-            created_unix_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-            config_json,
-        };
+        let header = region.snapshot_header(config_json);
         let writer =
             SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
                 .map_err(|e| SinkError(format!("writing the header: {e}")))?;

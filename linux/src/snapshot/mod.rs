@@ -36,4 +36,4 @@ pub use format_sink::FormatSink;
 pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
-pub use sink::{MemoryImage, MemorySink, PageSink, SinkError};
+pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};

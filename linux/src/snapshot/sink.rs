@@ -88,3 +88,28 @@ impl PageSink for MemorySink {
     }
     fn abort(self: Box<Self>) {}
 }
+
+/// A sink that sleeps a fixed time before every page it writes: a disk that takes that long per
+/// page, for tests and experiments on back-pressure and latency bounds. It emulates no real
+/// device (`output::SlowDevice` does that, with bandwidth and seeded stalls).
+#[derive(Debug)]
+pub struct DelayedSink<S> {
+    pub inner: S,
+    pub delay_per_page: std::time::Duration,
+}
+
+impl<S: PageSink> PageSink for DelayedSink<S> {
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
+        std::thread::sleep(self.delay_per_page);
+        self.inner.write_page(index, data)
+    }
+    fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
+        Box::new(self.inner).finish(report_json)
+    }
+    fn abort(self: Box<Self>) {
+        Box::new(self.inner).abort()
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{MemorySink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::snapshot::{DelayedSink, MemorySink, PageSink, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
 use wpsnap_workload::Pattern;
@@ -146,7 +146,7 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     let config = SnapshotConfig { service_model: c.model, policy: c.policy.clone(), ..SnapshotConfig::default() };
     let (memory, image) = MemorySink::new(page_size, c.pages);
     let sink: Box<dyn PageSink> = match sink_stall {
-        Some(stall) => Box::new(StallingSink { inner: memory, stall }),
+        Some(stall) => Box::new(DelayedSink { inner: memory, delay_per_page: stall }),
         None => Box::new(memory),
     };
     let prepared = Snapshot::prepare(region, config, sink).expect("prepare");
@@ -194,26 +194,4 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
         }
     }
     Run { report, writers: outcome }
-}
-
-/// A sink that stalls on every page write, like a disk that stalls (issue 6, property 5).
-pub struct StallingSink {
-    pub inner: MemorySink,
-    pub stall: Duration,
-}
-
-impl PageSink for StallingSink {
-    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
-        std::thread::sleep(self.stall);
-        self.inner.write_page(index, data)
-    }
-    fn bytes_written(&self) -> u64 {
-        self.inner.bytes_written()
-    }
-    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
-        Box::new(self.inner).finish(report_json)
-    }
-    fn abort(self: Box<Self>) {
-        Box::new(self.inner).abort()
-    }
 }
