@@ -457,6 +457,8 @@ fn child_emulation_report(profile: SlowDeviceProfile, record: &ChildRecord) -> S
     report.stall_ns_total = record.stall_ns_total;
     report.stall_ns_max = record.stall_ns_max;
     report.sleep_ns_total = record.sleep_ns_total;
+    // The child reports totals only.
+    report.sleeps = None;
     report
 }
 
