@@ -34,6 +34,8 @@ SEED_HISTOGRAM_DEC11 = [111755, 52, 105, 428, 335, 4, 8, 5, 0]
 REAL_SINK_BUFFER_BYTES = 1 << 20
 # The disagreement threshold of the study (issue 7).
 DISAGREE_RATIO = 0.25
+# wpsnap-format's page record header (docs/format.md).
+PAGE_RECORD_HEADER_BYTES = 20
 
 
 def matched_config(preset_report, real_report, model, delivery_ns, overhead_ns, out_path):
@@ -41,13 +43,13 @@ def matched_config(preset_report, real_report, model, delivery_ns, overhead_ns, 
     config and the emulated profile stored in a real run's report:
     - no page cache (the emulation sleeps inside the write calls, like O_DIRECT to a device
       with no queue);
-    - writes of 1 MiB, as the real sink makes them (a 1 MiB BufWriter in front of the output):
-      decoupled: `sink_batch_pages` = 256; qemu, whose simulated producer writes each page:
-      a 1 MiB "pipe" read and written 1 MiB at a time, the closest the config can get to a
-      buffer that blocks its producer while it is written out;
+    - writes as the real sink makes them: decoupled, 1 MiB (`sink_batch_pages` = 256, the
+      sink thread's 1 MiB buffer); qemu, one page record per call, because the real qemu model
+      flushes the stream after every capture as QEMU does (the simulated producer writes each
+      page too, so no pipe);
     - the emulation's bandwidth (request latency already folded in) and no request latency;
-    - its stalls, which arrive per byte written, turned into per-call probabilities for
-      1 MiB calls.
+    - its stalls, which arrive per byte written, turned into per-call probabilities for calls
+      of that size.
     With delivery_ns > 0, also the calibration: `handler.fault_delivery_ns` = delivery_ns and
     `handler.capture_overhead_ns` = overhead_ns."""
     with open(preset_report) as f:
@@ -57,11 +59,12 @@ def matched_config(preset_report, real_report, model, delivery_ns, overhead_ns, 
     disk = config["disk"]
     profile = ((real.get("output") or {}).get("slow_device_emulation") or {}).get("profile")
     if profile and disk["bandwidth_bytes_per_sec"] > 0:
-        call_bytes = REAL_SINK_BUFFER_BYTES
         disk["page_cache"] = None
         if model == "qemu":
-            disk["pipe"] = {"capacity_bytes": call_bytes, "wake_ns": 20_000, "read_bytes_max": call_bytes}
+            call_bytes = config["engine"]["page_size"] + PAGE_RECORD_HEADER_BYTES
+            disk["pipe"] = None
         else:
+            call_bytes = REAL_SINK_BUFFER_BYTES
             disk["pipe"] = None
             config["sink_batch_pages"] = call_bytes // config["engine"]["page_size"]
         disk["bandwidth_bytes_per_sec"] = profile["bandwidth_bytes_per_sec"]
