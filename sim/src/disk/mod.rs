@@ -17,3 +17,9 @@ pub use page_cache::{CacheStats, PageCache};
 pub use params::{CompetingIo, DiskParams, DiskPreset, PageCacheParams, PipeParams};
 pub use pipe::StreamPath;
 pub use stall::StallParams;
+
+/// Nanoseconds to move `bytes` at `per_sec` bytes per second; zero when `per_sec` is 0 (no
+/// device: nothing to wait for). Copy rates are validated to be at least 1 MB/s.
+pub(crate) fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
+    if per_sec == 0 { 0 } else { (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64 }
+}

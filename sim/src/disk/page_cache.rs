@@ -1,6 +1,7 @@
 //! `write(2)` to a file: the page cache, writeback and the device, evaluated lazily.
 
 use super::params::DiskParams;
+use super::transfer_ns;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use wpsnap_core::Nanos;
@@ -40,18 +41,6 @@ pub struct PageCache {
     last_request_start: Option<Nanos>,
     dirtied_since_pause: u64,
     stats: CacheStats,
-}
-
-fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
-    if per_sec == 0 {
-        return 0;
-    }
-    // u64 arithmetic while it cannot overflow (below 16 GiB); u128 division is slow.
-    if bytes < 1 << 34 {
-        bytes * 1_000_000_000 / per_sec
-    } else {
-        (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64
-    }
 }
 
 impl PageCache {

@@ -3,21 +3,10 @@
 
 use super::page_cache::{CacheStats, PageCache};
 use super::params::{DiskParams, PipeParams};
+use super::transfer_ns;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use wpsnap_core::Nanos;
-
-fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
-    if per_sec == 0 {
-        return 0;
-    }
-    // u64 arithmetic while it cannot overflow (below 16 GiB); u128 division is slow.
-    if bytes < 1 << 34 {
-        bytes * 1_000_000_000 / per_sec
-    } else {
-        (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64
-    }
-}
 
 #[derive(Debug)]
 struct DumpTool {

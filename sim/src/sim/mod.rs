@@ -12,6 +12,7 @@ pub use timeline::{Bin, TIMELINE_BINS_MAX, Timeline};
 
 use crate::config::{ConfigFieldError, STREAM_PAGE_HEADER_BYTES, SimConfig, VERSIONED_PAGES_MAX};
 use crate::disk::StreamPath;
+use crate::disk::transfer_ns;
 use crate::report::{SimReport, SnapshotSummary, WriterSummary};
 use events::{Event, EventQueue};
 use memory::Memory;
@@ -122,18 +123,6 @@ fn stream_bytes(run: PageRun, zero_seed: u64, config: &SimConfig) -> u64 {
                 + if page_is_zero(zero_seed, p.0, config.zero_page_percent) { 0 } else { page_size }
         })
         .sum()
-}
-
-fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
-    if per_sec == 0 {
-        return 0;
-    }
-    // u64 arithmetic while it cannot overflow (below 16 GiB); u128 division is slow.
-    if bytes < 1 << 34 {
-        bytes * 1_000_000_000 / per_sec
-    } else {
-        (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64
-    }
 }
 
 impl<'a> Sim<'a> {
