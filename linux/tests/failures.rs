@@ -165,6 +165,52 @@ fn munmap_mid_snapshot_aborts() {
     }
 }
 
+/// mremap moving part of the region elsewhere mid-snapshot aborts it: the moved pages are no
+/// longer where the snapshot reads them.
+#[test]
+fn mremap_mid_snapshot_aborts() {
+    if !uffd_or_skip("mremap_mid_snapshot_aborts") {
+        return;
+    }
+    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 0);
+    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+        .expect("prepare")
+        .arm(|| ())
+        .expect("arm");
+    std::thread::sleep(Duration::from_millis(50));
+    let len = 4 * 4096;
+    // SAFETY: a fresh anonymous reservation of our own, the target of the move.
+    let target = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::empty(),
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    }
+    .expect("reserve a target");
+    let last = region.page_addr(region.page_count() - 4);
+    // SAFETY: both ranges are this test's own mappings; nothing holds references into them;
+    // OwnedMapping's final munmap tolerates the hole the move leaves.
+    let moved = unsafe { rustix::mm::mremap_fixed(last as *mut _, len, len, rustix::mm::MremapFlags::MAYMOVE, target) };
+    moved.expect("mremap");
+    let outcome = running.finish();
+    // SAFETY: the moved pages are ours; nothing refers to them any more.
+    let _ = unsafe { rustix::mm::munmap(target, len) };
+    match outcome {
+        Err(SnapshotError::RegionChanged(what)) => {
+            assert!(
+                what.contains("mremap") || what.contains("unmapped") || what.contains("address space changed"),
+                "{what}"
+            )
+        }
+        other => panic!("expected RegionChanged, got {other:?}"),
+    }
+}
+
 #[test]
 fn full_staging_applies_back_pressure_without_dropping_pages() {
     if !uffd_or_skip("full_staging_applies_back_pressure_without_dropping_pages") {
