@@ -1,9 +1,8 @@
 //! `inspect`: the header, the counts and the report stored with a snapshot.
 
 use super::open_snapshot;
-use super::verify::StreamSummary;
+use super::verify::{StreamSummary, summary_of};
 use crate::error::FormatError;
-use crate::layout::FORMAT_VERSION;
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,21 +36,13 @@ pub fn inspect_file(path: &Path) -> Result<InspectReport, FormatError> {
     let mut reader = open_snapshot(path)?;
     while reader.next_page()?.is_some() {}
     let trailer = reader.trailer().ok_or(FormatError::Poisoned { what: "reader" })?;
+    let summary = summary_of(&reader)?;
     let h = reader.header();
     Ok(InspectReport {
         path: path.to_path_buf(),
         backing: h.backing.clone(),
         created_unix_ns: h.created_unix_ns,
-        summary: StreamSummary {
-            format_version: FORMAT_VERSION,
-            page_size: h.page_size,
-            page_count: h.page_count,
-            region_len: h.region_len,
-            page_records: trailer.page_records,
-            zero_pages: trailer.zero_pages,
-            stream_bytes: reader.offset(),
-            records_crc32c: trailer.records_crc32c,
-        },
+        summary,
         data_pages: trailer.page_records - trailer.zero_pages,
         config: parse_or_text(&h.config_json),
         report: parse_or_text(&trailer.report_json),

@@ -51,7 +51,7 @@ pub fn verify_stream<R: Read>(r: R) -> Result<StreamSummary, FormatError> {
     summary_of(&reader)
 }
 
-fn summary_of<R: Read>(reader: &SnapshotReader<R>) -> Result<StreamSummary, FormatError> {
+pub(super) fn summary_of<R: Read>(reader: &SnapshotReader<R>) -> Result<StreamSummary, FormatError> {
     let trailer = reader.trailer().ok_or(FormatError::Poisoned { what: "reader" })?;
     let h = reader.header();
     Ok(StreamSummary {
