@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fill, uffd_or_skip};
+use std::ffi::c_void;
 use std::sync::mpsc;
 use std::time::Duration;
 use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
@@ -107,108 +108,73 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs a paced snapshot of a 16 MiB region, applies `change` to its last 4 pages mid-way
+/// (far from the scan, so nothing reads them afterwards), and checks that the snapshot aborts
+/// with `RegionChanged` naming one of `expected` (or the kernel refusing an unprotect while the
+/// change's event was pending). With `with_writers`, writers run and must be released.
+fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], change: impl FnOnce(*mut c_void, usize)) {
+    if !uffd_or_skip(test) {
+        return;
+    }
+    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+    let region = mapping.region();
+    fill(&region, 0);
+    let writers = with_writers.then(|| start_writers(&mapping));
+    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
+    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+        .expect("prepare")
+        .arm(|| writers.as_ref().map(WriterSet::pause))
+        .expect("arm");
+    std::thread::sleep(Duration::from_millis(50));
+    change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
+    match running.finish() {
+        Err(SnapshotError::RegionChanged(what)) => {
+            assert!(expected.iter().chain([&"address space changed"]).any(|e| what.contains(e)), "{test}: {what}")
+        }
+        other => panic!("{test}: expected RegionChanged, got {other:?}"),
+    }
+    if let Some(writers) = writers {
+        assert_writers_unblocked(writers);
+    }
+}
+
 /// MADV_DONTNEED on the region mid-snapshot discards pages the image may not have yet: the
 /// snapshot must abort rather than save zeros as the point-in-time state.
 #[test]
 fn madvise_dontneed_mid_snapshot_aborts() {
-    if !uffd_or_skip("madvise_dontneed_mid_snapshot_aborts") {
-        return;
-    }
-    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
-    let region = mapping.region();
-    fill(&region, 0);
-    let writers = start_writers(&mapping);
-    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
-        .expect("prepare")
-        .arm(|| writers.pause())
-        .expect("arm");
-    std::thread::sleep(Duration::from_millis(50));
-    let last = region.page_addr(region.page_count() - 4);
-    // SAFETY: the range is inside the test's own mapping; discarding it is the point.
-    unsafe { rustix::mm::madvise(last as *mut _, 4 * 4096, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
-    match running.finish() {
-        // Either the event itself, or the kernel refusing an unprotect while it was pending.
-        Err(SnapshotError::RegionChanged(what)) => {
-            assert!(what.contains("discarded") || what.contains("address space changed"), "{what}")
-        }
-        other => panic!("expected RegionChanged, got {other:?}"),
-    }
-    assert_writers_unblocked(writers);
+    region_change_aborts("madvise_dontneed_mid_snapshot_aborts", true, &["discarded"], |addr, len| {
+        // SAFETY: the range is inside the test's own mapping; discarding it is the point.
+        unsafe { rustix::mm::madvise(addr, len, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
+    });
 }
 
-/// munmap of part of the region mid-snapshot aborts it too.
+/// munmap of part of the region mid-snapshot aborts it too. (No writers: they would touch the
+/// hole.)
 #[test]
 fn munmap_mid_snapshot_aborts() {
-    if !uffd_or_skip("munmap_mid_snapshot_aborts") {
-        return;
-    }
-    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
-    let region = mapping.region();
-    fill(&region, 0);
-    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
-        .expect("prepare")
-        .arm(|| ())
-        .expect("arm");
-    std::thread::sleep(Duration::from_millis(50));
-    // The last pages: the paced scan is far from them, so nothing reads them after the unmap.
-    let last = region.page_addr(region.page_count() - 4);
-    // SAFETY: inside the test's own mapping; OwnedMapping's final munmap of the whole range
-    // tolerates the hole.
-    unsafe { rustix::mm::munmap(last as *mut _, 4 * 4096) }.expect("munmap");
-    match running.finish() {
-        Err(SnapshotError::RegionChanged(what)) => {
-            assert!(what.contains("unmapped") || what.contains("address space changed"), "{what}")
-        }
-        other => panic!("expected RegionChanged, got {other:?}"),
-    }
+    region_change_aborts("munmap_mid_snapshot_aborts", false, &["unmapped"], |addr, len| {
+        // SAFETY: inside the test's own mapping; OwnedMapping's final munmap of the whole range
+        // tolerates the hole.
+        unsafe { rustix::mm::munmap(addr, len) }.expect("munmap");
+    });
 }
 
 /// mremap moving part of the region elsewhere mid-snapshot aborts it: the moved pages are no
 /// longer where the snapshot reads them.
 #[test]
 fn mremap_mid_snapshot_aborts() {
-    if !uffd_or_skip("mremap_mid_snapshot_aborts") {
-        return;
-    }
-    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
-    let region = mapping.region();
-    fill(&region, 0);
-    let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
-        .expect("prepare")
-        .arm(|| ())
-        .expect("arm");
-    std::thread::sleep(Duration::from_millis(50));
-    let len = 4 * 4096;
-    // SAFETY: a fresh anonymous reservation of our own, the target of the move.
-    let target = unsafe {
-        rustix::mm::mmap_anonymous(
-            std::ptr::null_mut(),
-            len,
-            rustix::mm::ProtFlags::empty(),
-            rustix::mm::MapFlags::PRIVATE,
-        )
-    }
-    .expect("reserve a target");
-    let last = region.page_addr(region.page_count() - 4);
-    // SAFETY: both ranges are this test's own mappings; nothing holds references into them;
-    // OwnedMapping's final munmap tolerates the hole the move leaves.
-    let moved = unsafe { rustix::mm::mremap_fixed(last as *mut _, len, len, rustix::mm::MremapFlags::MAYMOVE, target) };
-    moved.expect("mremap");
-    let outcome = running.finish();
-    // SAFETY: the moved pages are ours; nothing refers to them any more.
-    let _ = unsafe { rustix::mm::munmap(target, len) };
-    match outcome {
-        Err(SnapshotError::RegionChanged(what)) => {
-            assert!(
-                what.contains("mremap") || what.contains("unmapped") || what.contains("address space changed"),
-                "{what}"
-            )
-        }
-        other => panic!("expected RegionChanged, got {other:?}"),
-    }
+    region_change_aborts("mremap_mid_snapshot_aborts", false, &["mremap", "unmapped"], |addr, len| {
+        use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
+        // SAFETY: a fresh anonymous reservation of our own, the target of the move.
+        let target =
+            unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::empty(), MapFlags::PRIVATE) }
+                .expect("reserve a target");
+        // SAFETY: both ranges are this test's own mappings with no references into them;
+        // OwnedMapping's final munmap tolerates the hole the move leaves.
+        let moved = unsafe { rustix::mm::mremap_fixed(addr, len, len, MremapFlags::MAYMOVE, target) }.expect("mremap");
+        // SAFETY: the moved pages are ours and nothing refers to them.
+        let _ = unsafe { rustix::mm::munmap(moved, len) };
+    });
 }
 
 #[test]
