@@ -38,7 +38,7 @@ main() {
     start=$(date +%s)
     echo "raw outputs: $RAW"
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
-        "${NICE[@]}" cargo build --release -p wpsnap-sim -p wpsnap-linux
+        "${NICE[@]}" cargo build --release -p wpsnap-sim -p wpsnap
     fi
     # What the numbers were made from: commit, uncommitted files, machine load, date.
     printf '{"started_utc": "%s", "commit": "%s", "uncommitted_files": %s, "load_average": "%s", "cores": %s, "seeds": %s, "real_seeds": %s}\n' \

@@ -20,11 +20,11 @@ cargo test --workspace --locked
 # image and the report's structure, never timing.
 echo "== wpsnap demo (smoke)"
 demo_dir="$(mktemp -d)"
-cargo run --locked -q -p wpsnap-linux --bin wpsnap -- demo --dir "$demo_dir" > "$demo_dir/summary.txt"
+cargo run --locked -q -p wpsnap --bin wpsnap -- demo --dir "$demo_dir" > "$demo_dir/summary.txt"
 grep -q "image check: equals the reference copy" "$demo_dir/summary.txt"
-cargo run --locked -q -p wpsnap-linux --bin wpsnap -- verify "$demo_dir/demo.wps" > /dev/null
+cargo run --locked -q -p wpsnap --bin wpsnap -- verify "$demo_dir/demo.wps" > /dev/null
 echo "== wpsnap bench --quick (smoke)"
-cargo run --locked -q -p wpsnap-linux --bin wpsnap -- bench --quick --dir "$demo_dir/bench" > /dev/null
+cargo run --locked -q -p wpsnap --bin wpsnap -- bench --quick --dir "$demo_dir/bench" > /dev/null
 rm -rf "$demo_dir"
 
 # loom: the real backend's thread handoffs, in their own target folder so the normal build

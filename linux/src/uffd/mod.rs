@@ -7,9 +7,11 @@
 
 mod features;
 mod open_error;
+mod skip;
 
 pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
 pub use open_error::UffdOpenError;
+pub use skip::{REQUIRE_UFFD_ENV, uffd_or_skip};
 
 use std::os::fd::{AsFd, BorrowedFd};
 use thiserror::Error;

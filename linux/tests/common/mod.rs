@@ -5,24 +5,10 @@ use std::time::Duration;
 use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
 use wpsnap_linux::snapshot::{MemorySink, Snapshot, SnapshotConfig, SnapshotReport};
-use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
 use wpsnap_workload::Pattern;
 
-/// Whether userfaultfd write-protect works here. Without it the test is skipped with the
-/// reason printed, unless WPSNAP_REQUIRE_UFFD=1, which makes it fail.
-pub fn uffd_or_skip(test: &str) -> bool {
-    match WpUffd::open() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("WPSNAP_REQUIRE_UFFD").is_ok_and(|v| v == "1") {
-                panic!("{test}: userfaultfd required (WPSNAP_REQUIRE_UFFD=1) but unavailable: {e}");
-            }
-            eprintln!("SKIPPED {test}: userfaultfd unavailable: {e}");
-            false
-        }
-    }
-}
+pub use wpsnap_linux::uffd::uffd_or_skip;
 
 /// Fills pages with a recognisable pattern, leaving every `untouched_every`-th page never
 /// touched (so it is unpopulated when the snapshot starts).

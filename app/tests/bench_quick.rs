@@ -1,26 +1,12 @@
 //! `wpsnap bench --quick` end to end: the report has every section and every ratio it gives
 //! is finite and positive. Timing is never checked (the figures are whatever this machine did).
 
-use wpsnap_linux::bench::{BenchOptions, BenchReport, run_bench};
-use wpsnap_linux::uffd::WpUffd;
-
-/// Skips (with the reason) where userfaultfd is unavailable, unless WPSNAP_REQUIRE_UFFD=1.
-fn uffd_or_skip() -> bool {
-    match WpUffd::open() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("WPSNAP_REQUIRE_UFFD").is_ok_and(|v| v == "1") {
-                panic!("userfaultfd required (WPSNAP_REQUIRE_UFFD=1) but unavailable: {e}");
-            }
-            eprintln!("SKIPPED bench_quick: userfaultfd unavailable: {e}");
-            false
-        }
-    }
-}
+use wpsnap::bench::{BenchOptions, BenchReport, run_bench};
+use wpsnap_linux::uffd::uffd_or_skip;
 
 #[test]
 fn quick_bench_reports_every_section_with_usable_ratios() {
-    if !uffd_or_skip() {
+    if !uffd_or_skip("bench_quick") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("wpsnap-bench-test-{}", std::process::id()));

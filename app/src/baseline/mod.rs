@@ -128,7 +128,7 @@ mod tests {
     }
 
     /// Prints the floors for a 256 MiB region (4 KiB pages and THP). Not a check: run by hand
-    /// with `cargo test -p wpsnap-linux --release --lib print_floors -- --ignored --nocapture`.
+    /// with `cargo test -p wpsnap --release --lib print_floors -- --ignored --nocapture`.
     #[test]
     #[ignore = "measurement, prints numbers"]
     fn print_floors() {

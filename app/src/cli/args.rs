@@ -1,9 +1,9 @@
 //! clap definitions. Every value is checked here, so a bad argument is a clap error.
 
-use crate::region::Backing;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use wpsnap_core::ServiceModel;
+use wpsnap_linux::region::Backing;
 use wpsnap_workload::Pattern;
 
 /// Live point-in-time snapshots of memory with userfaultfd write-protection.

@@ -1,7 +1,7 @@
 //! The `wpsnap` command end to end: a small `run` with its image check, `verify`/`inspect`/
 //! `restore` on its output, interruption by SIGINT, and clap errors for bad arguments.
 
-mod common;
+use wpsnap_linux::uffd::uffd_or_skip;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,7 +18,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn run_checks_its_image_and_the_file_commands_read_it() {
-    if !common::uffd_or_skip("run_checks_its_image_and_the_file_commands_read_it") {
+    if !uffd_or_skip("run_checks_its_image_and_the_file_commands_read_it") {
         return;
     }
     let dir = temp_dir("run");
@@ -58,7 +58,7 @@ fn run_checks_its_image_and_the_file_commands_read_it() {
 
 #[test]
 fn sigint_mid_snapshot_exits_non_zero_and_leaves_only_partial() {
-    if !common::uffd_or_skip("sigint_mid_snapshot_exits_non_zero_and_leaves_only_partial") {
+    if !uffd_or_skip("sigint_mid_snapshot_exits_non_zero_and_leaves_only_partial") {
         return;
     }
     let dir = temp_dir("sigint");

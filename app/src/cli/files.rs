@@ -32,7 +32,7 @@ pub fn restore(file: &Path, raw: &Path) -> anyhow::Result<()> {
 }
 
 pub fn receive(listen: &str, out: &Path) -> anyhow::Result<()> {
-    let report = crate::output::receive(listen, out).with_context(|| format!("receiving on {listen}"))?;
+    let report = wpsnap_linux::output::receive(listen, out).with_context(|| format!("receiving on {listen}"))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

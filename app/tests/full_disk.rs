@@ -2,7 +2,7 @@
 //! must fail with an error that says so, exit non-zero, release its writers (the process ends),
 //! and leave nothing under the final name.
 
-mod common;
+use wpsnap_linux::uffd::uffd_or_skip;
 
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +26,7 @@ fn mount_small_tmpfs(dir: &Path, size: &str) -> bool {
 
 #[test]
 fn a_full_file_system_fails_the_snapshot_loudly_and_keeps_the_final_name_free() {
-    if !common::uffd_or_skip("a_full_file_system_fails_the_snapshot_loudly_and_keeps_the_final_name_free") {
+    if !uffd_or_skip("a_full_file_system_fails_the_snapshot_loudly_and_keeps_the_final_name_free") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("wpsnap-full-{}", std::process::id()));

@@ -9,16 +9,16 @@ use super::report::{
 };
 use super::sim;
 use crate::baseline::{self, BaselineRegion};
-use crate::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
-use crate::output::{Output, OutputSpec, SlowDevice, SlowDeviceProfile, open_output};
-use crate::region::{Backing, OwnedMapping, Region};
-use crate::snapshot::{FormatSink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
-use crate::writers::{WriterConfig, WriterSet, WritersOutcome};
 use anyhow::{Context, anyhow, bail};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wpsnap_core::{LatencyRecorder, PolicyConfig, ServiceModel};
+use wpsnap_linux::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
+use wpsnap_linux::output::{Output, OutputSpec, SlowDevice, SlowDeviceProfile, open_output};
+use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::snapshot::{FormatSink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome};
 use wpsnap_workload::Pattern;
 
 /// A snapshot step that has not finished by then is cancelled and the bench fails.

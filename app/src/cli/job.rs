@@ -3,16 +3,16 @@
 use super::args::{Backend, DemoArgs, PolicyArg, RunArgs};
 use super::signals::interrupted;
 use super::summary;
-use crate::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
-use crate::output::{OutputSpec, OutputSummary, SlowDevice, SlowDeviceProfile, open_output};
-use crate::region::{Backing, OwnedMapping, Region};
-use crate::snapshot::{FormatSink, Snapshot, SnapshotConfig, SnapshotReport};
-use crate::writers::{WriterConfig, WriterSet, expected_stamp_ok};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use wpsnap_core::{LatencyRecorder, LatencySummary, PolicyConfig, policy};
+use wpsnap_linux::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
+use wpsnap_linux::output::{OutputSpec, OutputSummary, SlowDevice, SlowDeviceProfile, open_output};
+use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::snapshot::{FormatSink, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::writers::{WriterConfig, WriterSet, expected_stamp_ok};
 
 /// How often the progress bar and the interrupt flag are looked at.
 const PROGRESS_TICK: Duration = Duration::from_millis(50);
@@ -89,13 +89,13 @@ fn fill(region: &Region) {
     }
 }
 
-fn open_sink_output(args: &RunArgs) -> anyhow::Result<(OutputSpec, Box<dyn crate::output::Output>)> {
+fn open_sink_output(args: &RunArgs) -> anyhow::Result<(OutputSpec, Box<dyn wpsnap_linux::output::Output>)> {
     let mut spec: OutputSpec = args.out.parse().context("--out")?;
     if let OutputSpec::File { direct_io, .. } = &mut spec {
         *direct_io = args.direct_io;
     }
     let output = open_output(&spec).with_context(|| format!("opening {}", spec.destination()))?;
-    let output: Box<dyn crate::output::Output> = match &args.slow_device {
+    let output: Box<dyn wpsnap_linux::output::Output> = match &args.slow_device {
         Some(name) => {
             let profile = SlowDeviceProfile::preset(name)
                 .with_context(|| format!("unknown slow device {name}"))?

@@ -131,7 +131,7 @@ impl BenchOptions {
                 rounds: self.rounds,
             }
         };
-        let page = crate::region::HUGE_PAGE_BYTES;
+        let page = wpsnap_linux::region::HUGE_PAGE_BYTES;
         let sizes = [plan.fault_region_bytes, plan.throughput_region_bytes, plan.slow_disk_region_bytes];
         for bytes in sizes.iter().chain(&plan.pause_sizes_bytes) {
             anyhow::ensure!(

@@ -1,7 +1,7 @@
-//! The `wpsnap` command. Parsing and dispatch only; the work is in `wpsnap_linux::cli`.
+//! The `wpsnap` command. Parsing and dispatch only; the work is in `wpsnap::cli`.
 
 use clap::Parser;
-use wpsnap_linux::cli::{self, Cli, Command};
+use wpsnap::cli::{self, Cli, Command};
 
 fn main() {
     let args = Cli::parse();
