@@ -27,10 +27,10 @@ pub fn render_text(r: &SimReport) -> String {
     let c = &r.config;
     let _ = writeln!(
         out,
-        "seed={} model={:?} policy={} disk={} region={} MiB pages={} writers={}x{} @{:.0}/s",
+        "seed={} model={} policy={} disk={} region={} MiB pages={} writers={}x{} @{:.0}/s",
         r.seed,
         c.engine.service_model,
-        c.engine.policy.name(),
+        c.engine.policy,
         c.disk_preset,
         (c.engine.page_count * c.engine.page_size) >> 20,
         c.engine.page_count,
