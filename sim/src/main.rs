@@ -6,11 +6,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 use wpsnap_core::{PolicyConfig, ServiceModel};
+use wpsnap_plot::{CcdfSeries, Log2Column, TimelineBin, ccdf_svg, log2_ms_table, timeline_svg, write_svg};
 use wpsnap_sim::config::swarm_config;
 use wpsnap_sim::disk::{CompetingIo, DiskPreset};
 use wpsnap_sim::report::render_text;
 use wpsnap_sim::sweep::{Job, RunSummary, run_all, table};
-use wpsnap_sim::{SimConfig, SimReport, plot};
+use wpsnap_sim::{SimConfig, SimReport};
 use wpsnap_workload::Pattern;
 
 #[derive(Parser)]
@@ -287,9 +288,9 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     }
     if let Some(dir) = &a.svg {
         std::fs::create_dir_all(dir)?;
-        let label = report.policy_name().to_string();
-        plot::fault_wait_ccdf(&dir.join("fault-wait.svg"), "True fault wait", &[(label, &report)])?;
-        plot::timeline(&dir.join("timeline.svg"), &format!("{} seed={}", describe(&config), a.seed), &report)?;
+        let label = report.config.engine.policy.to_string();
+        write_fault_wait_svg(&dir.join("fault-wait.svg"), "True fault wait", &[(label, &report)])?;
+        write_timeline_svg(&dir.join("timeline.svg"), &format!("{} seed={}", describe(&config), a.seed), &report)?;
     }
     if !report.is_clean() {
         bail!("the run broke an invariant (see the report)");
@@ -333,22 +334,14 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     let rows: Vec<RunSummary> = reports.iter().map(|(l, r)| RunSummary::of(l, r)).collect();
     print!("{}", table(&rows));
     println!("\nlog2-ms table of true fault waits (seed measure in brackets):");
-    print!("{:<10}", "ms");
-    for (label, _) in &reports {
-        print!(" {label:>24}");
-    }
-    println!();
-    for (i, bucket) in wpsnap_core::Log2MsTable::LABELS.iter().enumerate() {
-        print!("{bucket:<10}");
-        for (_, r) in &reports {
-            let (t, s) = r
-                .engine
-                .as_ref()
-                .map_or((0, 0), |e| (e.fault_wait.log2_ms.counts[i], e.seed_latency.log2_ms.counts[i]));
-            print!(" {:>24}", format!("{t} [{s}]"));
-        }
-        println!();
-    }
+    let columns: Vec<Log2Column> = reports
+        .iter()
+        .map(|(label, r)| match &r.engine {
+            Some(e) => Log2Column::counts_with_bracketed(label, &e.fault_wait.log2_ms, &e.seed_latency.log2_ms),
+            None => Log2Column::counts(label, &Default::default()),
+        })
+        .collect();
+    print!("{}", log2_ms_table("ms", &columns));
     if let Some(out) = &a.out {
         let all: Vec<&SimReport> = reports.iter().map(|(_, r)| r).collect();
         write_json(out, &all)?;
@@ -358,19 +351,43 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         let runs: Vec<(String, &SimReport)> = reports.iter().map(|(l, r)| (l.clone(), r)).collect();
         let title = format!("True fault wait, {} {} seed={}", base.disk_preset, describe_short(&base), a.seed);
         let path = dir.join(format!("{}-fault-wait.svg", a.svg_prefix));
-        plot::fault_wait_ccdf(&path, &title, &runs)?;
+        write_fault_wait_svg(&path, &title, &runs)?;
         eprintln!("wrote {}", path.display());
         for (label, r) in &reports {
             // A policy's text form may carry `:`, `,` and `=`; keep file names plain.
             let file_label = label.replace([':', ',', '='], "_");
             let path = dir.join(format!("{}-timeline-{file_label}.svg", a.svg_prefix));
-            plot::timeline(&path, &format!("{label}: scan rate and fault waits, seed={}", a.seed), r)?;
+            write_timeline_svg(&path, &format!("{label}: scan rate and fault waits, seed={}", a.seed), r)?;
             eprintln!("wrote {}", path.display());
         }
     }
     if rows.iter().any(|r| !r.clean) {
         bail!("a run broke an invariant");
     }
+    Ok(())
+}
+
+/// The share of faults that waited at least x, one line per run.
+fn write_fault_wait_svg(path: &std::path::Path, title: &str, runs: &[(String, &SimReport)]) -> Result<()> {
+    let series: Vec<CcdfSeries<'_>> =
+        runs.iter().map(|(label, r)| CcdfSeries { label, recorded: &r.fault_wait_histogram }).collect();
+    write_svg(path, &ccdf_svg(title, &series)?)?;
+    Ok(())
+}
+
+/// Scan rate and the longest fault wait per bin of one run.
+fn write_timeline_svg(path: &std::path::Path, title: &str, report: &SimReport) -> Result<()> {
+    let t = &report.timeline;
+    let bins: Vec<TimelineBin> = t
+        .bins
+        .iter()
+        .map(|b| TimelineBin {
+            scan_pages: b.scan_pages,
+            fault_waits: b.fault_waits,
+            fault_wait_max_ns: b.fault_wait_max_ns,
+        })
+        .collect();
+    write_svg(path, &timeline_svg(title, t.bin_ns, &bins)?)?;
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! The report as markdown tables.
 
 use super::report::{BenchReport, LatencyRow};
-use crate::plot::format_ns;
 use std::fmt::Write;
+use wpsnap_plot::format_ns;
 
 fn r(ratio: Option<f64>) -> String {
     ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x"))

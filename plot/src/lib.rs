@@ -1,4 +1,5 @@
-//! Plots and terminal tables of fault-wait distributions.
+//! `wpsnap-plot`: charts and terminal tables of fault-wait distributions and snapshot
+//! timelines, for the `wpsnap` command and the simulator (`wpsnap-sim`) alike.
 //!
 //! What it does: renders one or several labelled [`wpsnap_core::LatencyRecorder`]s as
 //! - an SVG percentile plot ([`percentile_svg`]): latency on a log axis against the percentile
@@ -6,26 +7,34 @@
 //!   be read side by side;
 //! - an SVG bar chart of the seed's log2-millisecond bucket table ([`log2_ms_svg`]), counts on a
 //!   log axis so a handful of slow waits next to a million fast ones stay visible;
-//! - plain text for terminals ([`text_report`]): p50/p99/p99.9/max per series and the log2-ms
-//!   table in the seed's notation.
+//! - plain text for terminals ([`text_report`], built from [`summary_table`] and
+//!   [`log2_ms_table`], the one renderer of the log2-ms table);
+//!
+//! and, from recorded histograms and time bins (what a simulator report keeps), the share of
+//! faults that waited at least x ([`ccdf_svg`]) and a timeline of scan rate and fault waits
+//! ([`timeline_svg`]). Durations print through `wpsnap_core::Nanos`'s `Display`, the
+//! project's one duration format.
 //!
 //! What it does not do: it draws only what was recorded (no smoothing, no extrapolation beyond
 //! the last recorded percentile), writes SVG only (no PNG or fonts: plotters' SVG backend
 //! estimates text sizes, so label placement is approximate), and never reads clocks or files
 //! except in [`write_svg`].
 
-mod format;
+mod ccdf;
 mod log2_ms;
 mod percentile;
 mod text;
+mod timeline;
 
-pub use format::format_ns;
+pub use ccdf::{CcdfSeries, ccdf_svg};
 pub use log2_ms::log2_ms_svg;
 pub use percentile::percentile_svg;
-pub use text::text_report;
+pub use text::{Log2Column, log2_ms_table, summary_table, text_report};
+pub use timeline::{TimelineBin, timeline_svg};
 
+use plotters::drawing::DrawingAreaErrorKind;
 use std::path::{Path, PathBuf};
-use wpsnap_core::LatencyRecorder;
+use wpsnap_core::{LatencyRecorder, Nanos};
 
 /// Default chart size in pixels (width, height).
 pub const CHART_SIZE_PX: (u32, u32) = (900, 540);
@@ -48,17 +57,27 @@ impl<'a> Series<'a> {
     }
 }
 
-/// Why a chart could not be produced.
+/// Why a chart could not be produced or written: the one error type of every chart here.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("nothing to plot: no series given")]
     NoSeries,
     #[error("too many series: {given} given, at most {SERIES_MAX} per chart")]
     TooManySeries { given: usize },
-    #[error("drawing the chart failed: {0}")]
-    Draw(String),
-    #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("drawing the chart failed")]
+    Draw(#[source] DrawingAreaErrorKind<std::io::Error>),
+    #[error("writing {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `ns` as the project prints durations: [`Nanos`]'s `Display` ("12.3 µs"), for the many
+/// report fields that hold plain nanoseconds.
+pub fn format_ns(ns: u64) -> String {
+    Nanos(ns).to_string()
 }
 
 /// Writes a rendered SVG to `path`.
@@ -66,19 +85,24 @@ pub fn write_svg(path: &Path, svg: &str) -> Result<(), PlotError> {
     std::fs::write(path, svg).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
 }
 
-fn check_series(series: &[Series<'_>]) -> Result<(), PlotError> {
-    if series.is_empty() {
+/// A chart takes 1..=[`SERIES_MAX`] series.
+fn check_series_count(count: usize) -> Result<(), PlotError> {
+    if count == 0 {
         return Err(PlotError::NoSeries);
     }
-    if series.len() > SERIES_MAX {
-        return Err(PlotError::TooManySeries { given: series.len() });
+    if count > SERIES_MAX {
+        return Err(PlotError::TooManySeries { given: count });
     }
     Ok(())
 }
 
-/// Plotters' errors are generic over the backend; keep only their text.
-fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError::Draw(e.to_string())
+fn check_series(series: &[Series<'_>]) -> Result<(), PlotError> {
+    check_series_count(series.len())
+}
+
+/// Every chart here draws into a string, so its drawing errors all have this type.
+fn draw_err(e: DrawingAreaErrorKind<std::io::Error>) -> PlotError {
+    PlotError::Draw(e)
 }
 
 /// Colour of the n-th series (a fixed palette, distinguishable in print).
