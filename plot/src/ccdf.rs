@@ -1,7 +1,7 @@
 //! The complementary CDF of recorded waits: the share of faults that waited at least x,
 //! log-log, one line per series.
 
-use super::{PlotError, check_series_count, draw_err, series_colour};
+use super::{PlotError, chart_on, check_series_count, draw_err, draw_legend, draw_line};
 use plotters::prelude::*;
 
 /// Chart size in pixels (width, height).
@@ -28,12 +28,7 @@ pub fn ccdf_svg(title: &str, series: &[CcdfSeries<'_>]) -> Result<String, PlotEr
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, CCDF_SIZE_PX).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(64)
+        let mut chart = chart_on(&root, title, 20, 64)?
             .build_cartesian_2d((WAIT_MS_MIN..x_max_ms * 1.5).log_scale(), (y_min * 0.5..1.0).log_scale())
             .map_err(draw_err)?;
         chart
@@ -43,19 +38,9 @@ pub fn ccdf_svg(title: &str, series: &[CcdfSeries<'_>]) -> Result<String, PlotEr
             .draw()
             .map_err(draw_err)?;
         for (index, (label, points)) in curves.into_iter().enumerate() {
-            let colour = series_colour(index);
-            chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            draw_line(&mut chart, index, label.to_string(), points)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(draw_err)?;
     }
     Ok(svg)

@@ -32,7 +32,13 @@ pub use percentile::percentile_svg;
 pub use text::{Log2Column, log2_ms_table, summary_table, text_report};
 pub use timeline::{TimelineBin, timeline_svg};
 
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::Ranged;
 use plotters::drawing::DrawingAreaErrorKind;
+use plotters::prelude::{
+    BLACK, Cartesian2d, ChartBuilder, ChartContext, Color, DrawingArea, LineSeries, PathElement, SVGBackend,
+    SeriesLabelPosition, WHITE,
+};
 use std::path::{Path, PathBuf};
 use wpsnap_core::{LatencyRecorder, Nanos};
 
@@ -103,6 +109,50 @@ fn check_series(series: &[Series<'_>]) -> Result<(), PlotError> {
 /// Every chart here draws into a string, so its drawing errors all have this type.
 fn draw_err(e: DrawingAreaErrorKind<std::io::Error>) -> PlotError {
     PlotError::Draw(e)
+}
+
+/// The drawing area of a chart rendered into a string, white, and a builder on it with the
+/// caption, margins and label areas every chart here shares.
+fn chart_on<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    caption_px: u32,
+    y_label_px: u32,
+) -> Result<ChartBuilder<'a, 'b, SVGBackend<'b>>, PlotError> {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", caption_px)).margin(12).x_label_area_size(44).y_label_area_size(y_label_px);
+    Ok(builder)
+}
+
+/// One series as a 2-pixel line in its palette colour, with a matching legend swatch.
+fn draw_line<'a, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    index: usize,
+    label: String,
+    points: Vec<(f64, f64)>,
+) -> Result<(), PlotError> {
+    let colour = series_colour(index);
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+        .map_err(draw_err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, at `position`.
+fn draw_legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)
 }
 
 /// Colour of the n-th series (a fixed palette, distinguishable in print).
