@@ -50,6 +50,6 @@ fn dispatch(command: Command, given: &[String]) -> anyhow::Result<()> {
         Command::Inspect { file, json } => cli::inspect(&file, json),
         Command::Restore { file, raw, json } => cli::restore(&file, &raw, json),
         Command::Bench(bench) => cli::bench(&bench),
-        Command::Receive { listen, out, json } => cli::receive(&listen, &out, json),
+        Command::Receive { listen, out, idle_timeout_ms, json } => cli::receive(&listen, &out, idle_timeout_ms, json),
     }
 }

@@ -64,6 +64,9 @@ pub enum Command {
         /// Where to write the received snapshot (checked before listening).
         #[arg(long)]
         out: PathBuf,
+        /// A connected sender silent for this long is dropped, in milliseconds.
+        #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+        idle_timeout_ms: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
-use wpsnap_linux::output::{ReceiveError, TargetKind};
+use wpsnap_linux::output::{ReceiveError, ReceiveLimits, Receiver, TargetKind};
 
 fn print_report<T: Serialize + std::fmt::Display>(report: &T, json: bool) -> anyhow::Result<()> {
     if json {
@@ -75,9 +75,13 @@ pub fn restore(file: &Path, raw: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `receive --listen ADDR --out PATH`: PATH is checked before listening; Ctrl-C stops the
 /// wait at once.
-pub fn receive(listen: &str, out: &Path, json: bool) -> anyhow::Result<()> {
+pub fn receive(listen: &str, out: &Path, idle_timeout_ms: u64, json: bool) -> anyhow::Result<()> {
     let target = checked_target("--out", out)?;
-    let result = wpsnap_linux::output::receive(listen, out, cancel_flag());
+    let receiver = Receiver::bind(listen)?;
+    let limits = ReceiveLimits { idle_timeout_ms, ..ReceiveLimits::default() };
+    // On standard error, so scripts (and tests) know when a sender may connect.
+    eprintln!("receive: listening on {}", receiver.local_addr()?);
+    let result = receiver.receive_until(out, &limits, cancel_flag());
     let report = match result {
         Err(ReceiveError::Cancelled) => {
             let signal = interrupted().unwrap_or("a signal");
