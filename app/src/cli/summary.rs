@@ -25,7 +25,7 @@ pub fn progress_bar(pages: u64, json: bool) -> ProgressBar {
 
 /// The writers' own timing of every write slower than `FAULT_WAIT_NS_MIN` (both backends): a
 /// different measure from the engine's fault wait, so it has its own name.
-const SLOW_WRITES_LABEL: &str = "slow writes (> 1 µs, writer-timed)";
+const SLOW_WRITES_LABEL: &str = "slow writes";
 
 fn model_name(model: ServiceModel) -> &'static str {
     match model {
@@ -131,6 +131,7 @@ pub fn text(report: &JobReport) -> String {
             fork.extra_memory.samples
         ));
     }
+    line("slow writes: every write slower than 1 µs during the snapshot, as the writers timed it".into());
     line(text_report(&[Series::new(SLOW_WRITES_LABEL, &report.fault_wait_recorder)]));
     match report.image_matches_reference {
         Some(true) => line("image check: equals the reference copy taken at the snapshot instant".into()),

@@ -14,7 +14,7 @@ const VALUE_WIDTH: usize = 10;
 /// one count column per series, in the seed's bucket notation:
 ///
 /// ```text
-/// fault wait          count       p50       p99     p99.9       max
+/// latency             count       p50       p99     p99.9       max
 /// before             120000   2.10 µs   9.80 µs   1.20 ms   17.0 ms
 ///
 /// log2 ms            before
@@ -27,7 +27,7 @@ pub fn text_report(series: &[Series<'_>]) -> String {
     let _ = writeln!(
         out,
         "{:<LABEL_WIDTH$} {:>VALUE_WIDTH$}{:>VALUE_WIDTH$}{:>VALUE_WIDTH$}{:>VALUE_WIDTH$}{:>VALUE_WIDTH$}",
-        "fault wait", "count", "p50", "p99", "p99.9", "max"
+        "latency", "count", "p50", "p99", "p99.9", "max"
     );
     for s in series {
         let summary = s.recorder.summary();

@@ -24,9 +24,11 @@ const POLL_MS: u64 = 10;
 /// Socket read timeout once connected (the cancel flag and the idle limit are checked after
 /// each).
 const READ_POLL_MS: u64 = 100;
-/// After a rejection, how long the rest of the sender's stream is read and discarded so the
-/// sender can still read the answer (closing with unread data would reset the connection).
+/// After a rejection, how long and how much of the rest of the sender's stream is read and
+/// discarded so a sender that stops soon can still read the answer (closing with unread data
+/// resets the connection); a sender that keeps going is cut off.
 const REJECT_DRAIN_MS_MAX: u64 = 1_000;
+const REJECT_DRAIN_BYTES_MAX: u64 = 1 << 20;
 
 /// Bounds of one receive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,15 +273,17 @@ fn check_stream<R: Read>(src: R) -> Result<StreamSummary, wpsnap_format::FormatE
 }
 
 /// Reads and discards what the rejected sender still sends, for at most
-/// [`REJECT_DRAIN_MS_MAX`], after closing our side, so it can read the answer.
+/// [`REJECT_DRAIN_MS_MAX`] and [`REJECT_DRAIN_BYTES_MAX`], after closing our side, so it can
+/// read the answer.
 fn drain_after_rejection(stream: &mut TcpStream, cancel: &AtomicBool) {
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + Duration::from_millis(REJECT_DRAIN_MS_MAX);
     let mut sink = [0_u8; 64 * 1024];
-    while Instant::now() < deadline && !cancel.load(Ordering::SeqCst) {
+    let mut drained: u64 = 0;
+    while Instant::now() < deadline && drained < REJECT_DRAIN_BYTES_MAX && !cancel.load(Ordering::SeqCst) {
         match stream.read(&mut sink) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => drained += n as u64,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
