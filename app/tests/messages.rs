@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{scratch, wait_at_most, wait_until, wpsnap};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{first_line_within, scratch, wait_at_most, wait_until, wpsnap};
+use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 use wpsnap_linux::uffd::uffd_or_skip;
@@ -17,8 +17,9 @@ fn text(bytes: &[u8]) -> String {
 
 /// Starts `receive` and returns it with the address it listens on.
 fn start_receive(out: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    // --json: the error comes on standard output (standard error's first line is read here).
     let mut child = wpsnap()
-        .args(["receive", "--listen", "127.0.0.1:0"])
+        .args(["receive", "--json", "--listen", "127.0.0.1:0"])
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -26,11 +27,11 @@ fn start_receive(out: &std::path::Path, extra: &[&str]) -> (std::process::Child,
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn receive");
-    let mut line = String::new();
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    stderr.read_line(&mut line).expect("listening line");
-    assert!(line.contains("listening on"), "{line}");
-    child.stderr = Some(stderr.into_inner());
+    let line = first_line_within(child.stderr.take().expect("stderr"), Duration::from_secs(30));
+    let Some(line) = line.filter(|l| l.contains("listening on")) else {
+        let _ = child.kill();
+        panic!("receive never said where it listens");
+    };
     let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
     (child, addr)
 }
@@ -50,7 +51,7 @@ fn receive_drops_a_bad_stream_at_its_first_bytes() {
     }
     let (status, _) = wait_at_most(&mut child, Duration::from_secs(30));
     let mut stderr = String::new();
-    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
+    let _ = child.stdout.take().map(|mut e| e.read_to_string(&mut stderr));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
     assert!(stderr.contains("bad magic"), "{stderr}");
     let kept = std::fs::metadata(dir.join("r.wps.partial")).map(|m| m.len()).unwrap_or(0);
@@ -68,7 +69,7 @@ fn receive_gives_up_on_a_silent_sender_with_a_plain_message() {
     let sender = std::net::TcpStream::connect(&addr).expect("connect");
     let (status, _) = wait_at_most(&mut child, Duration::from_secs(30));
     let mut stderr = String::new();
-    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
+    let _ = child.stdout.take().map(|mut e| e.read_to_string(&mut stderr));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
     assert!(stderr.contains("sent nothing for 300 ms"), "{stderr}");
     assert!(!stderr.contains("os error 11"), "{stderr}");

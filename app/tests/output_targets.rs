@@ -66,6 +66,10 @@ fn a_fifo_receives_the_stream_and_stays_a_fifo() {
         })
     };
     let out = run_to(&pipe);
+    // If the run never opened the FIFO, the reader is still blocked in open: give it a
+    // writer (closed at once) so it ends and the test fails instead of hanging.
+    let _unblock = common::open_fifo_writer(&pipe, std::time::Duration::ZERO);
+    drop(_unblock);
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = reader.join().expect("reader").expect("read the fifo");
     let summary = wpsnap_format::verify_stream(&bytes[..]).expect("the fifo carried a valid snapshot");

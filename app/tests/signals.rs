@@ -6,9 +6,12 @@
 
 mod common;
 
-use common::{fifo, scratch, send, thread_count, wait_at_most, wait_until, wpsnap};
+use common::{
+    fifo, fifo_reader_with_data, first_line_within, open_fifo_writer, scratch, send, thread_count, wait_at_most,
+    wait_until, wpsnap,
+};
 use rustix::process::Signal;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -75,9 +78,8 @@ fn run_with_the_fork_backend_stops_on_sigint_and_sigterm() {
             spawn(&["run", "--backend", "fork", "--size", "8M", "--writers", "1", "--warmup-ms", "0"], Some(&pipe));
         // Opening the read end lets the run open its write end; the first bytes mean the
         // child is writing.
-        let reader = std::fs::File::open(&pipe).expect("open the fifo");
-        let mut first = [0u8; 1];
-        std::io::Read::read_exact(&mut &reader, &mut first).expect("the child's first byte");
+        let reader = fifo_reader_with_data(&pipe, READY_WITHIN);
+        assert!(reader.is_some(), "the fork child never wrote to the FIFO");
         interrupt_and_check(child, signal, code, "run --backend fork");
         assert!(std::fs::symlink_metadata(&pipe).expect("fifo").file_type().is_fifo());
         drop(reader);
@@ -107,12 +109,12 @@ fn receive_stops_while_waiting_and_while_reading() {
     for (signal, code) in SIGNALS {
         let out = dir.join(format!("r{code}.wps"));
         let mut child = spawn(&["receive", "--listen", "127.0.0.1:0"], Some(&out));
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        lines.read_line(&mut line).expect("the listening line");
+        let line = first_line_within(child.stderr.take().expect("stderr"), READY_WITHIN);
+        let Some(line) = line.filter(|l| l.contains("listening on")) else {
+            let _ = child.kill();
+            panic!("receive never said where it listens");
+        };
         let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
-        assert!(line.contains("listening on"), "{line}");
-        child.stderr = None;
         if code == 143 {
             // While reading: a sender that connected and sent the start of a stream.
             let mut sender = std::net::TcpStream::connect(&addr).expect("connect");
@@ -127,7 +129,6 @@ fn receive_stops_while_waiting_and_while_reading() {
             assert_eq!(status.and_then(|s| s.code()), Some(code), "receive while waiting: {took:?}");
         }
         assert!(!out.exists(), "a file under the final name");
-        drop(lines);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -145,8 +146,11 @@ fn verify_inspect_and_restore_stop_on_sigint_and_sigterm() {
             args.extend(["--raw".to_string(), raw.display().to_string()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = spawn(&args, None);
-        let writer = std::fs::OpenOptions::new().write(true).open(&input).expect("open the fifo for writing");
+        let mut child = spawn(&args, None);
+        let Some(writer) = open_fifo_writer(&input, READY_WITHIN) else {
+            let _ = child.kill();
+            panic!("{command} never opened its input");
+        };
         interrupt_and_check(child, signal, code, command);
         assert!(!raw.exists(), "{command}: a file under the final name");
         drop(writer);
@@ -161,19 +165,15 @@ fn demo_and_bench_stop_on_sigint() {
     }
     let dir = scratch("sig-demo");
     let mut child = spawn(&["demo", "--dir", &dir.display().to_string()], None);
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    lines.read_line(&mut line).expect("the demo's first line");
+    let line = first_line_within(child.stdout.take().expect("stdout"), READY_WITHIN);
+    assert!(line.is_some(), "the demo printed nothing");
     interrupt_and_check(child, Signal::INT, 130, "demo");
     assert!(!dir.join("demo.wps").exists(), "demo left its snapshot under the final name");
 
     let json = dir.join("bench.json");
     let mut child = spawn(&["bench", "--json", &json.display().to_string()], None);
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    lines.read_line(&mut line).expect("the bench's first progress line");
+    let line = first_line_within(child.stderr.take().expect("stderr"), READY_WITHIN).unwrap_or_default();
     assert!(line.starts_with("bench:"), "{line}");
-    child.stderr = None;
     interrupt_and_check(child, Signal::INT, 130, "bench");
     assert!(!json.exists(), "bench wrote its report after an interrupt");
     let _ = std::fs::remove_dir_all(&dir);

@@ -84,3 +84,43 @@ pub fn wait_at_most(child: &mut Child, timeout: Duration) -> (Option<ExitStatus>
 pub fn thread_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
 }
+
+/// The first line `source` yields within `timeout` (read on a helper thread, so a process
+/// that never prints cannot hang the test); `None` on timeout or end of stream. The thread
+/// then reads the rest to the end, so the process never writes into a closed pipe.
+pub fn first_line_within<R: std::io::Read + Send + 'static>(source: R, timeout: Duration) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(source);
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut reader, &mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    rx.recv_timeout(timeout).ok().filter(|l| !l.is_empty())
+}
+
+/// Opens a FIFO's write end once a reader has it open, retrying without blocking until
+/// `timeout` (a reader that never comes fails the test instead of hanging it).
+pub fn open_fifo_writer(path: &Path, timeout: Duration) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = None;
+    wait_until(timeout, || {
+        file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path).ok();
+        file.is_some()
+    });
+    file
+}
+
+/// Opens a FIFO's read end without blocking and waits until a writer has put a byte in it.
+pub fn fifo_reader_with_data(path: &Path, timeout: Duration) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).ok()?;
+    let ready = wait_until(timeout, || {
+        let mut fds = [rustix::event::PollFd::new(&file, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            && fds[0].revents().contains(rustix::event::PollFlags::IN)
+    });
+    ready.then_some(file)
+}
