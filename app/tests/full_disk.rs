@@ -1,6 +1,6 @@
 //! Issue 5: the disk fills up mid-snapshot. A 4 MiB tmpfs receives a 16 MiB snapshot: the run
 //! must fail with an error that says so, exit non-zero, release its writers (the process ends),
-//! and leave nothing under the final name.
+//! leave nothing under the final name, and name the `.partial` it left with its size.
 
 use wpsnap_linux::uffd::uffd_or_skip;
 
@@ -48,4 +48,6 @@ fn a_full_file_system_fails_the_snapshot_loudly_and_keeps_the_final_name_free() 
     assert!(!out.status.success(), "a snapshot larger than the file system succeeded");
     assert!(stderr.to_lowercase().contains("no space left"), "the error should say the disk is full, got: {stderr}");
     assert!(!final_exists, "an incomplete snapshot was left under its final name");
+    // Issue 11, finding 6: the .partial that keeps the disk full is named, with its size.
+    assert!(stderr.contains("s.wps.partial was left behind (") && stderr.contains(" MiB)"), "{stderr}");
 }

@@ -8,7 +8,8 @@
 //! until the page is saved, the background scan saves the rest at the pace of the chosen
 //! policy, and the pages go to a sink (a `wpsnap-format` file, a stream, or memory). It also
 //! has synthetic writer threads that measure their own fault waits ([`writers`]), a fork
-//! backend for comparison ([`fork`]) and outputs ([`output`]).
+//! backend for comparison ([`fork`]), outputs ([`output`]) and a look at how much memory is
+//! left before mapping a large region ([`system_memory`]).
 //!
 //! What it deliberately does not do: it never owns or unmaps the caller's memory; it does
 //! not snapshot other processes; it does not decide policy (that is `wpsnap-core`); it does
@@ -26,5 +27,6 @@ pub mod output;
 pub mod region;
 pub mod snapshot;
 pub mod sync;
+pub mod system_memory;
 pub mod uffd;
 pub mod writers;

@@ -103,7 +103,7 @@ pub fn text_report(series: &[Series<'_>]) -> String {
     let summaries: Vec<LatencySummary> = series.iter().map(|s| s.recorder.summary()).collect();
     let rows: Vec<(&str, &LatencySummary)> = series.iter().map(|s| s.label).zip(&summaries).collect();
     let columns: Vec<Log2Column> = series.iter().map(|s| Log2Column::counts(s.label, s.recorder.table())).collect();
-    format!("{}\n{}", summary_table("fault wait", &rows), log2_ms_table("log2 ms", &columns))
+    format!("{}\n{}", summary_table("latency", &rows), log2_ms_table("log2 ms", &columns))
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ fn protect(uffd: &Uffd, mapping: &Mapping, region: &BaselineRegion) -> Result<Wr
     if !ioctls.contains(IoctlFlags::WRITE_PROTECT) {
         return Err(BaselineError::Uffd {
             what: "register",
-            detail: format!("the kernel offers no write-protect ioctl on this range ({ioctls:?})"),
+            detail: format!(
+                "the kernel offers no write-protect ioctl on this range (ioctls offered: {:#x})",
+                ioctls.bits()
+            ),
         });
     }
     let started = Instant::now();

@@ -26,6 +26,7 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check a snapshot file's structure and checksums (and optionally against a raw image).
     Verify {
+        /// The snapshot file; `-` reads it from standard input.
         file: PathBuf,
         /// Compare page by page with this raw image.
         #[arg(long)]
@@ -43,9 +44,12 @@ pub enum Command {
     /// Write a snapshot's pages out as a raw image.
     Restore {
         file: PathBuf,
-        /// The raw image to write.
+        /// The raw image to write (a regular file; never the snapshot itself).
         #[arg(long)]
         raw: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure wpsnap against its floors (bare userfaultfd round trip, bare write-protect,
     /// memcpy, raw sink writes) and fork(), in one run: fault wait, start pause, throughput,
@@ -57,9 +61,15 @@ pub enum Command {
         /// Address to listen on, e.g. 0.0.0.0:7070.
         #[arg(long)]
         listen: String,
-        /// Where to write the received snapshot.
+        /// Where to write the received snapshot (checked before listening).
         #[arg(long)]
         out: PathBuf,
+        /// A connected sender silent for this long is dropped, in milliseconds.
+        #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+        idle_timeout_ms: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -114,7 +124,7 @@ impl From<BackingArg> for Backing {
 
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
-    /// Region size: bytes or with a suffix K, M, G (KiB, MiB, GiB).
+    /// Region size: bytes or with a suffix K, M, G (KiB, MiB, GiB); a multiple of the page size.
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     pub size: u64,
     /// What backs the region.
@@ -175,8 +185,8 @@ pub struct RunArgs {
     /// unpopulated pages itself.
     #[arg(long)]
     pub force_touch: bool,
-    /// Check the image against a reference copy taken at the snapshot instant (file output
-    /// only; costs a copy of the region in memory).
+    /// Check the image against a reference copy taken at the snapshot instant (needs a file
+    /// output, which is read back; costs a copy of the region in memory).
     #[arg(long)]
     pub check: bool,
     /// Also measure the yardsticks in the same run: the bare userfaultfd round trip (fault,

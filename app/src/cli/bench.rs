@@ -5,6 +5,12 @@ use anyhow::Context;
 
 /// Runs the benchmark: progress on standard error, markdown tables on standard output.
 pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    // The report paths are checked before minutes of measuring, not after.
+    let json = args.json.as_deref().map(|p| super::paths::checked_target("--json", p)).transpose()?;
+    let markdown = args.markdown.as_deref().map(|p| super::paths::checked_target("--markdown", p)).transpose()?;
+    if let (Some(j), Some(m)) = (&json, &markdown) {
+        super::paths::ensure_distinct(&[("--json", j), ("--markdown", m)])?;
+    }
     let report = crate::bench::run_bench(&args.options, &|line| eprintln!("bench: {line}"))?;
     let markdown = report.to_markdown();
     print!("{markdown}");

@@ -55,7 +55,7 @@ use record::{ChildRecord, RECORD_BYTES};
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use wpsnap_format::{FormatError, Header, SnapshotWriter};
 
@@ -162,7 +162,7 @@ pub enum ForkError {
     Header(#[source] FormatError),
     #[error("{what}: {source}")]
     Os { what: &'static str, source: std::io::Error },
-    #[error("the snapshot child (pid {pid}) failed: {status:?} at page {page}, errno {errno} ({}); it {exit}", std::io::Error::from_raw_os_error(*errno))]
+    #[error("the snapshot child (pid {pid}) failed: {status} at page {page}, errno {errno} ({}); it {exit}", std::io::Error::from_raw_os_error(*errno))]
     Child { pid: i32, status: ChildStatus, page: u64, errno: i32, exit: ChildExit },
     #[error("the snapshot child (pid {pid}) {exit} without reporting")]
     ChildVanished { pid: i32, exit: ChildExit },
@@ -170,6 +170,8 @@ pub enum ForkError {
     Timeout { pid: i32, timeout_ms: u64 },
     #[error("committing the output: {0}")]
     Output(#[source] OutputError),
+    #[error("cancelled; the snapshot child (pid {pid}) was killed and the output aborted")]
+    Cancelled { pid: i32 },
 }
 
 /// A running fork snapshot (the child is writing). [`ForkSnapshot::wait`] finishes it;
@@ -279,9 +281,16 @@ impl ForkSnapshot {
     /// Waits (bounded by `child_timeout_ms`) for the child, sampling its copy-on-write growth,
     /// then reaps it and commits the output. On failure the output is aborted (a file is left
     /// only as `NAME.partial`).
-    pub fn wait(mut self) -> Result<ForkReport, ForkError> {
+    pub fn wait(self) -> Result<ForkReport, ForkError> {
+        self.wait_until(&AtomicBool::new(false))
+    }
+
+    /// [`ForkSnapshot::wait`], but ends early with [`ForkError::Cancelled`] (child killed,
+    /// output aborted) once `cancel` is set; it is looked at every `memory_sample_ms`. The
+    /// library installs no signal handlers: a program sets the flag from its own.
+    pub fn wait_until(mut self, cancel: &AtomicBool) -> Result<ForkReport, ForkError> {
         let mut memory = ExtraMemory::default();
-        let record = self.wait_for_record(&mut memory);
+        let record = self.wait_for_record(&mut memory, cancel);
         // The child is alive and waiting for the release (if it reported): its smaps now
         // holds the final copy-on-write growth.
         self.sample_memory(&mut memory);
@@ -292,10 +301,10 @@ impl ForkSnapshot {
         }
         let record = match record {
             Ok(record) => record,
-            Err(timeout) => {
+            Err(error) => {
                 self.kill_and_reap();
                 self.abort_output();
-                return Err(timeout);
+                return Err(error);
             }
         };
         let exit = self.reap();
@@ -334,11 +343,18 @@ impl ForkSnapshot {
     }
 
     /// The child's record, `None` if it closed the pipe without one, or a timeout error.
-    fn wait_for_record(&mut self, memory: &mut ExtraMemory) -> Result<Option<ChildRecord>, ForkError> {
+    fn wait_for_record(
+        &mut self,
+        memory: &mut ExtraMemory,
+        cancel: &AtomicBool,
+    ) -> Result<Option<ChildRecord>, ForkError> {
         let deadline = self.started + Duration::from_millis(self.options.child_timeout_ms);
         let mut buf = [0_u8; RECORD_BYTES];
         let mut got = 0;
         loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(ForkError::Cancelled { pid: self.pid });
+            }
             self.sample_memory(memory);
             let now = Instant::now();
             if now >= deadline {

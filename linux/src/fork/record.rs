@@ -11,6 +11,17 @@ pub enum ChildStatus {
     Panicked,
 }
 
+impl std::fmt::Display for ChildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChildStatus::Ok => "finished",
+            ChildStatus::PageWriteFailed => "writing a page failed",
+            ChildStatus::TrailerFailed => "writing the trailer failed",
+            ChildStatus::Panicked => "panicked",
+        })
+    }
+}
+
 impl ChildStatus {
     fn code(self) -> u32 {
         match self {

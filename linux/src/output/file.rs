@@ -1,35 +1,42 @@
-//! File output through [`wpsnap_format::DurableFile`]: `NAME.partial` until commit.
+//! File output: a regular file through [`wpsnap_format::DurableFile`] (`NAME.partial` until
+//! commit), or a FIFO / character device written in place (see [`super::target`]).
 
+use super::target::{FileTarget, TargetWriter};
 use super::{Output, OutputError, OutputSummary, name_io_error};
 use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use wpsnap_format::DurableFile;
 
 /// Buffer in front of the file, so page-sized writes do not each cost a syscall.
 const FILE_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// A snapshot file. Bytes go to `NAME.partial`; [`Output::commit`] flushes, fsyncs, renames to
-/// `NAME` and fsyncs the folder; [`Output::abort`] (or a drop) leaves only `NAME.partial`.
+/// A snapshot file. For a regular file, bytes go to `NAME.partial`; [`Output::commit`]
+/// flushes, fsyncs, renames to `NAME` and fsyncs the folder; [`Output::abort`] (or a drop)
+/// leaves only `NAME.partial`. A FIFO or character device is written directly.
 pub struct FileOutput {
-    file: BufWriter<DurableFile>,
-    final_path: PathBuf,
+    file: BufWriter<TargetWriter>,
+    target: FileTarget,
     destination: String,
     bytes: u64,
     direct_io: bool,
-    /// A second descriptor of `NAME.partial` for a forked child (see [`Output::fork_fd`]).
+    /// A second descriptor for a forked child (see [`Output::fork_fd`]).
     fork_fd: Option<OwnedFd>,
 }
 
 impl FileOutput {
-    /// Creates `final_path.partial` (O_DIRECT when `direct_io`).
+    /// Checks what `final_path` names ([`FileTarget::resolve`]) and opens it: creates
+    /// `final_path.partial` (O_DIRECT when `direct_io`), or opens the FIFO/device.
     pub fn create(final_path: &Path, direct_io: bool) -> Result<FileOutput, OutputError> {
-        let file = DurableFile::create(final_path, direct_io)
-            .map_err(|source| OutputError::Create { path: final_path.to_path_buf(), source })?;
-        let destination = file.partial_path().display().to_string();
+        Self::create_at(&FileTarget::resolve(final_path)?, direct_io)
+    }
+
+    /// Opens an already checked target.
+    pub fn create_at(target: &FileTarget, direct_io: bool) -> Result<FileOutput, OutputError> {
+        let file = TargetWriter::open(target, direct_io)?;
+        let destination = file.writing_to().display().to_string();
         Ok(FileOutput {
             file: BufWriter::with_capacity(FILE_BUFFER_BYTES, file),
-            final_path: final_path.to_path_buf(),
+            target: target.clone(),
             destination,
             bytes: 0,
             direct_io,
@@ -37,9 +44,9 @@ impl FileOutput {
         })
     }
 
-    /// The path bytes are written to until commit.
+    /// The path bytes are written to until commit (`NAME.partial`, or the FIFO/device).
     pub fn partial_path(&self) -> &Path {
-        self.file.get_ref().partial_path()
+        self.file.get_ref().writing_to()
     }
 }
 
@@ -57,19 +64,22 @@ impl Write for FileOutput {
 
 impl Output for FileOutput {
     fn commit(self: Box<Self>) -> Result<OutputSummary, OutputError> {
-        let FileOutput { file, final_path, destination, bytes, fork_fd, .. } = *self;
+        let FileOutput { file, target, destination, bytes, fork_fd, .. } = *self;
         // A forked child's descriptor: the fsync in DurableFile::commit covers its writes
         // (fsync is per file, not per descriptor).
         drop(fork_fd);
         let file = file
             .into_inner()
             .map_err(|e| OutputError::Io { destination: destination.clone(), source: e.into_error() })?;
-        let path = file.commit().map_err(|source| OutputError::Commit { path: final_path, source })?;
+        let durable = file.is_durable();
+        let path: PathBuf =
+            file.commit().map_err(|source| OutputError::Commit { path: target.given.clone(), source })?;
         Ok(OutputSummary {
-            kind: "file".into(),
+            kind: target.kind.name().into(),
             destination: path.display().to_string(),
             bytes,
-            confirmed: true,
+            // A FIFO's reader or a device may still fail; only a renamed, fsynced file is known.
+            confirmed: durable,
             slow_device_emulation: None,
         })
     }
@@ -81,8 +91,7 @@ impl Output for FileOutput {
         if self.fork_fd.is_none() {
             // A separate open file: its offset starts at 0, where the child's stream begins;
             // the DurableFile's own descriptor is never written.
-            let second = std::fs::OpenOptions::new().write(true).open(self.partial_path()).ok()?;
-            self.fork_fd = Some(OwnedFd::from(second));
+            self.fork_fd = Some(self.file.get_ref().second_fd()?);
         }
         self.fork_fd.as_ref().map(AsFd::as_fd)
     }

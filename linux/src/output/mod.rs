@@ -8,13 +8,16 @@
 //!   delivered, and say so) or [`Output::abort`] (give up; leave no file that looks complete).
 //! - File output goes through [`wpsnap_format::DurableFile`]: bytes land in `NAME.partial`, and
 //!   only `commit` renames it to `NAME` after fsync, so a failed snapshot never leaves a file
-//!   under the final name.
+//!   under the final name. What the path names is decided first ([`FileTarget`]): a symbolic
+//!   link is followed, a FIFO or character device is written in place, a directory, block
+//!   device or socket is refused.
 //! - TCP output connects with a timeout, writes with a timeout (a stuck peer turns into an
 //!   error, never into a writer blocked forever), and on commit flushes, shuts down its write
 //!   side and waits (bounded) for the receiver's acknowledgement. Errors name the peer.
-//! - [`Receiver`] / [`receive`]: accepts one connection, writes the stream to a DurableFile,
-//!   verifies the completed file (header, pages, trailer) with [`wpsnap_format::verify_file`]
-//!   before committing it, and acknowledges to the sender.
+//! - [`Receiver`] / [`receive`]: accepts one connection, checks the stream as it arrives with
+//!   the format reader (a bad header or record drops the connection at once), writes it to the
+//!   output path, commits only a complete, valid stream and acknowledges to the sender. Its
+//!   waits poll a cancel flag the caller sets (the library installs no signal handlers).
 //! - [`SlowDevice`]: an *emulation* of a slow disk (bandwidth cap plus seeded stalls) for
 //!   experiments; it does not make anything durable and is labelled as emulation in its
 //!   report.
@@ -30,6 +33,7 @@ mod file;
 mod receive;
 mod slow_device;
 mod stdout;
+mod target;
 mod tcp;
 
 pub use failing::FailingOutput;
@@ -39,6 +43,7 @@ pub use slow_device::{
     DevicePacer, STALL_SOURCES_MAX, SlowDevice, SlowDeviceProfile, SlowDeviceReport, StallLength, StallSource,
 };
 pub use stdout::StdoutOutput;
+pub use target::{FileTarget, TargetError, TargetKind, TargetWriter};
 pub use tcp::{TcpLimits, TcpOutput};
 
 use serde::{Deserialize, Serialize};
@@ -132,6 +137,8 @@ pub enum OutputError {
     AckTimeout { peer: String, timeout_ms: u64 },
     #[error("{what} (injected failure)")]
     Injected { what: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// A byte sink for one snapshot. Write to it, then call exactly one of [`Output::commit`] or

@@ -2,6 +2,7 @@
 
 use super::UffdOpenError;
 use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
 use userfaultfd::FeatureFlags;
 
 /// `UFFD_FEATURE_WP_HUGETLBFS_SHMEM` (Linux 5.19): write-protect on shmem and hugetlbfs.
@@ -52,53 +53,27 @@ struct UffdioApi {
 /// Asks the kernel which features a userfaultfd could have, on a throwaway descriptor
 /// (`UFFDIO_API` may be called once per descriptor, and the crate does not return its answer).
 pub fn probe_features() -> Result<GrantedFeatures, UffdOpenError> {
-    let fd = open_raw()?;
-    let mut api = UffdioApi { api: UFFD_API, features: 0, ioctls: 0 };
+    let (fd, _) = super::open::open_uffd_fd()?;
+    Ok(GrantedFeatures { bits: uffdio_api(&fd, 0)?.features })
+}
+
+/// What `UFFDIO_API` answered: the features granted (or offered, for a request of 0) and the
+/// ioctls available on the descriptor.
+pub(super) struct ApiAnswer {
+    pub features: u64,
+    pub ioctls: u64,
+}
+
+/// The one `UFFDIO_API` call a userfaultfd takes, requesting `features`.
+pub(super) fn uffdio_api(fd: &OwnedFd, features: u64) -> Result<ApiAnswer, UffdOpenError> {
+    let mut api = UffdioApi { api: UFFD_API, features, ioctls: 0 };
     // SAFETY: `fd` is a userfaultfd we own; UFFDIO_API reads and writes exactly one
     // `struct uffdio_api`, which `api` is (repr(C), three u64).
-    let rc = unsafe { libc::ioctl(fd.0, UFFDIO_API, &mut api as *mut UffdioApi) };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api as *mut UffdioApi) };
     if rc != 0 {
         return Err(UffdOpenError::Api { source: std::io::Error::last_os_error() });
     }
-    Ok(GrantedFeatures { bits: api.features })
-}
-
-/// A raw descriptor closed on drop.
-struct RawFd(libc::c_int);
-
-impl Drop for RawFd {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor and close it once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// Opens a userfaultfd the way the crate does: through /dev/userfaultfd when it exists,
-/// else the system call. Kernel-mode faults are handled (no UFFD_USER_MODE_ONLY).
-fn open_raw() -> Result<RawFd, UffdOpenError> {
-    const USERFAULTFD_IOC_NEW: libc::c_ulong = 0xaa00; // _IO(0xAA, 0x00)
-    let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
-    match std::fs::OpenOptions::new().read(true).write(true).open(super::open_error::DEVICE_PATH) {
-        Ok(device) => {
-            use std::os::fd::AsRawFd;
-            // SAFETY: USERFAULTFD_IOC_NEW takes its flags as the integer argument and
-            // returns a new descriptor or -1.
-            let fd = unsafe { libc::ioctl(device.as_raw_fd(), USERFAULTFD_IOC_NEW, flags) };
-            if fd < 0 {
-                return Err(UffdOpenError::from_errno(std::io::Error::last_os_error(), true));
-            }
-            Ok(RawFd(fd))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // SAFETY: the userfaultfd system call takes one integer of flags.
-            let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) };
-            if fd < 0 {
-                return Err(UffdOpenError::from_errno(std::io::Error::last_os_error(), false));
-            }
-            Ok(RawFd(fd as libc::c_int))
-        }
-        Err(e) => Err(UffdOpenError::Device { source: e }),
-    }
+    Ok(ApiAnswer { features: api.features, ioctls: api.ioctls })
 }
 
 #[cfg(test)]

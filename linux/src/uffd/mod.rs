@@ -6,16 +6,18 @@
 //! are turned into [`UffdEvent`]s holding addresses as integers, so they can cross threads.
 
 mod features;
+mod open;
 mod open_error;
 mod skip;
 
 pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
+pub use open::OpenedVia;
 pub use open_error::UffdOpenError;
 pub use skip::{REQUIRE_UFFD_ENV, uffd_or_skip};
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd};
 use thiserror::Error;
-use userfaultfd::{Event, EventBuffer, FaultKind, FeatureFlags, RegisterMode, Uffd, UffdBuilder};
+use userfaultfd::{Event, EventBuffer, FaultKind, FeatureFlags, IoctlFlags, RegisterMode, Uffd};
 
 /// Events one `read(2)` of the userfaultfd may return at most.
 pub const EVENTS_PER_READ_MAX: usize = 64;
@@ -93,6 +95,7 @@ impl UffdError {
 pub struct WpUffd {
     uffd: Uffd,
     features: GrantedFeatures,
+    opened_via: OpenedVia,
 }
 
 impl WpUffd {
@@ -109,14 +112,22 @@ impl WpUffd {
             return Err(UffdOpenError::NoWriteProtect { offered_bits: offered.bits }.into());
         }
         let request = FeatureFlags::from_bits_retain(wanted.bits() & offered.bits);
-        let uffd = UffdBuilder::new()
-            .close_on_exec(true)
-            .non_blocking(true)
-            .user_mode_only(false)
-            .require_features(request)
-            .create()
-            .map_err(UffdOpenError::from_create)?;
-        Ok(WpUffd { uffd, features: GrantedFeatures { bits: request.bits() } })
+        // The device, else the system call (the crate would not fall back when the device
+        // exists but is refused); then the one UFFDIO_API with the features we want.
+        let (fd, opened_via) = open::open_uffd_fd()?;
+        let answer = features::uffdio_api(&fd, request.bits())?;
+        let needed = IoctlFlags::API | IoctlFlags::REGISTER | IoctlFlags::UNREGISTER;
+        if !IoctlFlags::from_bits_retain(answer.ioctls).contains(needed) {
+            return Err(UffdOpenError::MissingIoctls { offered_bits: answer.ioctls }.into());
+        }
+        // SAFETY: `fd` is an initialised userfaultfd we own; `Uffd` takes over closing it.
+        let uffd = unsafe { Uffd::from_raw_fd(fd.into_raw_fd()) };
+        Ok(WpUffd { uffd, features: GrantedFeatures { bits: request.bits() }, opened_via })
+    }
+
+    /// Which way the descriptor was obtained (the device or the system call).
+    pub fn opened_via(&self) -> OpenedVia {
+        self.opened_via
     }
 
     /// The features this userfaultfd was granted.
