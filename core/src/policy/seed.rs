@@ -69,7 +69,7 @@ impl ThrottlePolicy for SeedPolicy {
                     self.poll_until = None;
                 }
             }
-            Observation::ServiceLatency(_) | Observation::ScanStarted { .. } => {}
+            Observation::ServiceLatency(_) | Observation::ScanStarted { .. } | Observation::StreamBytes { .. } => {}
         }
     }
 
