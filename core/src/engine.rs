@@ -507,9 +507,8 @@ impl Engine {
             self.seed_latency.record(latency);
         }
         self.policy.observe(now, Observation::Captured { cause: flight.cause, pages, seed_latency });
-        let nothing_protected = self.pending.count_ones() == 0
-            && self.faults.is_empty()
-            && self.in_flight.iter().all(Option::is_none);
+        let nothing_protected =
+            self.pending.count_ones() == 0 && self.faults.is_empty() && self.in_flight.iter().all(Option::is_none);
         if nothing_protected {
             self.stats.protection_ended_at.get_or_insert(now);
         }

@@ -499,11 +499,11 @@ fn a_scan_run_is_one_unprotect_and_adjacent_runs_coalesce() {
 fn budget_and_units_are_validated_naming_the_field() {
     let mut config = EngineConfig::new(PAGE, 64, ServiceModel::Decoupled, PolicyConfig::None);
     config.capture_unit_pages = 3;
-    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).unwrap_err().field, "capture_unit_pages");
+    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "capture_unit_pages");
     config.capture_unit_pages = 8;
     config.budget_pages = 4;
-    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).unwrap_err().field, "budget_pages");
+    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "budget_pages");
     config.budget_pages = 8;
     config.scan_high_water_percent = 95;
-    assert_eq!(Engine::new(config, Nanos::ZERO).map(|_| ()).unwrap_err().field, "scan_high_water_percent");
+    assert_eq!(Engine::new(config, Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "scan_high_water_percent");
 }

@@ -38,10 +38,7 @@ const PAGE_WRITE: Duration = Duration::from_millis(2);
 const CLEAR_MARGIN: f64 = 1.2;
 
 fn policies() -> [(&'static str, PolicyConfig); 2] {
-    [
-        ("none", PolicyConfig::None),
-        ("bandwidth", PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 200 * 4096, burst_bytes: 4096 })),
-    ]
+    [("none", PolicyConfig::None), ("bandwidth", PolicyConfig::Bandwidth(BandwidthParams::new(200 * 4096)))]
 }
 
 fn simulated_median_ns(policy: &PolicyConfig) -> u64 {

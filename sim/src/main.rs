@@ -185,10 +185,7 @@ fn parse_policy(s: &str) -> Result<PolicyConfig, String> {
         ("none", None) => PolicyConfig::None,
         ("seed", None) => PolicyConfig::Seed(SeedParams::default()),
         ("seed-true-latency", None) => PolicyConfig::SeedTrueLatency(SeedParams::default()),
-        ("bandwidth", Some(mbps)) => PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: number(mbps)? * 1_000_000,
-            burst_bytes: 64 * 4096,
-        }),
+        ("bandwidth", Some(mbps)) => PolicyConfig::Bandwidth(BandwidthParams::new(number(mbps)? * 1_000_000)),
         ("latency-target", None) => PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
         ("latency-target", Some(us)) => PolicyConfig::LatencyTarget(LatencyTargetParams {
             target_p99_ns: number(us)? * 1_000,

@@ -2,9 +2,10 @@
 //!
 //! QEMU allows `max_bandwidth / XFER_LIMIT_RATIO` bytes per `BUFFER_DELAY` (100 ms) slice;
 //! once a slice's bytes are written, `ram_save_iterate` ends its iteration and
-//! `migration_rate_limit` sleeps until the slice ends, reading no fault meanwhile. A slice
-//! starts when the previous one is over and the limit is next looked at. Every stream byte
-//! counts, fault pages' included; a zero page costs its record header only.
+//! `migration_rate_limit` sleeps until the slice ends, reading no fault meanwhile. QEMU starts
+//! a slice when it next looks after the previous one ended; here slices lie on a fixed grid
+//! from time zero (the same while the stream is busy, and the same answer whenever one looks).
+//! Every stream byte counts, fault pages' included; a zero page costs its record header only.
 
 use super::{BandwidthParams, Gate, Observation, ThrottlePolicy};
 use crate::time::Nanos;
@@ -32,7 +33,7 @@ impl BandwidthPolicy {
 
     fn roll(&mut self, now: Nanos) {
         if now >= self.slice_end() {
-            self.slice_start = now;
+            self.slice_start = Nanos(now.as_ns() / self.slice_ns * self.slice_ns);
             self.slice_bytes = 0;
         }
     }
@@ -84,9 +85,11 @@ mod tests {
         p.observe(Nanos::from_ms(3), Observation::StreamBytes { bytes: 1 });
         assert_eq!(p.scan_gate(Nanos::from_ms(4)), Gate::Closed { until: Some(Nanos::from_ms(100)) });
         assert_eq!(p.rate_limited_until(Nanos::from_ms(4)), Some(Nanos::from_ms(100)));
-        // The next slice starts when the limit is looked at after the end.
+        // The next slice is the grid's: 100..200 ms.
         assert_eq!(p.rate_limited_until(Nanos::from_ms(130)), None);
         assert_eq!(p.slice_bytes(), 0);
+        p.observe(Nanos::from_ms(131), Observation::StreamBytes { bytes: 2_000_000 });
+        assert_eq!(p.rate_limited_until(Nanos::from_ms(150)), Some(Nanos::from_ms(200)));
     }
 
     #[test]

@@ -62,10 +62,7 @@ fn policy_config(args: &RunArgs) -> anyhow::Result<PolicyConfig> {
         PolicyArg::None => PolicyConfig::None,
         PolicyArg::Seed => PolicyConfig::seed(),
         PolicyArg::SeedTrueLatency => PolicyConfig::SeedTrueLatency(Default::default()),
-        PolicyArg::Bandwidth => PolicyConfig::Bandwidth(policy::BandwidthParams {
-            bytes_per_sec: args.scan_bandwidth,
-            burst_bytes: 64 * 4096,
-        }),
+        PolicyArg::Bandwidth => PolicyConfig::Bandwidth(policy::BandwidthParams::new(args.scan_bandwidth)),
         PolicyArg::LatencyTarget => PolicyConfig::LatencyTarget(policy::LatencyTargetParams {
             target_p99_ns: args.target_p99_us * 1000,
             ..Default::default()
@@ -156,10 +153,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
                 service_model: args.model.into(),
                 policy: policy_config(args)?,
                 scan_batch_pages: args.scan_batch_pages,
-                staging_pages: (args.staging / region.page_size()).max(2),
+                budget_bytes: args.budget,
+                fault_spin: std::time::Duration::from_micros(args.fault_spin_us),
                 force_touch: args.force_touch,
             };
-            let engine_config = config.engine_config(region.page_size(), region.page_count());
+            let engine_config = config.engine_config(&region);
             let (sink, summary_slot) = FormatSink::new(output, &region, serde_json::to_string(&engine_config)?)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let prepared = Snapshot::prepare(region, config, Box::new(sink))?;
@@ -190,7 +188,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
             (Some(report), None, summary)
         }
         Backend::Fork => {
-            let engine_config = SnapshotConfig::default().engine_config(region.page_size(), region.page_count());
+            let engine_config = SnapshotConfig::default().engine_config(&region);
             let header = region.snapshot_header(serde_json::to_string(&engine_config)?);
             // SAFETY: `mapping` stays mapped until after the fork snapshot is waited for.
             let region_ref = unsafe { RegionRef::new(mapping.as_ptr(), mapping.len()) };
@@ -295,8 +293,9 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         scan_bandwidth: 256 << 20,
         policy_json: None,
         model: super::args::ModelArg::Decoupled,
-        staging: 16 << 20,
-        scan_batch_pages: 16,
+        budget: None,
+        fault_spin_us: 0,
+        scan_batch_pages: 64,
         backend: Backend::Uffd,
         out: dir.join("demo.wps").display().to_string(),
         direct_io: false,
