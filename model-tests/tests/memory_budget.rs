@@ -202,6 +202,9 @@ struct GatedStallSink {
 
 /// One stall of the gated sink.
 const SINK_STALL: Duration = Duration::from_millis(100);
+/// Longest the test waits for the sink to reach its gate (it always does: the scan alone
+/// stages more pages than the sink may write before the gate).
+const GATE_REACHED_WAIT_MAX: Duration = Duration::from_secs(60);
 
 impl PageSink for GatedStallSink {
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
@@ -268,6 +271,13 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         ..SnapshotConfig::default()
     };
     let running = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare").arm(|| ()).expect("arm");
+    // The writer starts only once the sink sits stalled at its gate (the scan stages more than
+    // the sink writes before it), so every fault below meets a stalled sink.
+    let deadline = Instant::now() + GATE_REACHED_WAIT_MAX;
+    while *stalls.lock().expect("stalls") == 0 {
+        assert!(Instant::now() < deadline, "the sink never reached its gate");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut waits = Vec::with_capacity(FAULTS as usize);
     for i in 0..FAULTS {
         let page = REGION_PAGES - 1 - i;
@@ -304,6 +314,7 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
     );
     assert_eq!(stats.pages_by_fault, FAULTS, "every write was a fault (the scan cannot reach these pages)");
     assert!(stalls_during_faults >= 1, "the sink was stalled while the writer faulted");
+    assert!(report.engine.stats.pages_by_scan >= SINK_PAGES_BEFORE_GATE);
     assert_eq!(stats.fault_blocked_on_budget, 0, "a fault waited for the stalled sink");
     assert_eq!(service.count, FAULTS, "one service latency per fault");
     assert!(service.p99_ns < 5_000_000, "engine-side fault wait p99 {} us", service.p99_ns / 1000);
