@@ -181,7 +181,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=500))]
     pub fault_spin_us: u64,
     /// Pages per scan capture (one unprotect each).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub scan_batch_pages: u64,
     /// Snapshot backend.
     #[arg(long, value_enum, default_value_t = Backend::Uffd)]

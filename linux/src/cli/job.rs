@@ -295,7 +295,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         model: super::args::ModelArg::Decoupled,
         budget: None,
         fault_spin_us: 0,
-        scan_batch_pages: 64,
+        scan_batch_pages: 16,
         backend: Backend::Uffd,
         out: dir.join("demo.wps").display().to_string(),
         direct_io: false,

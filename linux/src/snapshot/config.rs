@@ -37,7 +37,7 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             service_model: ServiceModel::Decoupled,
             policy: PolicyConfig::LatencyTarget(Default::default()),
-            scan_batch_pages: 64,
+            scan_batch_pages: 16,
             budget_bytes: None,
             fault_spin: Duration::ZERO,
             force_touch: false,
