@@ -23,6 +23,11 @@ impl PageBitmap {
         PageBitmap { words, len, ones: len }
     }
 
+    /// A bitmap of `len` bits, all clear.
+    pub fn all_clear(len: u64) -> PageBitmap {
+        PageBitmap { words: vec![0; len.div_ceil(64) as usize], len, ones: 0 }
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

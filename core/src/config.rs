@@ -10,11 +10,20 @@ pub const PAGE_SIZES: [u64; 3] = [4096, 2 << 20, 1 << 30];
 /// Largest region the engine tracks, in pages (2^36 pages: 256 TiB of 4 KiB pages, a
 /// 8 GiB bitmap). A larger request is a configuration error, not an allocation failure.
 pub const PAGE_COUNT_MAX: u64 = 1 << 36;
-/// Upper bound on the fault queue. Each blocked writer thread has at most one fault in
-/// flight, so this is a bound on writer threads, not on memory traffic.
-pub const FAULT_QUEUE_PAGES_MAX: usize = 1 << 16;
-/// Upper bound on the staging buffer of the decoupled model (1 GiB of 4 KiB pages).
-pub const STAGING_PAGES_MAX: u64 = 1 << 18;
+/// Upper bound on faults the engine holds queued. Each queued fault is a thread blocked in the
+/// kernel on its page, and Linux allows at most `PID_MAX_LIMIT` (2^22) threads; only a thread
+/// that faults again from a signal handler while its first fault waits can add a second. A
+/// fault past this bound is refused with [`FaultError::QueueOverflow`](crate::FaultError),
+/// which a driver treats as fatal.
+pub const FAULT_QUEUE_PAGES_MAX: usize = 1 << 22;
+/// Upper bound on the memory budget of the decoupled model: any region (a budget larger than
+/// the region is allowed and means "the whole region").
+pub const BUDGET_PAGES_MAX: u64 = PAGE_COUNT_MAX;
+/// Upper bound on one capture unit: 1 GiB of 4 KiB pages (a 1 GiB huge page).
+pub const CAPTURE_UNIT_PAGES_MAX: u64 = 1 << 18;
+/// The scan's high-water mark may not exceed this share of the budget: the rest is the room
+/// faults are guaranteed to find while the sink stalls.
+pub const SCAN_HIGH_WATER_PERCENT_MAX: u8 = 90;
 /// Upper bound on one scan capture.
 pub const SCAN_BATCH_PAGES_MAX: u64 = 1024;
 /// QEMU checks the iteration time every 64 pages (`(i & 63) == 0` in `ram_save_iterate`).
@@ -27,8 +36,8 @@ pub enum ServiceModel {
     /// QEMU's: one thread saves each page to the stream, then unprotects it. A fault waits
     /// for the stream write of its own page and of any scan page already being written.
     Qemu,
-    /// A faulted page is copied into a bounded staging buffer and unprotected at once; a
-    /// sink drains the buffer. A fault waits for a memory copy unless the buffer is full.
+    /// A faulted page is copied into staging memory and unprotected at once; a sink drains
+    /// the staging. A fault waits for a memory copy unless the memory budget is exhausted.
     Decoupled,
 }
 
@@ -79,18 +88,24 @@ pub struct EngineConfig {
     /// are likely to be written next, so saving them early avoids more faults).
     #[serde(default = "default_true")]
     pub scan_follows_faults: bool,
-    /// Pages one scan capture may take at most (contiguous, still unsaved).
+    /// Pages one scan capture may take at most (contiguous, still unsaved); rounded down to
+    /// whole capture units, and at least one unit.
     #[serde(default = "default_scan_batch")]
     pub scan_batch_pages: u64,
-    /// Staging buffer size for the decoupled model, in pages.
-    #[serde(default = "default_staging")]
-    pub staging_pages: u64,
-    /// Staging pages the scan must leave free for faults (decoupled model).
-    #[serde(default = "default_reserve")]
-    pub fault_reserve_pages: u64,
-    /// Bound on queued faults.
-    #[serde(default = "default_fault_queue")]
-    pub fault_queue_pages: usize,
+    /// Memory budget of the decoupled model, in pages: staged pages (copied, not yet drained
+    /// to the sink) never exceed it. Up to the whole region (or more, which changes nothing).
+    #[serde(default = "default_budget", alias = "staging_pages")]
+    pub budget_pages: u64,
+    /// The scan stops staging at this share of the budget (its high-water mark), so faults
+    /// find the rest free while the sink stalls; once everything still unsaved fits in the
+    /// budget, the scan may use all of it.
+    #[serde(default = "default_high_water")]
+    pub scan_high_water_percent: u8,
+    /// Pages captured and unprotected together: 1 for base pages; 512 on a THP region of
+    /// 4 KiB pages, so whole 2 MiB huge pages are saved and unprotected at once and the kernel
+    /// does not split them. Units are aligned to the region start; a power of two.
+    #[serde(default = "default_capture_unit")]
+    pub capture_unit_pages: u64,
 }
 
 fn default_true() -> bool {
@@ -99,14 +114,14 @@ fn default_true() -> bool {
 fn default_scan_batch() -> u64 {
     1
 }
-fn default_staging() -> u64 {
+fn default_budget() -> u64 {
     4096
 }
-fn default_reserve() -> u64 {
-    64
+fn default_high_water() -> u8 {
+    50
 }
-fn default_fault_queue() -> usize {
-    1024
+fn default_capture_unit() -> u64 {
+    1
 }
 
 impl EngineConfig {
@@ -120,10 +135,23 @@ impl EngineConfig {
             iteration_mode: None,
             scan_follows_faults: true,
             scan_batch_pages: default_scan_batch(),
-            staging_pages: default_staging(),
-            fault_reserve_pages: default_reserve(),
-            fault_queue_pages: default_fault_queue(),
+            budget_pages: default_budget(),
+            scan_high_water_percent: default_high_water(),
+            capture_unit_pages: default_capture_unit(),
         }
+    }
+
+    /// Staged pages at which the scan stops while the rest of the region does not fit in the
+    /// budget: the configured share, at least one capture unit.
+    pub fn scan_high_water_pages(&self) -> u64 {
+        let share = (self.budget_pages as u128 * self.scan_high_water_percent as u128 / 100) as u64;
+        share.max(self.capture_unit_pages).min(self.budget_pages)
+    }
+
+    /// Most pages one scan capture takes: the batch in whole units, at least one unit.
+    pub fn scan_run_pages_max(&self) -> u64 {
+        let unit = self.capture_unit_pages;
+        (self.scan_batch_pages / unit * unit).max(unit)
     }
 
     /// The iteration mode in force: the configured one, else the policy's.
@@ -148,26 +176,24 @@ impl EngineConfig {
                 format!("{} is outside 1..={SCAN_BATCH_PAGES_MAX}", self.scan_batch_pages),
             ));
         }
-        if self.fault_queue_pages == 0 || self.fault_queue_pages > FAULT_QUEUE_PAGES_MAX {
+        let unit = self.capture_unit_pages;
+        if unit == 0 || unit > CAPTURE_UNIT_PAGES_MAX || !unit.is_power_of_two() {
             return Err(ConfigError::field(
-                "fault_queue_pages",
-                format!("{} is outside 1..={FAULT_QUEUE_PAGES_MAX}", self.fault_queue_pages),
+                "capture_unit_pages",
+                format!("{unit} is not a power of two in 1..={CAPTURE_UNIT_PAGES_MAX}"),
             ));
         }
         if self.service_model == ServiceModel::Decoupled {
-            if self.staging_pages == 0 || self.staging_pages > STAGING_PAGES_MAX {
+            if self.budget_pages < unit || self.budget_pages > BUDGET_PAGES_MAX {
                 return Err(ConfigError::field(
-                    "staging_pages",
-                    format!("{} is outside 1..={STAGING_PAGES_MAX}", self.staging_pages),
+                    "budget_pages",
+                    format!("{} is outside {unit}..={BUDGET_PAGES_MAX} (at least one capture unit)", self.budget_pages),
                 ));
             }
-            if self.fault_reserve_pages >= self.staging_pages {
+            if self.scan_high_water_percent == 0 || self.scan_high_water_percent > SCAN_HIGH_WATER_PERCENT_MAX {
                 return Err(ConfigError::field(
-                    "fault_reserve_pages",
-                    format!(
-                        "{} leaves the scan no staging room (staging_pages is {})",
-                        self.fault_reserve_pages, self.staging_pages
-                    ),
+                    "scan_high_water_percent",
+                    format!("{} is outside 1..={SCAN_HIGH_WATER_PERCENT_MAX}", self.scan_high_water_percent),
                 ));
             }
         }

@@ -1,7 +1,7 @@
 //! The snapshot state machine.
 
 use crate::bitmap::PageBitmap;
-use crate::config::{ConfigError, EngineConfig, ServiceModel};
+use crate::config::{ConfigError, EngineConfig, FAULT_QUEUE_PAGES_MAX, ServiceModel};
 use crate::fault_queue::{FaultQueue, QueuedFault};
 use crate::iteration::{IterationClock, IterationSummary};
 use crate::latency::LatencyRecorder;
@@ -45,8 +45,9 @@ impl Lane {
 /// write-protected, then give this value back to [`Engine::handle_captured`].
 ///
 /// In the qemu model "copy out" means written to the stream; in the decoupled model, copied
-/// into the staging buffer (the engine has reserved room for it). It cannot be cloned or
-/// built outside the engine, so a capture is completed at most once.
+/// into staging memory (the engine has reserved room for it in the budget). A capture covers
+/// whole capture units. It cannot be cloned or built outside the engine, so a capture is
+/// completed at most once.
 #[must_use = "a capture must be completed with Engine::handle_captured"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Capture {
@@ -71,11 +72,15 @@ impl Capture {
 /// What the driver must do, in the order returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Remove write protection from these pages and wake writers blocked on them.
+    /// Remove write protection from these pages and wake writers blocked on them (one call
+    /// for the whole run).
     Unprotect(PageRun),
     /// Wake a writer that faulted on a page already unprotected (it raced the unprotect).
     Wake(PageIndex),
-    /// An iteration ended: do housekeeping (progress, cancel checks, accounting).
+    /// An iteration ended (QEMU's `ram_save_iterate` returned). In the qemu model, if the
+    /// bandwidth limit is used up, the one thread now sleeps until the next slice and reads
+    /// no fault: [`Engine::lane_asleep_until`] says until when. Otherwise the driver may do
+    /// housekeeping (progress, cancel checks) and go on.
     IterationEnd(IterationSummary),
     /// The snapshot was cancelled: remove all protection and wake every waiter.
     UnprotectAll,
@@ -94,12 +99,30 @@ pub enum FaultOutcome {
     AlreadySaved,
 }
 
+/// Merges each [`Action::Unprotect`] with the one before it when their runs touch, so the
+/// driver issues one call per contiguous run. Order is kept otherwise.
+pub fn coalesce_unprotects(actions: &mut Vec<Action>) {
+    let mut merged: Vec<Action> = Vec::with_capacity(actions.len());
+    for action in actions.drain(..) {
+        match (merged.last_mut(), action) {
+            (Some(Action::Unprotect(prev)), Action::Unprotect(run)) if prev.end() == run.first.0 => {
+                prev.count += run.count;
+            }
+            (_, action) => merged.push(action),
+        }
+    }
+    *actions = merged;
+}
+
+/// A fault event the engine cannot take.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum FaultError {
     #[error("fault on page {page} outside the region of {page_count} pages")]
     OutOfRegion { page: u64, page_count: u64 },
-    #[error("fault queue full ({capacity} pages): hold the event and retry after a capture completes")]
-    QueueFull { capacity: usize },
+    /// More faults queued than threads can exist ([`FAULT_QUEUE_PAGES_MAX`]): a driver bug
+    /// or a runaway process; the snapshot must be cancelled.
+    #[error("more than {bound} faults queued at once (more than Linux allows threads): the snapshot cannot go on")]
+    QueueOverflow { bound: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -108,6 +131,13 @@ pub enum EngineError {
     UnknownCapture { run: PageRun, lane: Lane },
     #[error("sink drained {drained} pages but only {used} were staged")]
     DrainedMoreThanStaged { drained: u64, used: u64 },
+}
+
+/// The qemu model's thread asleep on the bandwidth limit after an iteration end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LaneSleep {
+    since: Nanos,
+    until: Nanos,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -132,7 +162,10 @@ enum Phase {
 /// 1. Write-protect the whole region with writers paused, then build the engine.
 /// 2. Feed inputs as they happen: [`handle_fault`](Engine::handle_fault),
 ///    [`handle_captured`](Engine::handle_captured), [`handle_sink_drained`](Engine::handle_sink_drained),
+///    [`handle_stream_bytes`](Engine::handle_stream_bytes),
 ///    [`handle_fault_wait`](Engine::handle_fault_wait), [`handle_timeout`](Engine::handle_timeout).
+///    In the qemu model, read no fault event while [`lane_asleep_until`](Engine::lane_asleep_until)
+///    says the thread sleeps.
 /// 3. **After every input, drain [`poll_action`](Engine::poll_action) until it returns `None`**
 ///    (debug builds assert this at the next input), then ask each idle lane for work with
 ///    [`poll_capture`](Engine::poll_capture), then arm a timer for
@@ -156,6 +189,9 @@ pub struct Engine {
     scan_wait_until: Option<Nanos>,
     throttled_since: Option<Nanos>,
     staging_blocked_since: Option<Nanos>,
+    /// The head of the fault queue found no budget room at this time (and was counted).
+    fault_blocked_since: Option<Nanos>,
+    sleep: Option<LaneSleep>,
     last_input: Nanos,
     stats: Stats,
     fault_wait: LatencyRecorder,
@@ -183,7 +219,7 @@ impl Engine {
         Ok(Engine {
             pending: PageBitmap::all_set(config.page_count),
             cursor: ScanCursor::default(),
-            faults: FaultQueue::with_capacity(config.fault_queue_pages),
+            faults: FaultQueue::new(config.page_count, FAULT_QUEUE_PAGES_MAX),
             in_flight: [None; 3],
             next_serial: 0,
             staging_used: 0,
@@ -195,6 +231,8 @@ impl Engine {
             scan_wait_until: None,
             throttled_since: None,
             staging_blocked_since: None,
+            fault_blocked_since: None,
+            sleep: None,
             last_input: now,
             stats: Stats { started_at: now, ..Stats::default() },
             fault_wait: LatencyRecorder::new(),
@@ -220,9 +258,15 @@ impl Engine {
     pub fn faults_queued(&self) -> usize {
         self.faults.len()
     }
-    /// Staging pages in use or reserved for captures in flight (decoupled model).
+    /// Staging pages in use or reserved for captures in flight (decoupled model); never more
+    /// than the budget.
     pub fn staging_used(&self) -> u64 {
         self.staging_used
+    }
+    /// In the qemu model, after an iteration end with the bandwidth limit used up: the thread
+    /// sleeps until then and must read no fault event before (QEMU's `migration_rate_limit`).
+    pub fn lane_asleep_until(&self, lane: Lane, now: Nanos) -> Option<Nanos> {
+        self.sleep.filter(|s| lane == Lane::Single && now < s.until && self.phase == Phase::Running).map(|s| s.until)
     }
     pub fn is_complete(&self) -> bool {
         self.phase == Phase::Complete
@@ -267,32 +311,35 @@ impl Engine {
         debug_assert!(self.actions.len() <= ACTIONS_PER_INPUT_MAX, "{:?}", self.actions);
     }
 
-    /// A writer faulted on `page`; the driver read the event at `now`.
+    /// A writer faulted on `page`; the driver read the event at `now`. The engine holds every
+    /// fault it accepts until a lane captures it: the driver keeps no queue of its own.
     pub fn handle_fault(&mut self, now: Nanos, page: PageIndex) -> Result<FaultOutcome, FaultError> {
         self.begin_input(now);
         let page_count = self.config.page_count;
         if page.0 >= page_count {
             return Err(FaultError::OutOfRegion { page: page.0, page_count });
         }
-        let pending = self.pending.get(page.0);
-        if pending && self.phase == Phase::Running && self.faults.is_full() {
-            self.stats.fault_queue_full += 1;
-            return Err(FaultError::QueueFull { capacity: self.config.fault_queue_pages });
-        }
-        self.stats.faults += 1;
         if self.phase != Phase::Running {
             // Everything is (being) unprotected; the writer only needs waking.
+            self.stats.faults += 1;
             self.push_action(Action::Wake(page));
             return Ok(FaultOutcome::AlreadySaved);
         }
+        let unit = self.unit_of(page);
+        // Capture units are taken whole, so a unit's pages are all pending or none.
+        let pending = self.pending.get(unit.first.0);
+        if pending && self.faults.is_full() {
+            return Err(FaultError::QueueOverflow { bound: FAULT_QUEUE_PAGES_MAX });
+        }
+        self.stats.faults += 1;
         self.last_fault_read = Some(now);
         self.policy.observe(now, Observation::FaultRead);
         if pending {
-            self.pending.clear(page.0);
-            self.faults.push(QueuedFault { page, read_at: now });
+            self.pending.clear_run(unit.first.0, unit.count);
+            self.faults.push(QueuedFault { run: unit, read_at: now });
             self.stats.fault_queue_peak = self.stats.fault_queue_peak.max(self.faults.len() as u64);
             if self.config.scan_follows_faults {
-                self.cursor.move_to(PageIndex(page.0 + 1));
+                self.cursor.move_to(PageIndex(unit.end()));
             }
             return Ok(FaultOutcome::Queued);
         }
@@ -306,6 +353,13 @@ impl Engine {
         Ok(FaultOutcome::AlreadySaved)
     }
 
+    /// The capture unit holding `page` (shorter at the end of the region).
+    fn unit_of(&self, page: PageIndex) -> PageRun {
+        let unit = self.config.capture_unit_pages;
+        let first = page.0 / unit * unit;
+        PageRun { first: PageIndex(first), count: unit.min(self.config.page_count - first) }
+    }
+
     /// Work for `lane`, if it is idle and there is any it may do now.
     pub fn poll_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
         if self.phase != Phase::Running
@@ -314,8 +368,15 @@ impl Engine {
         {
             return None;
         }
+        if let Some(sleep) = self.sleep.filter(|_| lane == Lane::Single) {
+            if now < sleep.until {
+                return None;
+            }
+            self.sleep = None;
+            self.stats.iteration_sleep_ns += now.saturating_since(sleep.since).as_ns();
+        }
         if lane.serves_faults() && !self.faults.is_empty() {
-            return self.start_fault_capture(lane);
+            return self.start_fault_capture(now, lane);
         }
         // A queued fault is never overtaken by a scan page started after it.
         if lane.serves_scan() && self.faults.is_empty() {
@@ -327,13 +388,32 @@ impl Engine {
     fn staging_free(&self) -> u64 {
         match self.config.service_model {
             ServiceModel::Qemu => u64::MAX,
-            ServiceModel::Decoupled => self.config.staging_pages - self.staging_used,
+            ServiceModel::Decoupled => self.config.budget_pages - self.staging_used,
+        }
+    }
+
+    /// Room the scan may take now (decoupled model). Up to its high-water mark, so faults find
+    /// the rest of the budget free; beyond it once everything still to capture (pending and
+    /// queued) fits in the budget beside what is staged, since then no fault can ever lack room.
+    fn scan_room(&self) -> u64 {
+        match self.config.service_model {
+            ServiceModel::Qemu => u64::MAX,
+            ServiceModel::Decoupled => {
+                let budget = self.config.budget_pages;
+                let outstanding = self.pending.count_ones() + self.faults.pages();
+                if self.staging_used + outstanding <= budget {
+                    budget - self.staging_used
+                } else {
+                    self.config.scan_high_water_pages().saturating_sub(self.staging_used)
+                }
+            }
         }
     }
 
     fn reserve_staging(&mut self, pages: u64) {
         if self.config.service_model == ServiceModel::Decoupled {
             self.staging_used += pages;
+            debug_assert!(self.staging_used <= self.config.budget_pages, "budget exceeded");
             self.stats.staging_peak_pages = self.stats.staging_peak_pages.max(self.staging_used);
         }
     }
@@ -346,23 +426,29 @@ impl Engine {
         Capture { run, cause, lane, serial }
     }
 
-    fn start_fault_capture(&mut self, lane: Lane) -> Option<Capture> {
-        if self.staging_free() == 0 {
-            // Back-pressure: the fault waits for the sink; nothing is dropped.
+    fn start_fault_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
+        let run = self.faults.front()?.run;
+        if self.staging_free() < run.count {
+            // The budget is exhausted: the fault waits for the sink; nothing is dropped.
+            if self.fault_blocked_since.is_none() {
+                self.fault_blocked_since = Some(now);
+                self.stats.fault_blocked_on_budget += 1;
+            }
             return None;
         }
+        if let Some(since) = self.fault_blocked_since.take() {
+            self.stats.fault_blocked_on_budget_ns += now.saturating_since(since).as_ns();
+        }
         let fault = self.faults.pop()?;
-        Some(self.start(lane, PageRun::single(fault.page), Cause::Fault, Some(fault.read_at)))
+        Some(self.start(lane, fault.run, Cause::Fault, Some(fault.read_at)))
     }
 
     fn start_scan_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
         self.scan_wait_until = None;
-        let first = self.cursor.next_pending(&self.pending)?;
-        let room = match self.config.service_model {
-            ServiceModel::Qemu => u64::MAX,
-            ServiceModel::Decoupled => self.staging_free().saturating_sub(self.config.fault_reserve_pages),
-        };
-        if room == 0 {
+        let first = self.unit_of(self.cursor.next_pending(&self.pending)?).first;
+        let unit = self.config.capture_unit_pages;
+        let room = self.scan_room();
+        if room < self.unit_of(first).count {
             self.staging_blocked_since.get_or_insert(now);
             return None;
         }
@@ -380,7 +466,9 @@ impl Engine {
         if let Some(since) = self.throttled_since.take() {
             self.stats.throttled_ns += now.saturating_since(since).as_ns();
         }
-        let limit = self.config.scan_batch_pages.min(pages_max).min(room).max(1);
+        // Whole units only: a policy or room smaller than a unit still gets one unit.
+        let limit = self.config.scan_run_pages_max().min(pages_max).min(room);
+        let limit = (limit / unit * unit).max(unit);
         let count = self.pending.run_length(first.0, limit);
         debug_assert!(count >= 1);
         self.pending.clear_run(first.0, count);
@@ -419,12 +507,32 @@ impl Engine {
             self.seed_latency.record(latency);
         }
         self.policy.observe(now, Observation::Captured { cause: flight.cause, pages, seed_latency });
-        if let Some(summary) = self.iteration.on_pages_saved(now, pages) {
+        let nothing_protected =
+            self.pending.count_ones() == 0 && self.faults.is_empty() && self.in_flight.iter().all(Option::is_none);
+        if nothing_protected {
+            self.stats.protection_ended_at.get_or_insert(now);
+        }
+        self.end_iteration_if_due(now, capture.lane, pages, nothing_protected);
+        self.check_complete(now);
+        Ok(())
+    }
+
+    /// QEMU's loop: an iteration ends after its time limit (checked every 64 pages) or, in the
+    /// qemu model, as soon as the bandwidth limit is used up; then the thread sleeps out the
+    /// limit before it reads the next fault.
+    fn end_iteration_if_due(&mut self, now: Nanos, lane: Lane, pages: u64, nothing_protected: bool) {
+        let by_clock = self.iteration.on_pages_saved(now, pages);
+        let rate_limit =
+            if lane == Lane::Single && !nothing_protected { self.policy.rate_limited_until(now) } else { None };
+        let summary = by_clock.or_else(|| rate_limit.map(|_| self.iteration.end(now)));
+        if let Some(summary) = summary {
             self.stats.iterations = self.iteration.ended();
             self.push_action(Action::IterationEnd(summary));
         }
-        self.check_complete(now);
-        Ok(())
+        if let Some(until) = rate_limit {
+            self.sleep = Some(LaneSleep { since: now, until });
+            self.stats.iteration_sleeps += 1;
+        }
     }
 
     fn staged_by(&self, flight: InFlight) -> u64 {
@@ -446,6 +554,17 @@ impl Engine {
         Ok(())
     }
 
+    /// `bytes` went into the snapshot stream: the qemu model's thread wrote a capture, or the
+    /// decoupled sink wrote staged pages. The bandwidth limit counts these (a zero page costs
+    /// its record header, not a page).
+    pub fn handle_stream_bytes(&mut self, now: Nanos, bytes: u64) {
+        self.begin_input(now);
+        self.stats.stream_bytes += bytes;
+        if self.phase == Phase::Running {
+            self.policy.observe(now, Observation::StreamBytes { bytes });
+        }
+    }
+
     /// A writer reports its real wait, from its faulting write to its wake-up.
     pub fn handle_fault_wait(&mut self, now: Nanos, wait: Nanos) {
         self.begin_input(now);
@@ -461,10 +580,16 @@ impl Engine {
         self.scan_wait_until = None;
     }
 
-    /// When the driver should call [`handle_timeout`](Engine::handle_timeout) (and poll the
-    /// scan lane again), if the scan is waiting for its policy.
+    /// When the driver should call [`handle_timeout`](Engine::handle_timeout) (and poll its
+    /// lanes again), if the scan is waiting for its policy or the qemu thread sleeps.
     pub fn poll_timeout(&self) -> Option<Nanos> {
-        if self.phase == Phase::Running { self.scan_wait_until } else { None }
+        if self.phase != Phase::Running {
+            return None;
+        }
+        match (self.scan_wait_until, self.sleep.map(|s| s.until)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next action, in order. Drain after every input.
@@ -480,6 +605,8 @@ impl Engine {
         }
         self.phase = Phase::Cancelled(reason.into());
         self.faults.drain().for_each(drop);
+        self.sleep = None;
+        self.stats.protection_ended_at.get_or_insert(now);
         self.stats.finished_at = Some(now);
         self.push_action(Action::UnprotectAll);
     }
@@ -511,6 +638,7 @@ impl Engine {
                 Phase::Cancelled(reason) => Outcome::Cancelled(reason.clone()),
             },
             stats: self.stats.clone(),
+            protection_window_ns: self.stats.protection_window().map(Nanos::as_ns),
             fault_wait: self.fault_wait.summary(),
             seed_latency: self.seed_latency.summary(),
             service_latency: self.service_latency.summary(),

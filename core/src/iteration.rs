@@ -46,11 +46,18 @@ impl IterationClock {
         if !crossed_check || elapsed <= self.wait_max {
             return None;
         }
-        let summary = IterationSummary { index: self.index, pages: self.pages, elapsed };
+        Some(self.end(now))
+    }
+
+    /// Ends the iteration now, whatever its length (QEMU's loop also ends an iteration when
+    /// the bandwidth limit is exceeded).
+    pub fn end(&mut self, now: Nanos) -> IterationSummary {
+        let summary =
+            IterationSummary { index: self.index, pages: self.pages, elapsed: now.saturating_since(self.started) };
         self.index += 1;
         self.started = now;
         self.pages = 0;
-        Some(summary)
+        summary
     }
 }
 

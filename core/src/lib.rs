@@ -28,10 +28,10 @@ mod time;
 
 pub use bitmap::PageBitmap;
 pub use config::{
-    ConfigError, EngineConfig, FAULT_QUEUE_PAGES_MAX, ITERATION_CHECK_PAGES, IterationMode, PAGE_COUNT_MAX, PAGE_SIZES,
-    SCAN_BATCH_PAGES_MAX, STAGING_PAGES_MAX, ServiceModel,
+    BUDGET_PAGES_MAX, CAPTURE_UNIT_PAGES_MAX, ConfigError, EngineConfig, FAULT_QUEUE_PAGES_MAX, ITERATION_CHECK_PAGES,
+    IterationMode, PAGE_COUNT_MAX, PAGE_SIZES, SCAN_BATCH_PAGES_MAX, SCAN_HIGH_WATER_PERCENT_MAX, ServiceModel,
 };
-pub use engine::{Action, Capture, Engine, EngineError, FaultError, FaultOutcome, Lane};
+pub use engine::{Action, Capture, Engine, EngineError, FaultError, FaultOutcome, Lane, coalesce_unprotects};
 pub use fault_queue::{FaultQueue, QueuedFault};
 pub use iteration::{IterationClock, IterationSummary};
 pub use latency::{LATENCY_NS_MAX, LOG2_MS_BUCKETS, LatencyRecorder, LatencySummary, Log2MsTable};

@@ -97,19 +97,20 @@ fn a_fault_outside_the_region_is_an_error_value() {
 }
 
 #[test]
-fn a_full_fault_queue_refuses_without_losing_state() {
-    let mut config = EngineConfig::new(PAGE, 16, ServiceModel::Qemu, PolicyConfig::None);
-    config.fault_queue_pages = 2;
-    let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
-    e.handle_fault(Nanos(1), PageIndex(1)).expect("room");
-    e.handle_fault(Nanos(2), PageIndex(2)).expect("room");
-    assert_eq!(e.handle_fault(Nanos(3), PageIndex(3)), Err(FaultError::QueueFull { capacity: 2 }));
-    assert!(e.is_pending(PageIndex(3)), "the refused page is still pending");
-    // A duplicate on a queued page still goes through: it needs no room.
-    assert_eq!(e.handle_fault(Nanos(4), PageIndex(1)), Ok(FaultOutcome::AlreadyInProgress));
-    let c = e.poll_capture(Nanos(5), Lane::Single).expect("fault");
-    let _ = complete(&mut e, Nanos(6), c);
-    assert_eq!(e.handle_fault(Nanos(7), PageIndex(3)), Ok(FaultOutcome::Queued));
+fn the_engine_holds_every_fault_itself() {
+    // Far more faults than any old fixed queue held: the driver keeps no queue of its own.
+    let mut e = engine(5000, ServiceModel::Qemu, PolicyConfig::None);
+    for page in 0..3000 {
+        assert_eq!(e.handle_fault(Nanos(page + 1), PageIndex(page)), Ok(FaultOutcome::Queued));
+    }
+    assert_eq!(e.faults_queued(), 3000);
+    // A duplicate on a queued page needs no room and changes nothing.
+    assert_eq!(e.handle_fault(Nanos(4000), PageIndex(1)), Ok(FaultOutcome::AlreadyInProgress));
+    let c = e.poll_capture(Nanos(4001), Lane::Single).expect("fault");
+    assert_eq!(c.run().first, PageIndex(0), "served in the order read");
+    let _ = complete(&mut e, Nanos(4002), c);
+    assert_eq!(e.faults_queued(), 2999);
+    assert_eq!(e.stats().fault_queue_peak, 3000);
 }
 
 /// Runs a snapshot to completion with captures that take `capture_time` each and a fault
@@ -117,8 +118,7 @@ fn a_full_fault_queue_refuses_without_losing_state() {
 fn run_to_completion(model: ServiceModel, pages: u64, batch: u64) -> (Engine, Vec<u64>) {
     let mut config = EngineConfig::new(PAGE, pages, model, PolicyConfig::None);
     config.scan_batch_pages = batch;
-    config.staging_pages = 16;
-    config.fault_reserve_pages = 2;
+    config.budget_pages = 16;
     let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
     let mut captured = Vec::new();
     let mut now = Nanos::ZERO;
@@ -180,27 +180,58 @@ fn decoupled_completes_only_when_the_sink_has_drained() {
 }
 
 #[test]
-fn a_full_staging_buffer_holds_faults_back_without_dropping_them() {
+fn the_scan_stops_at_its_high_water_mark_and_faults_use_the_rest_of_the_budget() {
     let mut config = EngineConfig::new(PAGE, 64, ServiceModel::Decoupled, PolicyConfig::None);
-    config.staging_pages = 4;
-    config.fault_reserve_pages = 1;
-    config.scan_batch_pages = 8;
+    config.budget_pages = 8;
+    config.scan_high_water_percent = 50;
+    config.scan_batch_pages = 16;
     let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
-    // The scan may fill the buffer only up to the fault reserve.
     let c = e.poll_capture(Nanos(0), Lane::Scan).expect("scan");
-    assert_eq!(c.run().count, 3, "4 staging pages minus 1 reserved for faults");
+    assert_eq!(c.run().count, 4, "the scan stages up to half the budget");
     let _ = complete(&mut e, Nanos(1), c);
-    assert!(e.poll_capture(Nanos(1), Lane::Scan).is_none(), "no room beyond the reserve");
-    e.handle_fault(Nanos(2), PageIndex(40)).expect("in region");
-    let f = e.poll_capture(Nanos(2), Lane::Fault).expect("the reserve serves the fault");
-    let _ = complete(&mut e, Nanos(3), f);
-    e.handle_fault(Nanos(4), PageIndex(41)).expect("in region");
-    assert!(e.poll_capture(Nanos(4), Lane::Fault).is_none(), "buffer full: back-pressure");
-    assert_eq!(e.faults_queued(), 1, "the fault is held, not dropped");
-    e.handle_sink_drained(Nanos(5), 1).expect("staged");
-    let f = e.poll_capture(Nanos(5), Lane::Fault).expect("room again");
-    assert_eq!(f.run().first, PageIndex(41));
+    assert!(e.poll_capture(Nanos(1), Lane::Scan).is_none(), "at the high-water mark");
+    // Four faults find room: the budget is theirs above the mark.
+    for (i, page) in [40u64, 50, 60, 61].into_iter().enumerate() {
+        let now = Nanos(2 + i as u64);
+        e.handle_fault(now, PageIndex(page)).expect("in region");
+        let f = e.poll_capture(now, Lane::Fault).expect("room for the fault");
+        let _ = complete(&mut e, now, f);
+    }
+    assert_eq!(e.staging_used(), 8);
+    assert_eq!(e.stats().fault_blocked_on_budget, 0);
+    // The fifth waits for the sink: the budget is exhausted. Nothing is dropped.
+    e.handle_fault(Nanos(10), PageIndex(62)).expect("in region");
+    assert!(e.poll_capture(Nanos(10), Lane::Fault).is_none(), "budget exhausted: back-pressure");
+    assert!(e.poll_capture(Nanos(11), Lane::Fault).is_none());
+    assert_eq!(e.faults_queued(), 1);
+    e.handle_sink_drained(Nanos(30), 1).expect("staged");
+    let f = e.poll_capture(Nanos(30), Lane::Fault).expect("room again");
+    assert_eq!(f.run().first, PageIndex(62));
+    assert_eq!(e.stats().fault_blocked_on_budget, 1, "counted once per fault");
+    assert_eq!(e.stats().fault_blocked_on_budget_ns, 20, "from 10 to 30");
     let _ = f;
+}
+
+#[test]
+fn once_the_rest_fits_in_the_budget_the_scan_may_use_all_of_it() {
+    // Budget = region: the scan copies everything without waiting for the sink.
+    let mut config = EngineConfig::new(PAGE, 64, ServiceModel::Decoupled, PolicyConfig::None);
+    config.budget_pages = 64;
+    config.scan_batch_pages = 16;
+    let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
+    let mut now = Nanos::ZERO;
+    while let Some(c) = e.poll_capture(now, Lane::Scan) {
+        now = now + Nanos(1);
+        let _ = complete(&mut e, now, c);
+    }
+    assert_eq!(e.pages_pending(), 0);
+    assert_eq!(e.stats().protection_window(), Some(Nanos(4)), "protection ends with the last unprotect");
+    assert!(!e.is_complete(), "the sink has not drained yet");
+    e.handle_sink_drained(Nanos(100), 64).expect("staged");
+    assert_eq!(drain(&mut e), vec![Action::Complete]);
+    assert_eq!(e.report().protection_window_ns, Some(4));
+    assert_eq!(e.stats().finished_at, Some(Nanos(100)), "the total duration includes the drain");
+    assert_eq!(e.stats().staging_blocked_ns, 0);
 }
 
 #[test]
@@ -305,17 +336,21 @@ fn seed_policies_default_to_write_tracking_and_the_rest_to_ordinary() {
 // ---- Bandwidth policy ----
 
 #[test]
-fn bandwidth_caps_scan_pages_but_not_faults() {
-    // 100 pages/s with a burst of 2 pages.
-    let policy = PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 100 * PAGE, burst_bytes: 2 * PAGE });
-    let mut e = engine(1000, ServiceModel::Qemu, policy);
+fn bandwidth_caps_stream_bytes_per_slice_but_not_faults() {
+    // 100 pages of stream bytes per second: 10 pages per 100 ms slice.
+    let policy = PolicyConfig::Bandwidth(BandwidthParams::new(100 * PAGE));
+    let mut e = engine(1000, ServiceModel::Decoupled, policy);
     let mut now = Nanos::ZERO;
     let mut scan_pages = 0;
     while now < Nanos::from_secs(1) {
-        match e.poll_capture(now, Lane::Single) {
+        match e.poll_capture(now, Lane::Scan) {
             Some(c) => {
-                scan_pages += c.run().count;
+                let pages = c.run().count;
+                scan_pages += pages;
                 let _ = complete(&mut e, now, c);
+                e.handle_stream_bytes(now, pages * PAGE);
+                e.handle_sink_drained(now, pages).expect("staged");
+                drain(&mut e);
             }
             None => {
                 let next = e.poll_timeout().expect("paced scan sets a timeout");
@@ -325,11 +360,150 @@ fn bandwidth_caps_scan_pages_but_not_faults() {
             }
         }
     }
-    // 2 burst pages plus 100 per second.
-    assert!((100..=103).contains(&scan_pages), "{scan_pages}");
-    // A fault is served at once even with no tokens left.
+    // Ten slices of 10 pages each.
+    assert_eq!(scan_pages, 100);
+    // A fault is served at once with the slice used up.
     e.handle_fault(now, PageIndex(999)).expect("in region");
-    let c = e.poll_capture(now, Lane::Single).expect("fault is exempt");
+    let c = e.poll_capture(now, Lane::Fault).expect("fault is exempt");
     assert_eq!(c.cause(), Cause::Fault);
     let _ = c;
+}
+
+#[test]
+fn zero_pages_cost_the_bandwidth_limit_only_their_header() {
+    let policy = PolicyConfig::Bandwidth(BandwidthParams::new(100 * PAGE));
+    let mut e = engine(1000, ServiceModel::Decoupled, policy);
+    let mut pages = 0;
+    // All-zero pages: 8 bytes of record header each.
+    while let Some(c) = e.poll_capture(Nanos(0), Lane::Scan) {
+        let n = c.run().count;
+        pages += n;
+        let _ = complete(&mut e, Nanos(0), c);
+        e.handle_stream_bytes(Nanos(0), n * 8);
+        e.handle_sink_drained(Nanos(0), n).expect("staged");
+        drain(&mut e);
+        if pages > 1000 {
+            break;
+        }
+    }
+    assert_eq!(pages, 1000, "a slice of 10 pages' bytes carries 1000 zero pages");
+}
+
+// ---- QEMU's iteration end: the thread sleeps out the rate limit ----
+
+#[test]
+fn qemu_iteration_end_sleeps_out_the_bandwidth_slice_and_reads_no_fault() {
+    // 2 pages per 100 ms slice.
+    let policy = PolicyConfig::Bandwidth(BandwidthParams::new(20 * PAGE));
+    let mut e = engine(100, ServiceModel::Qemu, policy);
+    for (i, at) in [Nanos(0), Nanos(10)].into_iter().enumerate() {
+        let c = e.poll_capture(at, Lane::Single).expect("scan");
+        e.handle_stream_bytes(at, PAGE);
+        let actions = complete(&mut e, at, c);
+        if i == 0 {
+            assert_eq!(actions.len(), 1, "slice not used up: no iteration end");
+        } else {
+            assert!(matches!(actions[1], Action::IterationEnd(_)), "{actions:?}");
+        }
+    }
+    assert_eq!(e.lane_asleep_until(Lane::Single, Nanos(11)), Some(ms(100)));
+    assert_eq!(e.poll_timeout(), Some(ms(100)));
+    // A fault read meanwhile (a driver should not read one) waits for the sleep to end.
+    e.handle_fault(Nanos(20), PageIndex(90)).expect("in region");
+    assert!(e.poll_capture(ms(50), Lane::Single).is_none(), "asleep: not even a fault");
+    e.handle_timeout(ms(100));
+    let c = e.poll_capture(ms(100), Lane::Single).expect("awake");
+    assert_eq!(c.cause(), Cause::Fault);
+    assert_eq!(e.stats().iteration_sleeps, 1);
+    assert_eq!(e.stats().iteration_sleep_ns, ms(100).as_ns() - 10);
+    let _ = c;
+}
+
+#[test]
+fn without_a_rate_limit_an_iteration_end_does_not_sleep() {
+    let mut config = EngineConfig::new(PAGE, 200, ServiceModel::Qemu, PolicyConfig::None);
+    config.iteration_mode = Some(IterationMode::Ordinary);
+    let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
+    let mut now = Nanos::ZERO;
+    let mut ends = 0;
+    while let Some(c) = e.poll_capture(now, Lane::Single) {
+        now = now + ms(1);
+        for action in complete(&mut e, now, c) {
+            if matches!(action, Action::IterationEnd(_)) {
+                ends += 1;
+                assert_eq!(e.lane_asleep_until(Lane::Single, now), None);
+            }
+        }
+    }
+    assert_eq!(ends, 3);
+    assert_eq!(e.stats().iteration_sleeps, 0);
+}
+
+// ---- Capture units (huge pages) and unprotect runs ----
+
+#[test]
+fn capture_units_take_whole_aligned_units_for_scan_and_fault() {
+    // 4 units of 8 pages plus a partial unit of 3 at the end.
+    let mut config = EngineConfig::new(PAGE, 35, ServiceModel::Decoupled, PolicyConfig::None);
+    config.capture_unit_pages = 8;
+    config.scan_batch_pages = 12; // rounded down to one unit
+    config.budget_pages = 64;
+    let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
+    assert_eq!(e.handle_fault(Nanos(1), PageIndex(19)), Ok(FaultOutcome::Queued));
+    // Another page of the same unit is already in progress.
+    assert_eq!(e.handle_fault(Nanos(2), PageIndex(23)), Ok(FaultOutcome::AlreadyInProgress));
+    let f = e.poll_capture(Nanos(3), Lane::Fault).expect("fault");
+    assert_eq!(f.run(), PageRun { first: PageIndex(16), count: 8 });
+    assert_eq!(complete(&mut e, Nanos(4), f), vec![Action::Unprotect(PageRun { first: PageIndex(16), count: 8 })]);
+    let mut runs = Vec::new();
+    while let Some(c) = e.poll_capture(Nanos(5), Lane::Scan) {
+        runs.push(c.run());
+        let actions = complete(&mut e, Nanos(5), c);
+        assert_eq!(actions[0], Action::Unprotect(*runs.last().expect("pushed")), "one unprotect per run");
+    }
+    // The cursor followed the fault to page 24; every run starts on a unit boundary.
+    let firsts: Vec<(u64, u64)> = runs.iter().map(|r| (r.first.0, r.count)).collect();
+    assert_eq!(firsts, vec![(24, 8), (32, 3), (0, 8), (8, 8)]);
+    // A fault on a saved unit only wakes the faulting page.
+    assert_eq!(e.handle_fault(Nanos(6), PageIndex(33)), Ok(FaultOutcome::AlreadySaved));
+    assert_eq!(drain(&mut e), vec![Action::Wake(PageIndex(33))]);
+}
+
+#[test]
+fn a_scan_run_is_one_unprotect_and_adjacent_runs_coalesce() {
+    let mut config = EngineConfig::new(PAGE, 64, ServiceModel::Qemu, PolicyConfig::None);
+    config.scan_batch_pages = 32;
+    let mut e = Engine::new(config, Nanos::ZERO).expect("valid");
+    let c = e.poll_capture(Nanos(0), Lane::Single).expect("scan");
+    assert_eq!(complete(&mut e, Nanos(1), c), vec![Action::Unprotect(PageRun { first: PageIndex(0), count: 32 })]);
+    let mut actions = vec![
+        Action::Unprotect(PageRun { first: PageIndex(0), count: 4 }),
+        Action::Unprotect(PageRun { first: PageIndex(4), count: 2 }),
+        Action::Unprotect(PageRun { first: PageIndex(9), count: 1 }),
+        Action::Wake(PageIndex(3)),
+        Action::Unprotect(PageRun { first: PageIndex(10), count: 1 }),
+    ];
+    wpsnap_core::coalesce_unprotects(&mut actions);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Unprotect(PageRun { first: PageIndex(0), count: 6 }),
+            Action::Unprotect(PageRun { first: PageIndex(9), count: 1 }),
+            Action::Wake(PageIndex(3)),
+            Action::Unprotect(PageRun { first: PageIndex(10), count: 1 }),
+        ]
+    );
+}
+
+#[test]
+fn budget_and_units_are_validated_naming_the_field() {
+    let mut config = EngineConfig::new(PAGE, 64, ServiceModel::Decoupled, PolicyConfig::None);
+    config.capture_unit_pages = 3;
+    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "capture_unit_pages");
+    config.capture_unit_pages = 8;
+    config.budget_pages = 4;
+    assert_eq!(Engine::new(config.clone(), Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "budget_pages");
+    config.budget_pages = 8;
+    config.scan_high_water_percent = 95;
+    assert_eq!(Engine::new(config, Nanos::ZERO).map(|_| ()).expect_err("invalid").field, "scan_high_water_percent");
 }

@@ -19,8 +19,8 @@ fn all_kinds() -> Vec<PolicyConfig> {
         PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()),
         PolicyConfig::LimitScanRateTrueLatency(limit),
         PolicyConfig::Bandwidth(BandwidthParams::default()),
-        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 100_000_000, burst_bytes: 4096 }),
-        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 123_457, burst_bytes: 1 << 30 }),
+        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 100_000_000, slice_ns: 10_000_000 }),
+        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 123_457, slice_ns: 1_500_000_000 }),
         PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
         PolicyConfig::LatencyTarget(target),
         PolicyConfig::LatencyTarget(LatencyTargetParams { target_p99_ns: 1_001, ..LatencyTargetParams::default() }),
@@ -49,10 +49,7 @@ fn old_spellings_still_work() {
     // wpsnap-sim's `bandwidth:MBPS` and `latency-target:P99_US`, and the patch's old name.
     assert_eq!(parse("seed"), PolicyConfig::limit_scan_rate());
     assert_eq!(parse("seed-true-latency"), PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()));
-    assert_eq!(
-        parse("bandwidth:100"),
-        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 100_000_000, burst_bytes: 64 * 4096 })
-    );
+    assert_eq!(parse("bandwidth:100"), PolicyConfig::Bandwidth(BandwidthParams::new(100_000_000)));
     assert_eq!(
         parse("latency-target:2000"),
         PolicyConfig::LatencyTarget(LatencyTargetParams { target_p99_ns: 2_000_000, ..LatencyTargetParams::default() })

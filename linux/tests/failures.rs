@@ -21,7 +21,7 @@ fn slow_scan_config(model: ServiceModel) -> SnapshotConfig {
     SnapshotConfig {
         service_model: model,
         // 16 MiB/s: a 16 MiB region takes about a second, so the failure lands mid-snapshot.
-        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 16 << 20, burst_bytes: 16 * 4096 }),
+        policy: PolicyConfig::Bandwidth(BandwidthParams::new(16 << 20)),
         ..SnapshotConfig::default()
     }
 }
@@ -193,7 +193,7 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
     let config = SnapshotConfig {
         service_model: ServiceModel::Decoupled,
         policy: PolicyConfig::None,
-        staging_pages: 8,
+        budget_bytes: Some(8 * 4096),
         scan_batch_pages: 2,
         ..SnapshotConfig::default()
     };

@@ -8,9 +8,15 @@
 //! - each page is saved at most once, and exactly once when the snapshot completes;
 //! - a queued fault is never overtaken by a scan page started after it was queued;
 //! - a fault on a saved page only wakes; a fault on a queued or in-flight page does nothing;
-//! - an iteration ends exactly when its limit (50 ms / 1000 ms) is passed at a multiple of 64;
+//! - captures cover whole aligned capture units;
+//! - the memory budget is never exceeded; the scan stays under its high-water mark unless
+//!   everything still to capture fits; a fault capture is never refused while the budget has
+//!   room for it (faults never wait for the sink while memory allows);
+//! - an iteration ends exactly when its limit (50 ms / 1000 ms) is passed at a multiple of 64,
+//!   or, in the qemu model, when the bandwidth slice is used up; the thread then sleeps to the
+//!   slice's end and captures nothing, not even a fault, before;
 //! - `seed`: after a slow fault, no scan page starts inside a 5 ms poll unless a fault arrived,
-//!   for the next 200 saved pages; `bandwidth`: scan pages by time t ≤ burst + rate·t;
+//!   for the next 200 saved pages; `bandwidth`: no scan page starts in a used-up slice;
 //! - the snapshot completes within a bounded number of steps once inputs stop (liveness).
 
 use proptest::prelude::*;
@@ -38,6 +44,8 @@ pub enum Step {
     Poll(Lane),
     Complete(Lane),
     Drain(u64),
+    /// The driver reports stream bytes (the sink wrote, or the qemu thread wrote a capture).
+    Stream(u64),
     Advance(Nanos),
     ReportWait(Nanos),
     Timeout,
@@ -48,9 +56,9 @@ fn policy_strategy() -> impl Strategy<Value = PolicyConfig> {
         Just(PolicyConfig::None),
         Just(PolicyConfig::limit_scan_rate()),
         Just(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default())),
-        (1u64..=2000, 1u64..=8).prop_map(|(rate, burst)| PolicyConfig::Bandwidth(BandwidthParams {
+        (1u64..=2000, 1u64..=200).prop_map(|(rate, slice_ms)| PolicyConfig::Bandwidth(BandwidthParams {
             bytes_per_sec: rate * PAGE,
-            burst_bytes: burst * PAGE,
+            slice_ns: slice_ms * 1_000_000,
         })),
         (100_000u64..5_000_000).prop_map(|target| PolicyConfig::LatencyTarget(LatencyTargetParams {
             target_p99_ns: target,
@@ -67,17 +75,18 @@ fn config_strategy() -> impl Strategy<Value = EngineConfig> {
         prop_oneof![Just(None), Just(Some(IterationMode::Ordinary)), Just(Some(IterationMode::WriteTracking))],
         any::<bool>(),
         1u64..=8,
-        2u64..=32,
-        1usize..=8,
+        1u64..=32,
+        1u8..=90,
+        prop_oneof![4 => Just(1u64), 1 => Just(2), 1 => Just(4), 1 => Just(8)],
     )
-        .prop_map(|(pages, model, policy, mode, follow, batch, staging, queue)| {
+        .prop_map(|(pages, model, policy, mode, follow, batch, budget_units, high_water, unit)| {
             let mut c = EngineConfig::new(PAGE, pages, model, policy);
             c.iteration_mode = mode;
             c.scan_follows_faults = follow;
             c.scan_batch_pages = batch;
-            c.staging_pages = staging;
-            c.fault_reserve_pages = staging / 4;
-            c.fault_queue_pages = queue;
+            c.budget_pages = budget_units * unit;
+            c.scan_high_water_percent = high_water;
+            c.capture_unit_pages = unit;
             c
         })
 }
@@ -100,6 +109,7 @@ impl ReferenceStateMachine for EngineReference {
             4 => lane.clone().prop_map(Step::Poll),
             4 => lane.prop_map(Step::Complete),
             2 => (1u64..=16).prop_map(Step::Drain),
+            1 => (1u64..=3 * PAGE).prop_map(Step::Stream),
             3 => (0u64..=12_000_000).prop_map(|ns| Step::Advance(Nanos(ns))),
             1 => (0u64..=20_000_000).prop_map(|ns| Step::ReportWait(Nanos(ns))),
             1 => Just(Step::Timeout),
@@ -135,7 +145,10 @@ struct Shadow {
     seed_slow_wait: bool,
     seed_counter: u32,
     seed_poll_until: Option<Nanos>,
-    scan_pages_started: u64,
+    // bandwidth rule (QEMU's slices) and the qemu thread's sleep
+    slice_start: Nanos,
+    slice_bytes: u64,
+    asleep_until: Option<Nanos>,
 }
 
 impl Shadow {
@@ -154,8 +167,64 @@ impl Shadow {
             seed_slow_wait: false,
             seed_counter: 0,
             seed_poll_until: None,
-            scan_pages_started: 0,
+            slice_start: Nanos::ZERO,
+            slice_bytes: 0,
+            asleep_until: None,
         }
+    }
+
+    fn unit_of(&self, page: u64) -> PageRun {
+        let unit = self.config.capture_unit_pages;
+        let first = page / unit * unit;
+        PageRun { first: PageIndex(first), count: unit.min(self.config.page_count - first) }
+    }
+
+    /// `(slice bytes max, slice ns)` under `bandwidth`.
+    fn bandwidth(&self) -> Option<(u64, u64)> {
+        match self.config.policy {
+            PolicyConfig::Bandwidth(p) => {
+                Some((((p.bytes_per_sec as u128 * p.slice_ns as u128) / 1_000_000_000).max(1) as u64, p.slice_ns))
+            }
+            _ => None,
+        }
+    }
+
+    /// Slices lie on a fixed grid from time zero.
+    fn roll_slice(&mut self, now: Nanos) {
+        if let Some((_, slice_ns)) = self.bandwidth() {
+            let start = Nanos(now.as_ns() / slice_ns * slice_ns);
+            if start != self.slice_start {
+                self.slice_start = start;
+                self.slice_bytes = 0;
+            }
+        }
+    }
+
+    fn slice_used_up(&mut self, now: Nanos) -> Option<Nanos> {
+        self.roll_slice(now);
+        let (max, slice_ns) = self.bandwidth()?;
+        (self.slice_bytes >= max).then(|| self.slice_start + Nanos(slice_ns))
+    }
+
+    fn on_stream_bytes(&mut self, now: Nanos, bytes: u64) {
+        if self.all_saved_or_more() {
+            return;
+        }
+        self.roll_slice(now);
+        self.slice_bytes += bytes;
+    }
+
+    /// No longer running: the engine stops observing.
+    fn all_saved_or_more(&self) -> bool {
+        self.all_saved() && self.staged == 0 && self.queue.is_empty()
+    }
+
+    fn queued_pages(&self) -> u64 {
+        self.queue.iter().map(|&first| self.unit_of(first).count).sum()
+    }
+
+    fn pending_pages(&self) -> u64 {
+        self.pages.iter().filter(|&&p| p == PageState::Pending).count() as u64
     }
 
     fn seed_params(&self) -> Option<(LimitScanRateParams, bool)> {
@@ -168,19 +237,17 @@ impl Shadow {
 
     fn on_fault(&mut self, now: Nanos, page: u64, outcome: Result<FaultOutcome, FaultError>, actions: &[Action]) {
         let state = self.pages[page as usize];
+        let unit = self.unit_of(page);
         match outcome {
-            Err(FaultError::QueueFull { .. }) => {
-                assert_eq!(state, PageState::Pending, "only a new page needs queue room");
-                assert!(self.queue.len() >= self.config.fault_queue_pages);
-                assert!(actions.is_empty());
-                return;
-            }
             Err(e) => panic!("in-region fault refused: {e}"),
             Ok(FaultOutcome::Queued) => {
                 assert_eq!(state, PageState::Pending);
                 assert!(actions.is_empty());
-                self.pages[page as usize] = PageState::Queued;
-                self.queue.push_back(page);
+                for p in unit.pages() {
+                    assert_eq!(self.pages[p.0 as usize], PageState::Pending, "a unit is pending whole");
+                    self.pages[p.0 as usize] = PageState::Queued;
+                }
+                self.queue.push_back(unit.first.0);
             }
             Ok(FaultOutcome::AlreadyInProgress) => {
                 assert!(matches!(state, PageState::Queued | PageState::InFlight), "{state:?}");
@@ -195,59 +262,86 @@ impl Shadow {
         self.seed_poll_until = None;
     }
 
+    /// Must `lane`, idle, be offered a fault capture now? Yes whenever a fault is queued, the
+    /// lane is not asleep, and (decoupled) the budget has room for it.
+    fn fault_capture_due(&self, now: Nanos, lane: Lane) -> bool {
+        let Some(&head) = self.queue.front() else { return false };
+        match lane {
+            Lane::Single => self.asleep_until.is_none_or(|until| now >= until),
+            Lane::Fault => self.staged + self.unit_of(head).count <= self.config.budget_pages,
+            Lane::Scan => false,
+        }
+    }
+
     fn on_capture_started(&mut self, now: Nanos, capture: &Capture) {
         let run = capture.run();
+        let unit = self.config.capture_unit_pages;
+        if capture.lane() == Lane::Single {
+            if let Some(until) = self.asleep_until {
+                assert!(now >= until, "qemu thread captured at {now:?} while asleep until {until:?}");
+            }
+            self.asleep_until = None;
+        }
+        assert_eq!(run.first.0 % unit, 0, "capture {run:?} not aligned to units of {unit}");
+        assert!(
+            run.count.is_multiple_of(unit) || run.end() == self.config.page_count,
+            "capture {run:?} not whole units"
+        );
         match capture.cause() {
             Cause::Fault => {
-                assert_eq!(run.count, 1);
                 let expected = self.queue.pop_front().expect("a fault capture needs a queued fault");
-                assert_eq!(run.first.0, expected, "faults are served in the order they were read");
+                assert_eq!(run, self.unit_of(expected), "faults are served in the order they were read, whole units");
             }
             Cause::Scan => {
                 assert!(self.queue.is_empty(), "scan page {run:?} overtook queued faults {:?}", self.queue);
-                assert!(run.count <= self.config.scan_batch_pages);
+                assert!(run.count <= self.config.scan_run_pages_max());
                 for page in run.pages() {
                     assert_eq!(self.pages[page.0 as usize], PageState::Pending, "scan of a non-pending {page}");
                 }
                 self.check_policy_allows_scan(now, run);
-                self.scan_pages_started += run.count;
+                if self.config.service_model == ServiceModel::Decoupled {
+                    let outstanding = self.pending_pages() + self.queued_pages();
+                    let under_mark = self.staged + run.count <= self.config.scan_high_water_pages();
+                    let rest_fits = self.staged + outstanding <= self.config.budget_pages;
+                    assert!(
+                        under_mark || rest_fits,
+                        "scan {run:?} above its high-water mark with {} staged",
+                        self.staged
+                    );
+                }
             }
         }
         for page in run.pages() {
             self.pages[page.0 as usize] = PageState::InFlight;
         }
         if self.config.service_model == ServiceModel::Decoupled {
-            let reserve = match capture.cause() {
-                Cause::Fault => 0,
-                Cause::Scan => self.config.fault_reserve_pages,
-            };
-            assert!(self.staged + run.count + reserve <= self.config.staging_pages, "staging over its bound");
+            assert!(self.staged + run.count <= self.config.budget_pages, "memory budget exceeded");
             self.staged += run.count;
         }
     }
 
-    fn check_policy_allows_scan(&self, now: Nanos, run: PageRun) {
+    fn check_policy_allows_scan(&mut self, now: Nanos, run: PageRun) {
         if self.seed_params().is_some() {
             if let Some(until) = self.seed_poll_until {
                 assert!(now >= until, "seed: scan at {now:?} inside a poll until {until:?}");
             }
             if self.seed_counter > 0 {
-                assert_eq!(run.count, 1, "seed: one page at a time while throttled");
+                assert!(run.count <= self.config.capture_unit_pages, "seed: one unit at a time while throttled");
             }
         }
-        if let PolicyConfig::Bandwidth(p) = self.config.policy {
-            let rate = p.bytes_per_sec / PAGE;
-            let burst = p.burst_bytes / PAGE;
-            let allowed = burst as u128 + (now.as_ns() as u128 * rate as u128) / 1_000_000_000;
-            assert!(
-                (self.scan_pages_started + run.count) as u128 <= allowed,
-                "bandwidth: {} scan pages by {now:?}, allowed {allowed}",
-                self.scan_pages_started + run.count
-            );
+        if self.bandwidth().is_some() {
+            let used_up = self.slice_used_up(now);
+            assert!(used_up.is_none(), "bandwidth: scan at {now:?} in a used-up slice ({} bytes)", self.slice_bytes);
         }
     }
 
-    fn on_capture_completed(&mut self, now: Nanos, run: PageRun, actions: &[Action], running: bool) {
+    fn on_capture_completed(
+        &mut self,
+        now: Nanos,
+        (lane, run, in_flight_left): (Lane, PageRun, bool),
+        actions: &[Action],
+        running: bool,
+    ) {
         if !running {
             return;
         }
@@ -257,16 +351,23 @@ impl Shadow {
             self.saves[page.0 as usize] += 1;
             assert_eq!(self.saves[page.0 as usize], 1, "{page} saved twice");
         }
-        // Iteration rule.
+        // Iteration rule: QEMU's time limit, or (qemu model) a used-up bandwidth slice while
+        // pages are still protected, which also puts the thread to sleep.
         let before = self.iteration_pages;
         self.iteration_pages += run.count;
         let crossed = before / 64 != self.iteration_pages / 64;
-        let expect_end = crossed && now.saturating_since(self.iteration_start) > self.iteration_limit;
+        let by_clock = crossed && now.saturating_since(self.iteration_start) > self.iteration_limit;
+        let protected_left = !(self.all_saved() && self.queue.is_empty() && !in_flight_left);
+        let rate_limit = if lane == Lane::Single && protected_left { self.slice_used_up(now) } else { None };
+        let expect_end = by_clock || rate_limit.is_some();
         let ended = actions.iter().any(|a| matches!(a, Action::IterationEnd(_)));
         assert_eq!(ended, expect_end, "iteration end at {} pages, {now:?}", self.iteration_pages);
         if ended {
             self.iteration_start = now;
             self.iteration_pages = 0;
+        }
+        if let Some(until) = rate_limit {
+            self.asleep_until = Some(until);
         }
         // Seed rule.
         if let Some((params, true_latency)) = self.seed_params() {
@@ -333,13 +434,18 @@ impl Harness {
             assert!(self.engine.poll_capture(self.now, lane).is_none(), "a busy lane was offered work");
             return false;
         }
+        let fault_due = self.shadow.fault_capture_due(self.now, lane);
         match self.engine.poll_capture(self.now, lane) {
             Some(capture) => {
+                assert!(!fault_due || capture.cause() == Cause::Fault, "a due fault was passed over");
                 self.shadow.on_capture_started(self.now, &capture);
                 self.held[slot] = Some(capture);
                 true
             }
-            None => false,
+            None => {
+                assert!(!fault_due, "{lane:?} refused a queued fault with room for it: it waited for the sink");
+                false
+            }
         }
     }
 
@@ -347,12 +453,19 @@ impl Harness {
         let Some(capture) = self.held[lane_slot(lane)].take() else { return false };
         let run = capture.run();
         let running = self.engine.is_running();
+        if lane == Lane::Single && running {
+            // The qemu thread wrote the capture to the stream before completing it.
+            let bytes = run.count * PAGE;
+            self.engine.handle_stream_bytes(self.now, bytes);
+            self.shadow.on_stream_bytes(self.now, bytes);
+        }
         self.engine.handle_captured(self.now, capture).expect("held capture is in flight");
         if self.engine.config().service_model == ServiceModel::Decoupled {
             self.staged += run.count;
         }
         let actions = self.drain();
-        self.shadow.on_capture_completed(self.now, run, &actions, running);
+        let in_flight_left = self.held.iter().any(Option::is_some);
+        self.shadow.on_capture_completed(self.now, (lane, run, in_flight_left), &actions, running);
         true
     }
 
@@ -378,7 +491,7 @@ impl Harness {
         let saved = self.shadow.saves.iter().map(|&s| s as u64).sum::<u64>();
         assert_eq!(stats.pages_saved(), saved);
         if self.engine.config().service_model == ServiceModel::Decoupled {
-            assert!(self.engine.staging_used() <= self.engine.config().staging_pages);
+            assert!(self.engine.staging_used() <= self.engine.config().budget_pages);
         }
     }
 
@@ -440,6 +553,10 @@ impl StateMachineTest for Harness {
                 h.complete(lane);
             }
             Step::Drain(pages) => h.drain_sink(pages),
+            Step::Stream(bytes) => {
+                h.shadow.on_stream_bytes(h.now, bytes);
+                h.engine.handle_stream_bytes(h.now, bytes);
+            }
             Step::Advance(dt) => h.now = h.now + dt,
             Step::ReportWait(wait) => {
                 h.engine.handle_fault_wait(h.now, wait);

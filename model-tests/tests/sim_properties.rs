@@ -13,10 +13,7 @@ fn policy() -> impl Strategy<Value = PolicyConfig> {
         Just(PolicyConfig::None),
         Just(PolicyConfig::limit_scan_rate()),
         Just(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default())),
-        (64u64..4096).prop_map(|pages_per_sec| PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: pages_per_sec * 4096,
-            burst_bytes: 16 * 4096,
-        })),
+        (64u64..4096).prop_map(|pages_per_sec| PolicyConfig::Bandwidth(BandwidthParams::new(pages_per_sec * 4096))),
         Just(PolicyConfig::LatencyTarget(LatencyTargetParams::default())),
     ]
 }
@@ -87,8 +84,8 @@ proptest! {
     fn decoupled_fault_waits_never_include_a_disk_write(
         config in config().prop_map(|mut c| {
             c.engine.service_model = ServiceModel::Decoupled;
-            // More staging than pages: the buffer can never be full.
-            c.engine.staging_pages = c.engine.page_count + c.engine.fault_reserve_pages + 1;
+            // A budget of the whole region: it can never be exhausted.
+            c.engine.budget_pages = c.engine.page_count;
             c
         }),
         seed in any::<u64>(),
@@ -123,7 +120,7 @@ fn the_decoupled_bound_separates_the_models_on_a_slow_disk() {
     qemu.baseline = false;
     let mut decoupled = qemu.clone();
     decoupled.engine.service_model = ServiceModel::Decoupled;
-    decoupled.engine.staging_pages = decoupled.engine.page_count;
+    decoupled.engine.budget_pages = decoupled.engine.page_count;
     let bound = decoupled_bound_ns(&decoupled);
     let q = wpsnap_sim::run(7, &qemu).expect("valid");
     let d = wpsnap_sim::run(7, &decoupled).expect("valid");

@@ -173,7 +173,7 @@ struct BenchArgs {
 
 /// A comma-separated list of policies in their text form (`wpsnap_core::PolicyConfig`'s
 /// `FromStr`). A piece with `=` is a knob of the policy before it, so knobs need no other
-/// separator: `bandwidth:64M,burst=1M,none`.
+/// separator: `bandwidth:64M,slice=10ms,none`.
 #[derive(Clone, Debug)]
 struct PolicyList(Vec<PolicyConfig>);
 

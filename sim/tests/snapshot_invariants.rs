@@ -38,7 +38,7 @@ fn every_pattern_completes_with_a_scan_batch() {
         let mut config = small(ServiceModel::Decoupled, wpsnap_core::PolicyConfig::None, DiskPreset::SataSsd, 3000);
         config.writers.pattern = pattern.parse().expect("valid pattern");
         config.engine.scan_batch_pages = 16;
-        config.engine.staging_pages = 256;
+        config.engine.budget_pages = 256;
         config.sink_batch_pages = 32;
         let report = run_twice(3, &config);
         assert_clean_and_complete(3, &report);
@@ -96,8 +96,7 @@ fn huge_pages_complete_and_keep_the_invariants() {
         let mut config = small(model, wpsnap_core::PolicyConfig::limit_scan_rate(), DiskPreset::Nvme, 1);
         config.engine.page_size = 2 << 20;
         config.engine.page_count = 64;
-        config.engine.staging_pages = 16;
-        config.engine.fault_reserve_pages = 4;
+        config.engine.budget_pages = 16;
         let report = run_twice(3, &config);
         assert_clean_and_complete(3, &report);
         assert!(report.snapshot.stream_bytes >= 64 * (2 << 20) / 5, "{}", report.snapshot.stream_bytes);

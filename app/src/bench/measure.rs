@@ -138,7 +138,7 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         add(&mut dec, d.writers.writes, d.window_ns);
         let page_size = d.report.page_size;
         staging_peak = staging_peak.max(d.report.engine.stats.staging_peak_pages * page_size);
-        staging_limit = d.report.engine.config.staging_pages * page_size;
+        staging_limit = d.report.budget_bytes;
         step("wpsnap qemu model");
         let q = file_run(plan, &region, config_for(ServiceModel::Qemu), Some(&writer_config), "qemu")?;
         qemu_wait.merge(&q.writers.fault_wait);
@@ -375,7 +375,7 @@ fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::R
         writes_per_sec_per_writer: plan.slow_disk_write_rate,
         fault_wait: LatencyRow::new("decoupled-hdd-7200", &wait, floor),
         staging_peak_bytes: stats.staging_peak_pages * page_size,
-        staging_limit_bytes: run.report.engine.config.staging_pages * page_size,
+        staging_limit_bytes: run.report.budget_bytes,
         staging_blocked_ns: stats.staging_blocked_ns,
         duration_ns: run.report.duration_ns,
         stalls_injected: run.stalls,
@@ -423,7 +423,7 @@ fn file_run_at(
         Some(profile) => Box::new(SlowDevice::new(output, profile)),
         None => output,
     };
-    let engine_config = config.engine_config(region.page_size(), region.page_count());
+    let engine_config = config.engine_config(region);
     let (sink, summary) = FormatSink::new(output, region, serde_json::to_string(&engine_config)?)
         .map_err(|e| anyhow!("writing the snapshot header: {e}"))?;
     let mut run = uffd_run(region, config, Box::new(sink), writers)?;

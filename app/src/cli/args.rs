@@ -157,9 +157,13 @@ pub struct RunArgs {
     /// Who waits for what when a writer faults: decoupled or qemu.
     #[arg(long, default_value = "decoupled")]
     pub model: ServiceModel,
-    /// Staging buffer of the decoupled model (suffixes K, M, G).
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
-    pub staging: u64,
+    /// Memory budget of the decoupled model (suffixes K, M, G); default: the region, within
+    /// half of MemAvailable and of the cgroup's room, at most 8 GiB.
+    #[arg(long, alias = "staging", value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Microseconds the fault thread spins on the userfaultfd before sleeping (0..=500).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=500))]
+    pub fault_spin_us: u64,
     /// Pages per scan capture (one unprotect each).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub scan_batch_pages: u64,

@@ -136,13 +136,18 @@ fn preflight(args: &RunArgs) -> anyhow::Result<Preflight> {
     Ok(Preflight { out_target, opened_via })
 }
 
-/// Refuses a region that cannot fit: region + staging (+ the reference copy of `--check`)
+/// Refuses a region that cannot fit: region + an explicit budget (+ the reference copy of `--check`)
 /// against MemAvailable and the memory cgroup's room.
 fn check_memory_room(args: &RunArgs) -> anyhow::Result<()> {
     let backing: Backing = args.backing.into();
     // hugetlbfs pages come from the reserved pool, which MemAvailable does not count.
     let region = if backing == Backing::Hugetlbfs { 0 } else { args.size };
-    let staging = if args.backend == Backend::Uffd { args.staging } else { 0 };
+    // An explicit budget is counted whole; the default budget adapts to what is left after
+    // the region is mapped (at most half of it), so it needs no room of its own here.
+    let staging = match (args.backend, args.budget) {
+        (Backend::Uffd, Some(budget)) => budget.min(args.size),
+        _ => 0,
+    };
     let reference = if args.check { args.size } else { 0 };
     let needed = region + staging + reference + MEMORY_SLACK_BYTES;
     let room = read_memory_room();
@@ -153,7 +158,7 @@ fn check_memory_room(args: &RunArgs) -> anyhow::Result<()> {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         let check_part = if args.check { " + the --check reference copy" } else { "" };
         bail!(
-            "--size {:.2} GiB needs about {:.2} GiB of memory (region + staging{check_part} + {} MiB), \
+            "--size {:.2} GiB needs about {:.2} GiB of memory (region + budget{check_part} + {} MiB), \
              but only {:.2} GiB is available ({}); use a smaller --size",
             gib(args.size),
             gib(needed),
@@ -255,10 +260,11 @@ fn snapshot_uffd(
         service_model: args.model,
         policy: policy_config(args)?,
         scan_batch_pages: args.scan_batch_pages,
-        staging_pages: (args.staging / region.page_size()).max(2),
+        budget_bytes: args.budget,
+        fault_spin: Duration::from_micros(args.fault_spin_us),
         force_touch: args.force_touch,
     };
-    let engine_config = config.engine_config(region.page_size(), region.page_count());
+    let engine_config = config.engine_config(&region);
     let (sink, summary_slot) =
         FormatSink::new(output, &region, serde_json::to_string(&engine_config)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let prepared = Snapshot::prepare(region, config, Box::new(sink))?;
@@ -300,7 +306,7 @@ fn snapshot_fork(
     reference: &mut Vec<u8>,
 ) -> anyhow::Result<Taken> {
     let region = mapping.region();
-    let engine_config = SnapshotConfig::default().engine_config(region.page_size(), region.page_count());
+    let engine_config = SnapshotConfig::default().engine_config(&region);
     let header = region.snapshot_header(serde_json::to_string(&engine_config)?);
     // SAFETY: `mapping` stays mapped until after the fork snapshot is waited for.
     let region_ref = unsafe { RegionRef::new(mapping.as_ptr(), mapping.len()) };
@@ -475,7 +481,8 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         scan_bandwidth: None,
         policy_json: None,
         model: wpsnap_core::ServiceModel::Decoupled,
-        staging: 16 << 20,
+        budget: None,
+        fault_spin_us: 0,
         scan_batch_pages: 16,
         backend: Backend::Uffd,
         out: dir.join("demo.wps").display().to_string(),

@@ -74,19 +74,29 @@ pub fn text(report: &JobReport) -> String {
             model_name(snap.engine.config.service_model)
         ));
         line(format!(
-            "pause {} (whole-region write-protect {}), duration {}, throughput {:.0} MiB/s",
+            "pause {} (whole-region write-protect {}), protection window {}, duration {}, throughput {:.0} MiB/s",
             format_ns(snap.pause_ns),
             format_ns(snap.protect_ns),
+            format_ns(snap.protection_window_ns),
             format_ns(snap.duration_ns),
             mib(snap.throughput_bytes_per_sec)
         ));
         line(format!(
-            "pages: {} by scan, {} by fault ({} fault events, {} wake-only); {} unprotect calls; sink {:.1} MiB",
+            "memory budget {:.0} MiB, staging peak {:.1} MiB mapped; {} faults waited for budget room ({}); fault spin {}",
+            mib(snap.budget_bytes as f64),
+            mib(snap.staging_mapped_peak_bytes as f64),
+            stats.fault_blocked_on_budget,
+            format_ns(stats.fault_blocked_on_budget_ns),
+            format_ns(snap.fault_spin_ns)
+        ));
+        line(format!(
+            "pages: {} by scan, {} by fault ({} fault events, {} wake-only); {} unprotect calls for {} pages; sink {:.1} MiB",
             stats.pages_by_scan,
             stats.pages_by_fault,
             stats.faults,
             stats.wakes_only,
             snap.unprotect_calls,
+            snap.unprotect_pages,
             mib(snap.sink_bytes as f64)
         ));
         let w = &snap.engine.fault_wait;

@@ -73,7 +73,7 @@ impl ThrottlePolicy for LimitScanRatePolicy {
                     self.poll_until = None;
                 }
             }
-            Observation::ServiceLatency(_) | Observation::ScanStarted { .. } => {}
+            Observation::ServiceLatency(_) | Observation::ScanStarted { .. } | Observation::StreamBytes { .. } => {}
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Observation {
     FaultWait(Nanos),
     /// The scan started a capture of `pages` pages.
     ScanStarted { pages: u64 },
+    /// `bytes` went into the snapshot stream (page records: a zero page costs its header).
+    StreamBytes { bytes: u64 },
 }
 
 /// A policy's answer to "may the scan capture now?".
@@ -61,6 +63,13 @@ pub trait ThrottlePolicy: std::fmt::Debug + Send {
     fn observe(&mut self, now: Nanos, observation: Observation);
     /// May the scan capture now, and how much?
     fn scan_gate(&mut self, now: Nanos) -> Gate;
+    /// QEMU's rate limit: `Some(until)` while the stream has used up its bandwidth for now.
+    /// In the qemu model that ends the iteration and the one thread sleeps until then, reading
+    /// no fault (`migration_rate_limit`). Only `bandwidth` limits the rate.
+    fn rate_limited_until(&mut self, now: Nanos) -> Option<Nanos> {
+        let _ = now;
+        None
+    }
 }
 
 /// Policy selection and parameters, as they appear in config files and reports.
@@ -80,7 +89,9 @@ pub enum PolicyConfig {
     /// The same rule fed with the writers' real fault waits (formerly `seed-true-latency`).
     #[serde(alias = "seed-true-latency")]
     LimitScanRateTrueLatency(LimitScanRateParams),
-    /// A token bucket on scan pages, like QEMU's max-bandwidth; faults are exempt.
+    /// QEMU's max-bandwidth: stream bytes per time slice; the scan waits for the next slice
+    /// once a slice's bytes are used up (faults are never held back by the gate, but their
+    /// bytes count, and in the qemu model the thread sleeps out the slice).
     Bandwidth(BandwidthParams),
     /// Paces the scan to keep the fault-wait p99 under a target.
     LatencyTarget(LatencyTargetParams),
@@ -109,21 +120,33 @@ impl Default for LimitScanRateParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandwidthParams {
-    /// Scan bytes per second.
+    /// Stream bytes per second.
     pub bytes_per_sec: u64,
-    /// Bytes the scan may take at once after an idle period.
-    #[serde(default = "default_burst_bytes")]
-    pub burst_bytes: u64,
+    /// The rate is enforced per slice of this length: each slice may carry
+    /// `bytes_per_sec * slice_ns / 10^9` bytes. QEMU: `BUFFER_DELAY`, 100 ms.
+    #[serde(default = "default_slice_ns")]
+    pub slice_ns: u64,
 }
 
-fn default_burst_bytes() -> u64 {
-    64 * 4096
+/// QEMU's `BUFFER_DELAY` (the max-bandwidth limit is `max_bandwidth / XFER_LIMIT_RATIO` per
+/// 100 ms).
+pub const BANDWIDTH_SLICE_NS_DEFAULT: u64 = 100_000_000;
+
+fn default_slice_ns() -> u64 {
+    BANDWIDTH_SLICE_NS_DEFAULT
+}
+
+impl BandwidthParams {
+    /// `bytes_per_sec` in QEMU's 100 ms slices.
+    pub fn new(bytes_per_sec: u64) -> BandwidthParams {
+        BandwidthParams { bytes_per_sec, slice_ns: BANDWIDTH_SLICE_NS_DEFAULT }
+    }
 }
 
 impl Default for BandwidthParams {
-    /// 256 MiB/s (the `wpsnap` command's long-standing default) with a 256 KiB burst.
+    /// 256 MiB/s (the `wpsnap` command's long-standing default) in QEMU's 100 ms slices.
     fn default() -> Self {
-        BandwidthParams { bytes_per_sec: 256 << 20, burst_bytes: default_burst_bytes() }
+        BandwidthParams::new(256 << 20)
     }
 }
 
@@ -224,7 +247,7 @@ impl PolicyConfig {
             }
             PolicyConfig::Bandwidth(p) => {
                 in_range("policy.bytes_per_sec", p.bytes_per_sec, 4096, 1 << 40)?;
-                in_range("policy.burst_bytes", p.burst_bytes, 4096, 1 << 34)
+                in_range("policy.slice_ns", p.slice_ns, 1_000_000, POLICY_DELAY_NS_MAX)
             }
             PolicyConfig::LatencyTarget(p) => {
                 in_range("policy.target_p99_ns", p.target_p99_ns, 1_000, POLICY_DELAY_NS_MAX)?;

@@ -5,7 +5,7 @@
 //! none
 //! limit-scan-rate[:slow-fault=DUR,poll-timeout=DUR,throttle-pages=N]        (alias: seed)
 //! limit-scan-rate-true-latency[:...the same...]          (alias: seed-true-latency)
-//! bandwidth[:RATE][,burst=SIZE]                     RATE per second; default 256M
+//! bandwidth[:RATE][,slice=DUR]                      RATE per second; default 256M, slice 100ms
 //! latency-target[:P99][,window=DUR,rate-min=N,burst-pages=N]        default P99 1ms
 //! ```
 //!
@@ -29,7 +29,7 @@ use thiserror::Error;
 const BARE_DURATION_NS: u64 = 1_000;
 
 const LIMIT_SCAN_RATE_KNOBS: &str = "slow-fault=DUR, poll-timeout=DUR, throttle-pages=N";
-const BANDWIDTH_KNOBS: &str = "a rate first (or rate=SIZE), burst=SIZE";
+const BANDWIDTH_KNOBS: &str = "a rate first (or rate=SIZE), slice=DUR";
 const LATENCY_TARGET_KNOBS: &str = "a p99 first (or p99=DUR), window=DUR, rate-min=N, burst-pages=N";
 
 /// Why a policy text could not be read.
@@ -146,7 +146,7 @@ fn bandwidth(knobs: &Knobs<'_>) -> Result<BandwidthParams, PolicyParseError> {
     knobs.each(Some("rate"), |key, value| {
         Some(match key {
             "rate" => knobs.bytes("rate", value).map(|v| p.bytes_per_sec = v),
-            "burst" => knobs.bytes("burst", value).map(|v| p.burst_bytes = v),
+            "slice" => knobs.duration("slice", value).map(|v| p.slice_ns = v),
             _ => return None,
         })
     })?;
@@ -220,8 +220,8 @@ impl fmt::Display for PolicyConfig {
             }
             PolicyConfig::Bandwidth(p) => {
                 knobs.push(exact_bytes(p.bytes_per_sec));
-                if p.burst_bytes != BandwidthParams::default().burst_bytes {
-                    knobs.push(format!("burst={}", exact_bytes(p.burst_bytes)));
+                if p.slice_ns != BandwidthParams::default().slice_ns {
+                    knobs.push(format!("slice={}", exact_ns(p.slice_ns)));
                 }
             }
             PolicyConfig::LatencyTarget(p) => {

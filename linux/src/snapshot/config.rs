@@ -1,7 +1,16 @@
 //! What a session needs to know beyond the region.
 
+use super::budget::default_budget_bytes;
+use crate::region::{Backing, Region};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use wpsnap_core::{EngineConfig, PolicyConfig, ServiceModel};
+
+/// Longest the fault thread may spin on the userfaultfd before it sleeps in `poll`.
+pub const FAULT_SPIN_MAX: Duration = Duration::from_micros(500);
+
+/// Bytes of a transparent huge page on x86-64 (and aarch64 with 4 KiB pages).
+pub const THP_BYTES: u64 = 2 << 20;
 
 /// Session settings. The engine's geometry (page size, page count) comes from the region.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -10,8 +19,14 @@ pub struct SnapshotConfig {
     pub policy: PolicyConfig,
     /// Contiguous pages one scan capture (and one unprotect) may cover.
     pub scan_batch_pages: u64,
-    /// Staging buffer of the decoupled model, in pages.
-    pub staging_pages: u64,
+    /// Memory budget of the decoupled model in bytes: staged pages never take more. `None`:
+    /// the default rule ([`default_budget_bytes`]: the region, within half of MemAvailable
+    /// and of the cgroup's room, at most 8 GiB).
+    pub budget_bytes: Option<u64>,
+    /// The fault thread spins this long reading the uffd before it sleeps in `poll` (at most
+    /// [`FAULT_SPIN_MAX`]); zero sleeps at once. Spinning saves the wake-up when faults come
+    /// close together and costs a CPU while it spins.
+    pub fault_spin: Duration,
     /// Touch every page by reading it before arming even when the kernel could protect
     /// unpopulated pages itself (to test the fallback).
     pub force_touch: bool,
@@ -23,20 +38,34 @@ impl Default for SnapshotConfig {
             service_model: ServiceModel::Decoupled,
             policy: PolicyConfig::LatencyTarget(Default::default()),
             scan_batch_pages: 16,
-            staging_pages: 4096,
+            budget_bytes: None,
+            fault_spin: Duration::ZERO,
             force_touch: false,
         }
     }
 }
 
 impl SnapshotConfig {
-    /// The engine configuration for a region of `page_count` pages of `page_size` bytes.
-    pub fn engine_config(&self, page_size: u64, page_count: u64) -> EngineConfig {
-        let mut config = EngineConfig::new(page_size, page_count, self.service_model, self.policy.clone());
+    /// The engine configuration for `region`: the budget resolved (the default rule reads
+    /// /proc/meminfo and the cgroup), and whole 2 MiB capture units on a THP region whose
+    /// start is 2 MiB-aligned, so huge pages are unprotected whole and not split.
+    pub fn engine_config(&self, region: &Region) -> EngineConfig {
+        let page_size = region.page_size();
+        let mut config = EngineConfig::new(page_size, region.page_count(), self.service_model, self.policy.clone());
         config.scan_batch_pages = self.scan_batch_pages;
-        config.staging_pages = self.staging_pages;
-        // Leave the scan room whatever the staging size (the engine requires reserve < size).
-        config.fault_reserve_pages = config.fault_reserve_pages.min(self.staging_pages.saturating_sub(1) / 2);
+        config.capture_unit_pages = capture_unit_pages(region);
+        let budget_bytes = self.budget_bytes.unwrap_or_else(|| default_budget_bytes(region.len() as u64));
+        config.budget_pages = (budget_bytes / page_size).max(config.capture_unit_pages);
         config
+    }
+}
+
+/// 512 on a THP region aligned to 2 MiB (whole huge pages), else 1.
+pub fn capture_unit_pages(region: &Region) -> u64 {
+    let aligned = (region.start() as u64).is_multiple_of(THP_BYTES);
+    if region.backing() == Backing::Thp && aligned && region.page_size() < THP_BYTES {
+        THP_BYTES / region.page_size()
+    } else {
+        1
     }
 }

@@ -1,39 +1,34 @@
 //! The snapshot threads. Each loops until the stop flag is set and bounds every sleep by
-//! [`IDLE_WAIT_MAX`], so a stop is seen quickly even if a wake-up were lost.
+//! [`IDLE_WAIT_MAX`], so a stop is seen quickly even if a wake-up were lost. Every exchange
+//! with the engine is one [`Shared::turn`].
 
-use super::shared::{IDLE_WAIT_MAX, SCAN_BUSY, SCAN_WAITS_FOR_CHANGE, SCAN_WAITS_FOR_DEADLINE, Shared, SnapshotError};
+use super::shared::{
+    IDLE_WAIT_MAX, SCAN_BUSY, SCAN_WAITS_FOR_CHANGE, SCAN_WAITS_FOR_DEADLINE, Shared, SnapshotError, StagedRun,
+};
 use super::sink::PageSink;
-use crate::sync::StagedRun;
 use crate::sync::shim::Ordering;
 use crate::uffd::{UffdEvent, WpUffd};
 use rustix::event::{PollFd, PollFlags, Timespec};
-use std::collections::VecDeque;
-use std::time::Duration;
-use wpsnap_core::{Action, Capture, FaultError, Lane, Nanos, PageIndex};
+use std::time::{Duration, Instant};
+use wpsnap_core::{Capture, Lane, Nanos};
 use wpsnap_format::PageDigest;
 
-/// Faults read from the uffd but not yet accepted by the engine (its queue was full).
-/// Each blocked writer thread contributes at most one, so this bounds writer threads.
-const HELD_FAULTS_MAX: usize = 1 << 16;
-
-/// Reads every ready event; page faults go to `held`, region changes abort the snapshot.
+/// Reads every ready event: page faults into `faults` (at most `EVENTS_PER_READ_MAX` per
+/// read, so bounded), region changes abort the snapshot. Returns how many events were read.
 fn read_events(
     shared: &Shared,
     buf: &mut userfaultfd::EventBuffer,
     events: &mut Vec<UffdEvent>,
-    held: &mut VecDeque<u64>,
-) -> Result<(), SnapshotError> {
-    // Without room for a full read, leave the events in the kernel (the writers wait there).
-    if held.len() + crate::uffd::EVENTS_PER_READ_MAX > HELD_FAULTS_MAX {
-        return Ok(());
-    }
+    faults: &mut Vec<u64>,
+) -> Result<usize, SnapshotError> {
     events.clear();
+    faults.clear();
     shared.uffd.read_events(buf, events)?;
     let region = &shared.region;
     for event in events.iter() {
         match *event {
             UffdEvent::WriteProtectFault { addr } => match region.page_of(addr) {
-                Some(page) => held.push_back(page),
+                Some(page) => faults.push(page),
                 None => return Err(SnapshotError::Internal(format!("fault at {addr:#x} outside the region"))),
             },
             UffdEvent::OtherFault { addr } => {
@@ -53,40 +48,16 @@ fn read_events(
             _ => {}
         }
     }
-    Ok(())
+    Ok(events.len())
 }
 
-/// Hands held faults to the engine (as many as its queue takes), collecting its actions.
-fn feed_faults(
-    engine: &mut wpsnap_core::Engine,
-    now: Nanos,
-    held: &mut VecDeque<u64>,
-    actions: &mut Vec<Action>,
-) -> Result<(), SnapshotError> {
-    while let Some(&page) = held.front() {
-        match engine.handle_fault(now, PageIndex(page)) {
-            Ok(_) => {
-                held.pop_front();
-            }
-            Err(FaultError::QueueFull { .. }) => break,
-            Err(e) => return Err(SnapshotError::Internal(e.to_string())),
-        }
-        drain(engine, actions);
-    }
-    Ok(())
-}
-
-fn drain(engine: &mut wpsnap_core::Engine, actions: &mut Vec<Action>) {
-    while let Some(action) = engine.poll_action() {
-        actions.push(action);
-    }
-}
-
-/// Waits until the uffd has events, the wake eventfd fires, or `timeout` passes.
-fn poll_uffd(shared: &Shared, timeout: Duration) -> Result<(), SnapshotError> {
+/// Waits until the uffd has events (unless `watch_uffd` is false), the wake eventfd fires, or
+/// `timeout` passes.
+fn poll_fds(shared: &Shared, timeout: Duration, watch_uffd: bool) -> Result<(), SnapshotError> {
     let timeout = timeout.min(IDLE_WAIT_MAX);
     let spec = Timespec { tv_sec: 0, tv_nsec: timeout.as_nanos() as i64 };
-    let mut fds = [PollFd::new(&shared.uffd, PollFlags::IN), PollFd::new(&shared.wake_fd, PollFlags::IN)];
+    let uffd_flags = if watch_uffd { PollFlags::IN } else { PollFlags::empty() };
+    let mut fds = [PollFd::new(&shared.uffd, uffd_flags), PollFd::new(&shared.wake_fd, PollFlags::IN)];
     match rustix::event::poll(&mut fds, Some(&spec)) {
         Ok(_) | Err(rustix::io::Errno::INTR) => {}
         Err(e) => return Err(SnapshotError::Internal(format!("poll on the userfaultfd: {e}"))),
@@ -100,38 +71,44 @@ fn poll_uffd(shared: &Shared, timeout: Duration) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Copies a capture's pages into a staging buffer (decoupled model).
-fn copy_capture(shared: &Shared, capture: &Capture) -> Vec<u8> {
-    let run = capture.run();
-    let mut buffer = shared.staging.take_buffer((run.count * shared.region.page_size()) as usize);
-    shared.region.copy_pages(run.first.0, run.count, &mut buffer);
-    buffer
-}
-
-/// Completes a capture in the engine and carries out its actions (the unprotect).
-fn complete_capture(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
-    {
-        let (mut state, now) = shared.lock_engine();
-        state.engine.handle_captured(now, capture).map_err(|e| SnapshotError::Internal(e.to_string()))?;
-        drain(&mut state.engine, actions);
+/// Waits for uffd events: first spinning on a zero-timeout poll for up to the configured spin
+/// time (a fault that comes meanwhile is read without a wake-up), then sleeping in `poll`.
+fn wait_for_events(shared: &Shared, timeout: Duration) -> Result<(), SnapshotError> {
+    if !shared.fault_spin.is_zero() {
+        let spin_until = Instant::now() + shared.fault_spin.min(timeout);
+        while Instant::now() < spin_until && !shared.stopped() {
+            let mut fds = [PollFd::new(&shared.uffd, PollFlags::IN)];
+            if rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok_and(|n| n > 0) {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
     }
-    shared.apply(actions)
+    poll_fds(shared, timeout, true)
 }
 
-/// Copies, unprotects, digests the copy (after the unprotect, so no writer waits for it) and
-/// hands it to the sink thread.
-fn stage(shared: &Shared, capture: Capture, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
+/// Copies a capture's pages into staging memory, completes it in the engine (which unprotects
+/// it: the writers wake), digests the copy (after the unprotect, so no writer waits for it)
+/// and hands it to the sink thread.
+fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     let run = capture.run();
-    let data = copy_capture(shared, &capture);
-    complete_capture(shared, capture, actions)?;
-    let page_size = shared.region.page_size() as usize;
-    let digests =
-        data.chunks_exact(page_size).zip(run.first.0..).map(|(page, index)| PageDigest::of(index, page)).collect();
+    let page_size = shared.region.page_size();
+    let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
+    shared.region.copy_pages(run.first.0, run.count, data.as_mut_slice());
+    shared.turn(|t| t.captured(capture))??;
+    let digests = data
+        .as_slice()
+        .chunks_exact(page_size as usize)
+        .zip(run.first.0..)
+        .map(|(page, index)| PageDigest::of(index, page))
+        .collect();
     match shared.staging.push(StagedRun { first: run.first.0, count: run.count, data, digests }) {
         Ok(()) => Ok(()),
         // Closed means the snapshot is stopping; the copy is not needed any more.
         Err(crate::sync::PushError::Closed) => Ok(()),
-        Err(e) => Err(SnapshotError::Internal(format!("staging queue: {e:?}"))),
+        Err(crate::sync::PushError::Full { pages_used, pages_max }) => Err(SnapshotError::Internal(format!(
+            "staging queue over its bound ({pages_used} of {pages_max} pages used): the engine's budget was overrun"
+        ))),
     }
 }
 
@@ -148,13 +125,13 @@ const RELEASE_DRAIN_MAX: Duration = Duration::from_secs(5);
 /// protection. Bounded by [`RELEASE_DRAIN_MAX`]; the session closes the uffd afterwards, which
 /// releases anything left.
 pub(super) fn drain_and_release(shared: &Shared) {
-    if shared.lock_engine().0.engine.is_complete() {
+    if shared.engine.inspect(|engine, _| engine.is_complete()) {
         return;
     }
-    let deadline = std::time::Instant::now() + RELEASE_DRAIN_MAX;
+    let deadline = Instant::now() + RELEASE_DRAIN_MAX;
     let mut buf = WpUffd::event_buffer();
     let mut events = Vec::new();
-    while std::time::Instant::now() < deadline {
+    while Instant::now() < deadline {
         events.clear();
         let read = shared.uffd.read_events(&mut buf, &mut events).unwrap_or(0);
         for event in &events {
@@ -167,7 +144,7 @@ pub(super) fn drain_and_release(shared: &Shared) {
         if shared.release_writers() && read == 0 {
             return;
         }
-        let _ = poll_uffd(shared, Duration::from_millis(1));
+        let _ = poll_fds(shared, Duration::from_millis(1), true);
     }
 }
 
@@ -178,63 +155,55 @@ pub(super) fn guarded(shared: &Shared, body: impl FnOnce(&Shared) -> Result<(), 
     }
 }
 
-/// Decoupled model: reads faults, copies each faulted page to staging, unprotects at once.
+/// Decoupled model: reads faults, copies each faulted unit to staging, unprotects at once.
+/// The engine holds every fault it was given; this thread keeps no queue.
 pub(super) fn fault_lane(shared: &Shared) -> Result<(), SnapshotError> {
     let mut buf = WpUffd::event_buffer();
     let mut events = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
-    let mut held = VecDeque::new();
-    let mut actions = Vec::new();
+    let mut faults = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
     while !shared.stopped() {
-        read_events(shared, &mut buf, &mut events, &mut held)?;
-        let capture = {
-            let (mut state, now) = shared.lock_engine();
-            feed_faults(&mut state.engine, now, &mut held, &mut actions)?;
-            let capture = state.engine.poll_capture(now, Lane::Fault);
-            let waiting = capture.is_none() && (state.engine.faults_queued() > 0 || !held.is_empty());
+        let read = read_events(shared, &mut buf, &mut events, &mut faults)?;
+        let capture = shared.turn(|t| -> Result<Option<Capture>, SnapshotError> {
+            for &page in &faults {
+                t.fault(page)?;
+            }
+            let capture = t.poll_capture(Lane::Fault);
+            let waiting = capture.is_none() && t.engine().faults_queued() > 0;
             shared.fault_lane_waits_for_room.store(waiting, Ordering::Release);
-            capture
-        };
-        shared.apply(&mut actions)?;
+            Ok(capture)
+        })??;
         match capture {
             Some(capture) => {
-                stage(shared, capture, &mut actions)?;
+                stage(shared, capture)?;
                 // The fault queue may be empty now: the scan may go on.
                 shared.wake_scanner_if_waiting();
             }
-            None if events.is_empty() || !held.is_empty() => poll_uffd(shared, IDLE_WAIT_MAX)?,
+            None if read == 0 => wait_for_events(shared, IDLE_WAIT_MAX)?,
             None => {}
         }
     }
     Ok(())
 }
 
-/// Decoupled model: the background scan, paced by the policy.
+/// Decoupled model: the background scan, paced by the policy and the budget.
 pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
-    let mut actions = Vec::new();
     while !shared.stopped() {
         // Announce the wait before looking, so a change made after the look always wakes us.
         shared.scan_wait.store(SCAN_WAITS_FOR_CHANGE, Ordering::SeqCst);
         let seen = shared.scan_signal.generation();
-        let (capture, wait) = {
-            let (mut state, now) = shared.lock_engine();
-            if state.engine.poll_timeout().is_some_and(|at| at <= now) {
-                state.engine.handle_timeout(now);
-            }
-            let capture = state.engine.poll_capture(now, Lane::Scan);
-            let wait = match state.engine.poll_timeout() {
-                Some(at) => {
-                    shared.scan_wait.store(SCAN_WAITS_FOR_DEADLINE, Ordering::SeqCst);
-                    Duration::from_nanos(at.saturating_since(now).as_ns())
-                }
-                None => IDLE_WAIT_MAX,
-            };
+        let (capture, wait) = shared.turn(|t| {
+            t.timeout_if_due();
+            let capture = t.poll_capture(Lane::Scan);
+            let wait = t.timeout_in();
             if capture.is_some() {
                 shared.scan_wait.store(SCAN_BUSY, Ordering::SeqCst);
+            } else if wait.is_some() {
+                shared.scan_wait.store(SCAN_WAITS_FOR_DEADLINE, Ordering::SeqCst);
             }
-            (capture, wait)
-        };
+            (capture, wait.unwrap_or(IDLE_WAIT_MAX))
+        })?;
         match capture {
-            Some(capture) => stage(shared, capture, &mut actions)?,
+            Some(capture) => stage(shared, capture)?,
             None => {
                 shared.scan_signal.wait_for_change(seen, wait.min(IDLE_WAIT_MAX));
             }
@@ -243,10 +212,10 @@ pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Decoupled model: writes staged pages to the sink, then frees their room in the engine.
+/// Decoupled model: writes staged pages to the sink, then frees their memory and their room in
+/// the budget, and tells the engine how many stream bytes they took.
 pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
     let page_size = shared.region.page_size() as usize;
-    let mut actions = Vec::new();
     loop {
         let Some(run) = shared.staging.pop(SINK_POLL) else {
             if shared.stopped() {
@@ -259,17 +228,18 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             return Ok(());
         }
         debug_assert_eq!(run.digests.len() as u64, run.count, "one digest per staged page");
-        for ((page, index), digest) in run.data.chunks_exact(page_size).zip(run.first..).zip(&run.digests) {
+        let bytes_before = sink.bytes_written();
+        for ((page, index), digest) in run.data.as_slice().chunks_exact(page_size).zip(run.first..).zip(&run.digests) {
             sink.write_page_digested(index, page, digest).map_err(|e| SnapshotError::Sink(e.0))?;
         }
+        let bytes = sink.bytes_written().saturating_sub(bytes_before);
         let count = run.count;
-        shared.staging.recycle(run.data);
-        {
-            let (mut state, now) = shared.lock_engine();
-            state.engine.handle_sink_drained(now, count).map_err(|e| SnapshotError::Internal(e.to_string()))?;
-            drain(&mut state.engine, &mut actions);
-        }
-        shared.apply(&mut actions)?;
+        // Frees the staging memory (a chunk is unmapped with its last run).
+        drop(run);
+        shared.turn(|t| {
+            t.stream_bytes(bytes);
+            t.sink_drained(count)
+        })??;
         shared.wake_scanner_if_waiting();
         if shared.fault_lane_waits_for_room.load(Ordering::Acquire) {
             shared.wake_poller();
@@ -278,30 +248,34 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
 }
 
 /// The qemu model: one thread reads a fault without blocking, saves the page to the stream,
-/// then unprotects; it scans in between.
+/// then unprotects; it scans in between. After an iteration end with the bandwidth limit used
+/// up it sleeps, reading no fault, as QEMU's migration thread does.
 pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
     let page_size = shared.region.page_size() as usize;
     let mut buf = WpUffd::event_buffer();
     let mut events = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
-    let mut held = VecDeque::new();
-    let mut actions = Vec::new();
+    let mut faults = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
     let mut data = Vec::new();
+    let mut asleep_until: Option<Nanos> = None;
     while !shared.stopped() {
-        read_events(shared, &mut buf, &mut events, &mut held)?;
-        let (capture, wait) = {
-            let (mut state, now) = shared.lock_engine();
-            feed_faults(&mut state.engine, now, &mut held, &mut actions)?;
-            if state.engine.poll_timeout().is_some_and(|at| at <= now) {
-                state.engine.handle_timeout(now);
+        if let Some(until) = asleep_until {
+            let now = shared.elapsed();
+            if now < until {
+                // Not watching the uffd: faults wait in the kernel, as they do for QEMU.
+                poll_fds(shared, Duration::from_nanos(until.saturating_since(now).as_ns()), false)?;
+                continue;
             }
-            let capture = state.engine.poll_capture(now, Lane::Single);
-            let wait = match state.engine.poll_timeout() {
-                Some(at) => Duration::from_nanos(at.saturating_since(now).as_ns()),
-                None => IDLE_WAIT_MAX,
-            };
-            (capture, wait)
-        };
-        shared.apply(&mut actions)?;
+            asleep_until = None;
+        }
+        read_events(shared, &mut buf, &mut events, &mut faults)?;
+        let (capture, wait) = shared.turn(|t| -> Result<_, SnapshotError> {
+            for &page in &faults {
+                t.fault(page)?;
+            }
+            t.timeout_if_due();
+            let capture = t.poll_capture(Lane::Single);
+            Ok((capture, t.timeout_in().unwrap_or(IDLE_WAIT_MAX)))
+        })??;
         match capture {
             Some(capture) => {
                 let run = capture.run();
@@ -309,13 +283,19 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
                 shared.region.copy_pages(run.first.0, run.count, &mut data);
                 // The page stays protected until the stream has it, written and flushed: QEMU's
                 // behaviour (a fault waits for its page's stream write, not for a later flush).
+                let bytes_before = sink.bytes_written();
                 for (i, page) in data.chunks_exact(page_size).enumerate() {
                     sink.write_page(run.first.0 + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
                 }
                 sink.flush().map_err(|e| SnapshotError::Sink(e.0))?;
-                complete_capture(shared, capture, &mut actions)?;
+                let bytes = sink.bytes_written().saturating_sub(bytes_before);
+                asleep_until = shared.turn(|t| -> Result<_, SnapshotError> {
+                    t.stream_bytes(bytes);
+                    t.captured(capture)?;
+                    Ok(t.engine().lane_asleep_until(Lane::Single, t.now()))
+                })??;
             }
-            None => poll_uffd(shared, wait)?,
+            None => wait_for_events(shared, wait)?,
         }
     }
     Ok(())

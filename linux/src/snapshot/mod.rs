@@ -12,28 +12,35 @@
 //!
 //! Threads, per [`ServiceModel`](wpsnap_core::ServiceModel):
 //! - `decoupled` (default): a fault-service thread reads userfaultfd events, copies each
-//!   faulted page into the bounded staging queue and unprotects it at once; a scanner thread
-//!   copies the rest as the engine's policy paces it (contiguous runs, one unprotect per run);
-//!   a sink thread drains the staging queue into the [`PageSink`] and tells the engine.
+//!   faulted page (or capture unit) into staging memory and unprotects it at once; a scanner
+//!   thread copies the rest as the engine's policy and memory budget allow (contiguous runs,
+//!   one unprotect per run); a sink thread drains the staging queue into the [`PageSink`],
+//!   frees the memory and tells the engine.
 //! - `qemu`: one thread does what QEMU does: read one fault without blocking, save the page to
 //!   the stream, then unprotect; scan pages the same way in between.
 //!
 //! The `wpsnap-core` [`Engine`](wpsnap_core::Engine) decides what is saved when; it lives
-//! behind a mutex shared by the threads, and only page indices cross threads. Any error, a
+//! behind a mutex in one `EngineHandle`, through which every thread feeds it and carries out
+//! its actions; only page indices and buffers cross threads. Any error, a
 //! cancel or a drop of the session removes all protection and wakes every waiter before it
 //! returns, so writers are never left blocked.
 
+mod budget;
 mod config;
+mod engine_handle;
 mod format_sink;
 mod lanes;
 mod report;
 mod session;
 mod shared;
 mod sink;
+mod staging_memory;
 
-pub use config::SnapshotConfig;
+pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
+pub use config::{FAULT_SPIN_MAX, SnapshotConfig, capture_unit_pages};
 pub use format_sink::FormatSink;
 pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
+pub use staging_memory::{STAGING_CHUNK_BYTES, StagingMemoryError};

@@ -31,14 +31,27 @@ pub struct SnapshotReport {
     /// The caller's `at_instant` hook inside the pause (e.g. a reference copy), excluded from
     /// `pause_ns`.
     pub observe_ns: u64,
+    /// Armed to the last page unprotected: how long writers could meet a protected page.
+    /// The sink may still be draining staged pages after it.
+    pub protection_window_ns: u64,
     /// Armed to finished (every page saved and written to the sink).
     pub duration_ns: u64,
     /// Bytes the sink received.
     pub sink_bytes: u64,
     /// Region bytes saved per second of `duration_ns`.
     pub throughput_bytes_per_sec: f64,
-    /// UFFDIO_WRITEPROTECT unprotect calls (one per capture: runs are unprotected at once).
+    /// UFFDIO_WRITEPROTECT unprotect calls (one per contiguous run: a scan run or a capture
+    /// unit is unprotected at once) and the pages they covered.
     pub unprotect_calls: u64,
+    pub unprotect_pages: u64,
+    /// The memory budget in force (decoupled model): staged bytes never exceeded it.
+    pub budget_bytes: u64,
+    /// Extra memory: most staging bytes mapped at once (chunks are mapped on demand and
+    /// unmapped as the sink drains, so the process's RSS follows this), the counterpart of
+    /// fork()'s copy-on-write growth.
+    pub staging_mapped_peak_bytes: u64,
+    /// How long the fault thread spun on the uffd before sleeping in poll (0: no spinning).
+    pub fault_spin_ns: u64,
     /// Where the sink put the snapshot.
     pub destination: String,
     /// The engine's counters and its three latency summaries (writers' real fault waits, the

@@ -1,11 +1,13 @@
 //! The session's states: [`Prepared`] (uffd ready, nothing protected), [`Running`] (armed,
 //! threads running) and the final [`SnapshotReport`].
 
-use super::config::SnapshotConfig;
+use super::config::{FAULT_SPIN_MAX, SnapshotConfig};
+use super::engine_handle::EngineHandle;
 use super::lanes;
 use super::report::{Progress, SnapshotReport};
-use super::shared::{EngineState, FaultWaitReporter, Shared, SnapshotError};
+use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
+use super::staging_memory::StagingMemory;
 use crate::region::Region;
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
@@ -13,11 +15,13 @@ use crate::uffd::{UnpopulatedMethod, WpUffd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use wpsnap_core::{Engine, EngineConfig, Nanos, ServiceModel};
+use wpsnap_core::{ConfigError, Engine, EngineConfig, Nanos, ServiceModel};
 
-/// The sink is woken at once when 1/this of the staging buffer is used; otherwise it looks
-/// every [`lanes::SINK_POLL`].
+/// The sink is woken at once when 1/this of the budget is staged (but at least every
+/// [`STAGING_WAKE_PAGES_MAX`] pages); otherwise it looks every [`lanes::SINK_POLL`].
 const STAGING_WAKE_FRACTION: u64 = 8;
+/// Staged pages at which the sink is always woken, whatever the budget.
+const STAGING_WAKE_PAGES_MAX: u64 = 512;
 
 /// Entry point of the session typestate.
 #[derive(Debug)]
@@ -28,8 +32,15 @@ impl Snapshot {
     /// cannot protect never-touched pages itself, touches each page by reading it. Nothing is
     /// protected yet; writers may run.
     pub fn prepare(region: Region, config: SnapshotConfig, sink: Box<dyn PageSink>) -> Result<Prepared, SnapshotError> {
-        let engine_config = config.engine_config(region.page_size(), region.page_count());
+        let engine_config = config.engine_config(&region);
         engine_config.validate()?;
+        if config.fault_spin > FAULT_SPIN_MAX {
+            return Err(ConfigError::field(
+                "fault_spin",
+                format!("{} us is over the bound of {} us", config.fault_spin.as_micros(), FAULT_SPIN_MAX.as_micros()),
+            )
+            .into());
+        }
         let uffd = WpUffd::open()?;
         let method = if config.force_touch {
             UnpopulatedMethod::TouchByReading
@@ -126,20 +137,23 @@ impl Prepared {
                 return Err(e.into());
             }
         };
+        let budget = engine_config.budget_pages;
         let shared = Arc::new(Shared {
+            engine: EngineHandle::new(engine, epoch),
             region,
             uffd,
-            engine: Mutex::new(EngineState { engine, last_now: Nanos::ZERO }),
-            staging: StagingQueue::new(engine_config.staging_pages)
-                .with_wake_pages(engine_config.staging_pages / STAGING_WAKE_FRACTION),
+            staging: StagingQueue::new(budget)
+                .with_wake_pages((budget / STAGING_WAKE_FRACTION).min(STAGING_WAKE_PAGES_MAX)),
+            staging_memory: StagingMemory::new(),
             scan_signal: ChangeSignal::new(),
             wake_fd,
             fault_lane_waits_for_room: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             scan_wait: AtomicU8::new(0),
             failure: Mutex::new(None),
-            epoch,
+            fault_spin: config.fault_spin,
             unprotect_calls: AtomicU64::new(0),
+            unprotect_pages: AtomicU64::new(0),
         });
         let mut running = Running {
             shared: shared.clone(),
@@ -212,7 +226,7 @@ impl Running {
         mut sink: Box<dyn PageSink>,
         lane: fn(&Shared, &mut dyn PageSink) -> Result<(), SnapshotError>,
     ) -> Result<(), SnapshotError> {
-        let qemu = self.shared.lock_engine().0.engine.config().service_model == ServiceModel::Qemu;
+        let qemu = self.shared.engine.inspect(|engine, _| engine.config().service_model == ServiceModel::Qemu);
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
@@ -231,13 +245,11 @@ impl Running {
 
     /// Pages saved so far.
     pub fn progress(&self) -> Progress {
-        let state = lock(&self.shared.engine);
-        let stats = state.engine.stats();
-        Progress {
-            pages_saved: stats.pages_saved(),
-            page_count: state.engine.config().page_count,
-            pages_by_fault: stats.pages_by_fault,
-        }
+        self.shared.engine.inspect(|engine, _| Progress {
+            pages_saved: engine.stats().pages_saved(),
+            page_count: engine.config().page_count,
+            pages_by_fault: engine.stats().pages_by_fault,
+        })
     }
 
     /// True once the snapshot completed or failed (then `finish` returns at once).
@@ -287,7 +299,7 @@ impl Running {
         let region = self.shared.region;
         let _ = self.shared.uffd.unregister(region.start(), region.len());
         let failure = lock(&self.shared.failure).take();
-        let complete = lock(&self.shared.engine).engine.is_complete();
+        let complete = self.shared.engine.inspect(|engine, _| engine.is_complete());
         match (failure, sink) {
             (None, Some(sink)) if complete => {
                 let mut report = self.report(sink.bytes_written(), String::new());
@@ -305,9 +317,8 @@ impl Running {
     }
 
     fn report(&self, sink_bytes: u64, destination: String) -> SnapshotReport {
-        let state = lock(&self.shared.engine);
-        let engine = state.engine.report();
-        let duration_ns = engine.stats.finished_at.map_or(state.last_now.as_ns(), |t| t.as_ns());
+        let (engine, last_now) = self.shared.engine.inspect(|engine, last_now| (engine.report(), last_now));
+        let duration_ns = engine.stats.finished_at.map_or(last_now.as_ns(), |t| t.as_ns());
         let region = self.shared.region;
         SnapshotReport {
             backing: region.backing(),
@@ -319,10 +330,15 @@ impl Running {
             protect_ns: self.protect_ns,
             touch_ns: self.touch_ns,
             observe_ns: self.observe_ns,
+            protection_window_ns: engine.protection_window_ns.unwrap_or(duration_ns),
             duration_ns,
             sink_bytes,
             throughput_bytes_per_sec: region.len() as f64 / (duration_ns.max(1) as f64 / 1e9),
             unprotect_calls: self.shared.unprotect_calls.load(Ordering::Relaxed),
+            unprotect_pages: self.shared.unprotect_pages.load(Ordering::Relaxed),
+            budget_bytes: engine.config.budget_pages * region.page_size(),
+            staging_mapped_peak_bytes: self.shared.staging_memory.mapped_peak_bytes(),
+            fault_spin_ns: self.shared.fault_spin.as_nanos() as u64,
             destination,
             engine,
         }

@@ -1,15 +1,17 @@
-//! State the session's threads share: the engine behind its mutex, the uffd, the staging
-//! queue, the stop flag and the first error; and the one routine that carries out the
-//! engine's actions.
+//! State the session's threads share: the engine handle, the uffd, the staging queue and its
+//! memory, the stop flag and the first error; and what the engine's actions do
+//! ([`ActionTarget`] on the real uffd).
 
+use super::engine_handle::{ActionTarget, EngineHandle, Turn};
+use super::staging_memory::{StagedBuf, StagingMemory, StagingMemoryError};
 use crate::region::Region;
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
-use crate::sync::{ChangeSignal, StagingQueue};
+use crate::sync::{ChangeSignal, StagedPages, StagingQueue};
 use crate::uffd::{UffdError, WpUffd};
 use rustix::fd::OwnedFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
-use wpsnap_core::{Action, Engine, Nanos};
+use wpsnap_core::{Nanos, PageIndex, PageRun};
 
 /// Why a snapshot did not complete.
 #[derive(Debug, Error)]
@@ -24,6 +26,12 @@ pub enum SnapshotError {
     RegionChanged(String),
     #[error("the snapshot was cancelled: {0}")]
     Cancelled(String),
+    #[error("the engine refused a fault: {0}")]
+    Fault(#[from] wpsnap_core::FaultError),
+    #[error("the engine refused an input: {0}")]
+    Engine(#[from] wpsnap_core::EngineError),
+    #[error(transparent)]
+    StagingMemory(#[from] StagingMemoryError),
     #[error("internal error in the snapshot driver: {0}")]
     Internal(String),
     #[error("creating the wake-up eventfd: {0}")]
@@ -32,23 +40,34 @@ pub enum SnapshotError {
     Spawn(std::io::Error),
 }
 
-/// The engine and what must change with it atomically.
-pub(super) struct EngineState {
-    pub engine: Engine,
-    /// When the engine was last given `now`, so no thread hands it an earlier time.
-    pub last_now: Nanos,
+/// Copied pages `first..first + count` in staging memory, with each page's record digest (zero
+/// flag and crc32c) computed by the copying thread, so the sink thread only encodes and writes.
+/// Dropping it frees its staging memory.
+#[derive(Debug)]
+pub(super) struct StagedRun {
+    pub first: u64,
+    pub count: u64,
+    pub data: StagedBuf,
+    pub digests: Vec<wpsnap_format::PageDigest>,
+}
+
+impl StagedPages for StagedRun {
+    fn pages(&self) -> u64 {
+        self.count
+    }
 }
 
 pub(super) struct Shared {
+    pub engine: EngineHandle,
     pub region: Region,
     pub uffd: WpUffd,
-    pub engine: Mutex<EngineState>,
-    pub staging: StagingQueue,
+    pub staging: StagingQueue<StagedRun>,
+    pub staging_memory: StagingMemory,
     /// Wakes the scanner when the engine may have work for it.
     pub scan_signal: ChangeSignal,
     /// Wakes the fault thread (or the qemu thread) from `poll`.
     pub wake_fd: OwnedFd,
-    /// Set by the fault thread when it has queued faults but no staging room.
+    /// Set by the fault thread when it has queued faults but no budget room.
     pub fault_lane_waits_for_room: AtomicBool,
     pub stop: AtomicBool,
     /// What the scanner is waiting for: [`SCAN_BUSY`], [`SCAN_WAITS_FOR_DEADLINE`] or
@@ -56,32 +75,57 @@ pub(super) struct Shared {
     /// path does not pay a futex wake-up (and a context switch on a busy machine) per fault.
     pub scan_wait: AtomicU8,
     pub failure: Mutex<Option<SnapshotError>>,
-    pub epoch: Instant,
+    /// How long the event-reading thread spins on the uffd before sleeping in `poll`.
+    pub fault_spin: Duration,
     pub unprotect_calls: AtomicU64,
+    pub unprotect_pages: AtomicU64,
 }
 
 pub(super) const SCAN_BUSY: u8 = 0;
 /// The scan's policy gate is closed until a known time; a timed wait covers it.
 pub(super) const SCAN_WAITS_FOR_DEADLINE: u8 = 1;
-/// The scan waits for queued faults to be served, staging room, or a policy observation.
+/// The scan waits for queued faults to be served, budget room, or a policy observation.
 pub(super) const SCAN_WAITS_FOR_CHANGE: u8 = 2;
 
 /// Longest any snapshot thread sleeps before re-checking the stop flag.
 pub(super) const IDLE_WAIT_MAX: Duration = Duration::from_millis(20);
 
+fn region_error(e: UffdError) -> SnapshotError {
+    if e.is_mm_changing() {
+        SnapshotError::RegionChanged(format!("the address space changed under the snapshot ({e})"))
+    } else {
+        SnapshotError::Uffd(e)
+    }
+}
+
+impl ActionTarget for Shared {
+    fn unprotect(&self, run: PageRun) -> Result<(), SnapshotError> {
+        self.unprotect_calls.fetch_add(1, Ordering::Relaxed);
+        self.unprotect_pages.fetch_add(run.count, Ordering::Relaxed);
+        let start = self.region.page_addr(run.first.0);
+        self.uffd.unprotect(start, (run.count * self.region.page_size()) as usize).map_err(region_error)
+    }
+    fn wake(&self, page: PageIndex) -> Result<(), SnapshotError> {
+        self.uffd.wake(self.region.page_addr(page.0), self.region.page_size() as usize).map_err(region_error)
+    }
+    fn unprotect_all(&self) {
+        // If an event blocks it now, the event-reading lane retries after reading it.
+        let _ = self.release_writers();
+    }
+    fn complete(&self) {
+        self.request_stop();
+    }
+}
+
 impl Shared {
-    /// Time since the session's epoch. Call it with the engine lock held when the value goes
-    /// to the engine (see [`Shared::lock_engine`]).
-    pub fn elapsed(&self) -> Nanos {
-        Nanos(self.epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64)
+    /// One turn with the engine (see [`EngineHandle::turn`]); its actions act on this session.
+    pub fn turn<R>(&self, body: impl FnOnce(&mut Turn<'_>) -> R) -> Result<R, SnapshotError> {
+        self.engine.turn(self, body)
     }
 
-    /// Locks the engine and returns it with a `now` that never goes back.
-    pub fn lock_engine(&self) -> (crate::sync::shim::MutexGuard<'_, EngineState>, Nanos) {
-        let mut state = lock(&self.engine);
-        let now = self.elapsed().max(state.last_now);
-        state.last_now = now;
-        (state, now)
+    /// Time since the session's epoch.
+    pub fn elapsed(&self) -> Nanos {
+        self.engine.elapsed()
     }
 
     /// Wakes the scanner if it waits for a change (not for a deadline).
@@ -106,39 +150,6 @@ impl Shared {
         let _ = rustix::io::read(&self.wake_fd, &mut buf);
     }
 
-    /// Carries out engine actions, in order. Unprotects wake the writers blocked there.
-    pub fn apply(&self, actions: &mut Vec<Action>) -> Result<(), SnapshotError> {
-        let mut result = Ok(());
-        for action in actions.drain(..) {
-            let step = match action {
-                Action::Unprotect(run) => {
-                    self.unprotect_calls.fetch_add(1, Ordering::Relaxed);
-                    let start = self.region.page_addr(run.first.0);
-                    self.uffd.unprotect(start, (run.count * self.region.page_size()) as usize)
-                }
-                Action::Wake(page) => self.uffd.wake(self.region.page_addr(page.0), self.region.page_size() as usize),
-                Action::UnprotectAll => {
-                    // If an event blocks it now, the event-reading lane retries after reading it.
-                    let _ = self.release_writers();
-                    Ok(())
-                }
-                Action::IterationEnd(_) => Ok(()),
-                Action::Complete => {
-                    self.request_stop();
-                    Ok(())
-                }
-            };
-            if let (Ok(()), Err(e)) = (&result, step) {
-                result = Err(if e.is_mm_changing() {
-                    SnapshotError::RegionChanged(format!("the address space changed under the snapshot ({e})"))
-                } else {
-                    SnapshotError::Uffd(e)
-                });
-            }
-        }
-        result
-    }
-
     /// Removes all protection and wakes every waiter. Best effort and idempotent: used on
     /// every exit path, so errors here are not reported a second time.
     ///
@@ -154,6 +165,7 @@ impl Shared {
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.staging.close();
+        self.staging_memory.release_current();
         self.scan_signal.notify();
         self.wake_poller();
     }
@@ -168,15 +180,7 @@ impl Shared {
                 *failure = Some(error);
             }
         }
-        let mut actions = Vec::new();
-        {
-            let (mut state, now) = self.lock_engine();
-            state.engine.cancel(now, reason);
-            while let Some(action) = state.engine.poll_action() {
-                actions.push(action);
-            }
-        }
-        let _ = self.apply(&mut actions);
+        let _ = self.turn(|t| t.cancel(reason));
         // Cancel emits UnprotectAll only once; release again in case the engine had already
         // stopped (completion racing a late error).
         let _ = self.release_writers();
@@ -203,15 +207,8 @@ impl FaultWaitReporter {
         if self.shared.stopped() {
             return;
         }
-        let mut actions = Vec::new();
-        {
-            let (mut state, now) = self.shared.lock_engine();
-            state.engine.handle_fault_wait(now, Nanos(wait.as_nanos().min(u64::MAX as u128) as u64));
-            while let Some(action) = state.engine.poll_action() {
-                actions.push(action);
-            }
-        }
-        if let Err(e) = self.shared.apply(&mut actions) {
+        let wait = Nanos(wait.as_nanos().min(u64::MAX as u128) as u64);
+        if let Err(e) = self.shared.turn(|t| t.fault_wait(wait)) {
             self.shared.fail(e);
         }
         // A new wait can change the policy's mind about the scan.

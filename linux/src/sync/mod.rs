@@ -11,4 +11,4 @@ mod signal;
 mod staging;
 
 pub use signal::ChangeSignal;
-pub use staging::{PushError, StagedRun, StagingQueue};
+pub use staging::{PushError, StagedPages, StagingQueue};

@@ -83,10 +83,7 @@ pub fn run_and_check(s: &Scenario, during: impl FnOnce(&Region) -> Vec<u64>) -> 
     std::thread::sleep(Duration::from_millis(20));
     let config = SnapshotConfig {
         service_model: s.model,
-        policy: PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: s.scan_bytes_per_sec,
-            burst_bytes: 64 * 4096,
-        }),
+        policy: PolicyConfig::Bandwidth(BandwidthParams::new(s.scan_bytes_per_sec)),
         force_touch: s.force_touch,
         ..SnapshotConfig::default()
     };

@@ -16,11 +16,24 @@ use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use std::time::Duration;
-use sync::{ChangeSignal, PushError, StagedRun, StagingQueue};
+use sync::{ChangeSignal, PushError, StagedPages, StagingQueue};
 use wpsnap_core::{Action, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 
-fn run(first: u64) -> StagedRun {
-    StagedRun { first, count: 1, data: Vec::new(), digests: Vec::new() }
+/// A staged run as the queue sees it: where it starts and how many pages it holds.
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    first: u64,
+    count: u64,
+}
+
+impl StagedPages for Run {
+    fn pages(&self) -> u64 {
+        self.count
+    }
+}
+
+fn run(first: u64) -> Run {
+    Run { first, count: 1 }
 }
 
 /// Copier → sink: every run pushed before the close is popped, in order; a push after the
@@ -59,7 +72,7 @@ fn staging_delivers_every_run_and_close_wakes_the_sink() {
 #[test]
 fn cancel_wakes_a_waiting_sink() {
     loom::model(|| {
-        let queue = Arc::new(StagingQueue::new(4));
+        let queue = Arc::new(StagingQueue::<Run>::new(4));
         let sink = {
             let queue = queue.clone();
             thread::spawn(move || queue.pop(Duration::from_secs(1)).map(|r| r.first))
@@ -100,8 +113,7 @@ fn fault_thread_and_scanner_save_each_page_once() {
     const PAGES: u64 = 3;
     loom::model(|| {
         let mut config = EngineConfig::new(4096, PAGES, ServiceModel::Decoupled, PolicyConfig::None);
-        config.staging_pages = 8;
-        config.fault_reserve_pages = 1;
+        config.budget_pages = 8;
         let engine = Arc::new(Mutex::new(Engine::new(config, Nanos::ZERO).expect("valid")));
         let saves: Arc<Vec<AtomicU64>> = Arc::new((0..PAGES).map(|_| AtomicU64::new(0)).collect());
 

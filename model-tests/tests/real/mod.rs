@@ -57,10 +57,7 @@ pub fn case() -> impl Strategy<Value = Case> {
     let model = prop_oneof![Just(ServiceModel::Decoupled), Just(ServiceModel::Qemu)];
     let policy = prop_oneof![
         // Slow enough that writers meet protected pages.
-        (4u64..=32).prop_map(|mib| PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: mib << 20,
-            burst_bytes: 64 * 4096
-        })),
+        (4u64..=32).prop_map(|mib| PolicyConfig::Bandwidth(BandwidthParams::new(mib << 20))),
         Just(PolicyConfig::seed()),
         Just(PolicyConfig::LatencyTarget(LatencyTargetParams::default())),
         Just(PolicyConfig::None),

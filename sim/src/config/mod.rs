@@ -176,12 +176,6 @@ impl SimConfig {
                 format!("{} is above {WRITERS_MAX}", self.writers.count),
             ));
         }
-        if self.writers.count as usize > self.engine.fault_queue_pages {
-            return Err(ConfigFieldError::new(
-                "writers.count",
-                format!("{} writers could overflow engine.fault_queue_pages", self.writers.count),
-            ));
-        }
         self.writers.pattern.validate().map_err(|e| ConfigFieldError::new("writers.pattern", e.to_string()))?;
         self.timing()?;
         self.disk_params().validate().map_err(|e| ConfigFieldError::new(&format!("disk.{}", e.field), e.reason))?;

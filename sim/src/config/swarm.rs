@@ -19,10 +19,7 @@ pub fn swarm_config(seed: u64, pages_max: u64) -> (SimConfig, Vec<String>) {
         0 => PolicyConfig::None,
         1 => PolicyConfig::LimitScanRate(LimitScanRateParams::default()),
         2 => PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()),
-        3 => PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: rng.random_range(8u64..512) << 20,
-            burst_bytes: 64 * 4096,
-        }),
+        3 => PolicyConfig::Bandwidth(BandwidthParams::new(rng.random_range(8u64..512) << 20)),
         _ => PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
     };
     let disk = DiskPreset::ALL[rng.random_range(0..DiskPreset::ALL.len())];
@@ -41,8 +38,8 @@ pub fn swarm_config(seed: u64, pages_max: u64) -> (SimConfig, Vec<String>) {
     config.engine.scan_batch_pages = [1, 1, 16, 64][rng.random_range(0..4usize)];
     config.engine.scan_follows_faults = rng.random_bool(0.7);
     if model == ServiceModel::Decoupled {
-        config.engine.staging_pages = rng.random_range(128..=4096);
-        config.engine.fault_reserve_pages = rng.random_range(1..64);
+        config.engine.budget_pages = rng.random_range(128..=4096);
+        config.engine.scan_high_water_percent = rng.random_range(10..=90);
         config.sink_batch_pages = rng.random_range(1..=256);
     }
     config.zero_page_percent = rng.random_range(0..=100);
@@ -56,7 +53,8 @@ pub fn swarm_config(seed: u64, pages_max: u64) -> (SimConfig, Vec<String>) {
         format!("writes_per_sec={:.0}", config.writers.writes_per_sec),
         format!("scan_batch_pages={}", config.engine.scan_batch_pages),
         format!("scan_follows_faults={}", config.engine.scan_follows_faults),
-        format!("staging_pages={}", config.engine.staging_pages),
+        format!("budget_pages={}", config.engine.budget_pages),
+        format!("scan_high_water_percent={}", config.engine.scan_high_water_percent),
         format!("zero_page_percent={}", config.zero_page_percent),
     ];
     (config, picked)

@@ -19,14 +19,26 @@ pub struct SnapshotSummary {
     pub freeze_ns: u64,
     /// Snapshot instant to the engine's `Complete` (or cancel).
     pub duration_ns: Option<u64>,
+    /// The engine's start (region protected, writers running) to the last page unprotected:
+    /// how long writers could meet a protected page. The sink may drain after it.
+    pub protection_window_ns: Option<u64>,
     /// Snapshot instant to the last byte handed to the file (the dump tool's last write).
     pub stream_written_ns: Option<u64>,
     pub stream_bytes: u64,
     pub pages_by_scan: u64,
     pub pages_by_fault: u64,
     pub staging_peak_pages: u64,
+    /// Most pages the driver held staged at once (captured by a decoupled lane, not yet
+    /// written by the sink), counted by the driver itself: never above the budget.
+    pub driver_staged_peak_pages: u64,
+    /// Faults that waited for budget room, and for how long in all.
+    pub fault_blocked_on_budget: u64,
+    pub fault_blocked_on_budget_ns: u64,
     pub throttled_ns: u64,
     pub iterations: u64,
+    /// Iterations after which the qemu thread slept out the bandwidth limit, and how long.
+    pub iteration_sleeps: u64,
+    pub iteration_sleep_ns: u64,
     /// The run reached `sim_time_ns_max` or its event bound and cancelled the snapshot.
     pub time_limit_hit: bool,
 }

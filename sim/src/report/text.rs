@@ -30,7 +30,8 @@ pub fn render_text(r: &SimReport) -> String {
     let outcome = r.engine.as_ref().map(|e| format!("{:?}", e.outcome)).unwrap_or_else(|| "not started".into());
     let _ = writeln!(
         out,
-        "outcome={outcome} duration={} stream_written={} freeze={} stream={} MB scan_pages={} fault_pages={} staging_peak={} throttled={}",
+        "outcome={outcome} protection_window={} duration={} stream_written={} freeze={} stream={} MB scan_pages={} fault_pages={} staging_peak={} fault_blocked_on_budget={} throttled={}",
+        s.protection_window_ns.map(ms).unwrap_or_else(|| "-".into()),
         s.duration_ns.map(ms).unwrap_or_else(|| "-".into()),
         s.stream_written_ns.map(ms).unwrap_or_else(|| "-".into()),
         ms(s.freeze_ns),
@@ -38,6 +39,7 @@ pub fn render_text(r: &SimReport) -> String {
         s.pages_by_scan,
         s.pages_by_fault,
         s.staging_peak_pages,
+        s.fault_blocked_on_budget,
         ms(s.throttled_ns)
     );
     let w = &r.writers;

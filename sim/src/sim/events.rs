@@ -18,8 +18,8 @@ pub enum Event {
     CaptureDone(Lane),
     /// The engine's policy timer (the generation tells stale timers apart).
     Timer(u64),
-    /// The decoupled model's sink finished writing `pages` staged pages.
-    SinkDone(u64),
+    /// The decoupled model's sink finished writing `pages` staged pages, `bytes` of stream.
+    SinkDone { pages: u64, bytes: u64 },
     /// Write-protect the region: the snapshot instant.
     SnapshotStart,
     /// The region is protected; writers run again and the engine starts.

@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use thiserror::Error;
-use wpsnap_core::{Action, Capture, Engine, FaultError, Lane, Nanos, PageIndex, PageRun, ServiceModel};
+use wpsnap_core::{Action, Capture, Engine, Lane, Nanos, PageIndex, PageRun, ServiceModel};
 use wpsnap_workload::{PageSampler, WriteTiming};
 use writer::Writer;
 
@@ -80,10 +80,16 @@ struct Sim<'a> {
     phase: Phase,
     /// Fault events delivered but not yet read by the handler: the faulting pages.
     uffd_pending: VecDeque<u64>,
-    lanes: [Option<Capture>; 3],
+    /// Each lane's capture in flight, with the stream bytes it writes (qemu lane).
+    lanes: [Option<(Capture, u64)>; 3],
     stream: StreamPath,
     staged: VecDeque<PageRun>,
     staged_pages: u64,
+    /// Pages the sink is writing now.
+    sink_pages: u64,
+    /// Most pages captured by decoupled lanes and not yet written by the sink (the engine's
+    /// budget bounds this; counted here independently of the engine).
+    staged_peak_pages: u64,
     sink_busy: bool,
     timer_generation: u64,
     timer_at: Option<Nanos>,
@@ -154,6 +160,8 @@ impl<'a> Sim<'a> {
             stream: StreamPath::new(&disk, ChaCha8Rng::seed_from_u64(sub_seed(seed, component::DISK))),
             staged: VecDeque::new(),
             staged_pages: 0,
+            sink_pages: 0,
+            staged_peak_pages: 0,
             sink_busy: false,
             timer_generation: 0,
             timer_at: None,
@@ -191,7 +199,7 @@ impl<'a> Sim<'a> {
                 Event::Resume(w) => self.on_resume(w),
                 Event::CaptureDone(lane) => self.on_capture_done(lane),
                 Event::Timer(generation) => self.on_timer(generation),
-                Event::SinkDone(pages) => self.on_sink_done(pages),
+                Event::SinkDone { pages, bytes } => self.on_sink_done(pages, bytes),
                 Event::SnapshotStart => self.on_snapshot_start(),
                 Event::FreezeEnd => self.on_freeze_end(),
             }
@@ -291,11 +299,14 @@ impl<'a> Sim<'a> {
     }
 
     /// The handler reads fault events while its lane is idle: QEMU's single thread one per
-    /// page it saves, the decoupled fault thread all that are there.
+    /// page it saves (none while it sleeps out the bandwidth limit), the decoupled fault
+    /// thread all that are there. The engine holds every fault it is given.
     fn read_faults(&mut self) {
         let model = self.config.engine.service_model;
         let reader = if model == ServiceModel::Qemu { Lane::Single } else { Lane::Fault };
-        if self.lanes[lane_slot(reader)].is_some() {
+        if self.lanes[lane_slot(reader)].is_some()
+            || self.engine.as_ref().is_some_and(|e| e.lane_asleep_until(reader, self.now).is_some())
+        {
             return;
         }
         let reads_max = if model == ServiceModel::Qemu { 1 } else { self.uffd_pending.len() };
@@ -305,14 +316,8 @@ impl<'a> Sim<'a> {
                 // No engine (yet or any more): every page is unprotected, the writer is awake.
                 continue;
             };
-            match engine.handle_fault(self.now, PageIndex(page)) {
-                Ok(_) => {}
-                Err(FaultError::QueueFull { .. }) => {
-                    self.uffd_pending.push_front(page);
-                    self.drain_actions();
-                    break;
-                }
-                Err(e) => self.driver_errors.push(format!("fault: {e}")),
+            if let Err(e) = engine.handle_fault(self.now, PageIndex(page)) {
+                self.driver_errors.push(format!("fault: {e}"));
             }
             self.drain_actions();
         }
@@ -383,7 +388,7 @@ impl<'a> Sim<'a> {
     }
 
     fn on_capture_done(&mut self, lane: Lane) {
-        let Some(capture) = self.lanes[lane_slot(lane)].take() else {
+        let Some((capture, stream_bytes)) = self.lanes[lane_slot(lane)].take() else {
             self.driver_errors.push(format!("capture done on idle lane {lane:?}"));
             return;
         };
@@ -395,6 +400,10 @@ impl<'a> Sim<'a> {
             self.memory.capture(run.first.0, run.count);
             self.timeline.pages(self.now, scan, run.count);
         }
+        if lane == Lane::Single {
+            // The qemu thread wrote the page to the stream before completing it.
+            engine.handle_stream_bytes(self.now, stream_bytes);
+        }
         if let Err(e) = engine.handle_captured(self.now, capture) {
             self.driver_errors.push(format!("captured: {e}"));
         }
@@ -402,9 +411,18 @@ impl<'a> Sim<'a> {
         if running && self.config.engine.service_model == ServiceModel::Decoupled {
             self.staged.push_back(run);
             self.staged_pages += run.count;
-            self.kick_sink();
         }
+        self.kick_sink();
         self.serve();
+    }
+
+    /// Pages held by the decoupled path: captures in flight on its lanes, staged, being written.
+    fn note_staged(&mut self) {
+        if self.config.engine.service_model == ServiceModel::Decoupled {
+            let in_flight: u64 = self.lanes.iter().flatten().map(|(c, _)| c.run().count).sum();
+            let held = in_flight + self.staged_pages + self.sink_pages;
+            self.staged_peak_pages = self.staged_peak_pages.max(held);
+        }
     }
 
     fn kick_sink(&mut self) {
@@ -424,17 +442,23 @@ impl<'a> Sim<'a> {
             }
         }
         self.staged_pages -= pages;
+        self.sink_pages = pages;
         self.sink_busy = true;
         let done = self.stream.submit(self.now, bytes);
-        self.queue.push(done, Event::SinkDone(pages));
+        self.queue.push(done, Event::SinkDone { pages, bytes });
     }
 
-    fn on_sink_done(&mut self, pages: u64) {
+    fn on_sink_done(&mut self, pages: u64, bytes: u64) {
         self.sink_busy = false;
-        if let Some(engine) = self.engine.as_mut()
-            && let Err(e) = engine.handle_sink_drained(self.now, pages)
-        {
-            self.driver_errors.push(format!("sink: {e}"));
+        self.sink_pages = 0;
+        if let Some(engine) = self.engine.as_mut() {
+            engine.handle_stream_bytes(self.now, bytes);
+            self.drain_actions();
+            if let Some(engine) = self.engine.as_mut()
+                && let Err(e) = engine.handle_sink_drained(self.now, pages)
+            {
+                self.driver_errors.push(format!("sink: {e}"));
+            }
         }
         self.drain_actions();
         self.kick_sink();
@@ -454,17 +478,15 @@ impl<'a> Sim<'a> {
             let start = self.now + Nanos(handler.capture_overhead_ns * run.count);
             let copied = match lane {
                 // QEMU writes the page to the stream, then unprotects it.
-                Lane::Single => {
-                    let bytes = stream_bytes(run, self.zero_seed, self.config);
-                    self.stream.submit(start, bytes)
-                }
+                Lane::Single => self.stream.submit(start, stream_bytes(run, self.zero_seed, self.config)),
                 // The decoupled lanes copy into staging.
                 Lane::Fault | Lane::Scan => {
                     start + Nanos(transfer_ns(run.count * self.config.engine.page_size, self.copy_bytes_per_sec))
                 }
             };
+            let bytes = if lane == Lane::Single { stream_bytes(run, self.zero_seed, self.config) } else { 0 };
             self.queue.push(copied + Nanos(handler.unprotect_ns), Event::CaptureDone(lane));
-            self.lanes[lane_slot(lane)] = Some(capture);
+            self.lanes[lane_slot(lane)] = Some((capture, bytes));
         }
         let wanted = engine.poll_timeout();
         if wanted != self.timer_at {
@@ -474,6 +496,7 @@ impl<'a> Sim<'a> {
                 self.queue.push(at.max(self.now), Event::Timer(self.timer_generation));
             }
         }
+        self.note_staged();
     }
 }
 
@@ -512,13 +535,19 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimError> {
             instant_ns: instant.as_ns(),
             freeze_ns: sim.freeze_ns,
             duration_ns: sim.finished_at.map(|f| f.saturating_since(instant).as_ns()),
+            protection_window_ns: stats.protection_ended_at.map(|end| end.saturating_since(instant).as_ns()),
             stream_written_ns: sim.finished_at.map(|_| stream_done.saturating_since(instant).as_ns()),
             stream_bytes: sim.stream.bytes_submitted(),
             pages_by_scan: stats.pages_by_scan,
             pages_by_fault: stats.pages_by_fault,
             staging_peak_pages: stats.staging_peak_pages,
+            driver_staged_peak_pages: sim.staged_peak_pages,
+            fault_blocked_on_budget: stats.fault_blocked_on_budget,
+            fault_blocked_on_budget_ns: stats.fault_blocked_on_budget_ns,
             throttled_ns: stats.throttled_ns,
             iterations: sim.iterations,
+            iteration_sleeps: stats.iteration_sleeps,
+            iteration_sleep_ns: stats.iteration_sleep_ns,
             time_limit_hit: sim.time_limit_hit,
         },
         writers: WriterSummary {

@@ -11,7 +11,7 @@ pub fn policies() -> Vec<PolicyConfig> {
         PolicyConfig::None,
         PolicyConfig::LimitScanRate(LimitScanRateParams::default()),
         PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()),
-        PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 64 << 20, burst_bytes: 64 * 4096 }),
+        PolicyConfig::Bandwidth(BandwidthParams::new(64 << 20)),
         PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
     ]
 }
