@@ -20,7 +20,7 @@ SHM=${SHM:-/dev/shm}
 NICE=(nice -n 10)
 SIM=./target/release/wpsnap-sim
 WPSNAP=./target/release/wpsnap
-POLICIES="none seed seed-true-latency latency-target bandwidth"
+POLICIES="none limit-scan-rate limit-scan-rate-true-latency latency-target bandwidth"
 MODELS="qemu decoupled"
 DISKS="hdd-7200 sata-ssd nvme tmpfs"
 
@@ -50,7 +50,7 @@ main() {
     # Part 1: the seed author's scenario (default: 4 GiB, qemu model, 6 video writers, hdd-7200).
     for seed in $(seq 1 "$SEEDS"); do
         "${NICE[@]}" "$SIM" compare --seed "$seed" --no-baseline \
-            --policies none,seed,seed-true-latency,latency-target,bandwidth:50 \
+            --policies none,limit-scan-rate,limit-scan-rate-true-latency,latency-target,bandwidth:50 \
             --out "$RAW/p1-seed$seed.json" > "$RAW/p1-seed$seed.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
     done
     # Part 1b: the same with load-dependent stalls only (config written by analyze.py).
@@ -58,7 +58,7 @@ main() {
     python3 "$OUT/analyze.py" load-dependent-config "$RAW/default-config.json" "$OUT/config-part1-load-dependent.json"
     for seed in $(seq 1 "$SEEDS"); do
         "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$OUT/config-part1-load-dependent.json" \
-            --policies none,seed,seed-true-latency,latency-target,bandwidth:50 \
+            --policies none,limit-scan-rate,limit-scan-rate-true-latency,latency-target,bandwidth:50 \
             --out "$RAW/p1b-seed$seed.json" > "$RAW/p1b-seed$seed.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
     done
     echo "part 1 done after $(( $(date +%s) - start )) s"
@@ -67,7 +67,7 @@ main() {
     for disk in $DISKS; do
         bw=$(bandwidth_mbps "$disk")
         "${NICE[@]}" "$SIM" sweep --seeds "$SEEDS" --threads 2 --disks "$disk" --models qemu,decoupled \
-            --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+            --policies "none,limit-scan-rate,limit-scan-rate-true-latency,latency-target,bandwidth:$bw" \
             --out "$RAW/p2-$disk.jsonl" > "$RAW/p2-$disk.txt" 2>/dev/null || echo "simulator command failed (outputs in $RAW)" >&2
     done
     echo "part 2 done after $(( $(date +%s) - start )) s"
@@ -81,10 +81,12 @@ main() {
             for model in $MODELS; do
                 for policy in $POLICIES; do
                     out="$SHM/wpsnap-research-$$.wps"
+                    # The bandwidth policy carries its rate (a bare number is MB/s).
+                    spec="$policy"
+                    [ "$policy" = bandwidth ] && spec="bandwidth:$(bandwidth_mbps "$disk")"
                     report="$RAW/real-$disk-$model-$policy-s$seed.json"
                     if ! timeout "$RUN_TIMEOUT_S" "${NICE[@]}" "$WPSNAP" run --size "${REAL_MIB}M" --writers 6 \
-                        --pattern video --write-rate 20000 --model "$model" --policy "$policy" \
-                        --scan-bandwidth "$(( $(bandwidth_mbps "$disk") * 1000000 ))" \
+                        --pattern video --write-rate 20000 --model "$model" --policy "$spec" \
                         --scan-batch-pages 1 --staging 16M "${slow[@]}" --seed "$seed" \
                         --out "$out" --report "$report" > /dev/null 2> "$RAW/real-$disk-$model-$policy-s$seed.err"; then
                         echo "real run failed or timed out: $disk $model $policy seed $seed" >&2
@@ -109,7 +111,7 @@ main() {
                 "${NICE[@]}" "$SIM" compare --seed "$seed" --disk "$disk" --region-mib "$REAL_MIB" \
                     --zero-page-percent 19 --writers 6 --pattern video --writes-per-sec 20000 \
                     --scan-batch-pages 1 --model "$model" \
-                    --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+                    --policies "none,limit-scan-rate,limit-scan-rate-true-latency,latency-target,bandwidth:$bw" \
                     --out "$RAW/sim256-preset-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
             done
             "${NICE[@]}" "$SIM" run --seed 1 --disk "$disk" --region-mib "$REAL_MIB" --zero-page-percent 19 \
@@ -130,7 +132,7 @@ main() {
                     "$RAW/real-$disk-$model-none-s1.json" "$model" "$d" "$overhead_ns" "$config"
                 for seed in $(seq 1 "$SEEDS"); do
                     "${NICE[@]}" "$SIM" compare --seed "$seed" --config "$config" \
-                        --policies "none,seed,seed-true-latency,latency-target,bandwidth:$bw" \
+                        --policies "none,limit-scan-rate,limit-scan-rate-true-latency,latency-target,bandwidth:$bw" \
                         --out "$RAW/sim256-$kind-$disk-$model-s$seed.json" > /dev/null 2>&1 || echo "simulator command failed (outputs in $RAW)" >&2
                 done
             done

@@ -1,6 +1,6 @@
 //! `wpsnap`, the application: the `wpsnap` command ([`cli`]), the benchmark that compares
-//! the library against same-run floors ([`bench`], [`baseline`]) and the plots and tables of
-//! its reports ([`plot`]).
+//! the library against same-run floors ([`bench`], [`baseline`]). Its charts and tables come
+//! from `wpsnap-plot`, which the simulator uses too.
 //!
 //! What it deliberately does not do: take snapshots itself. Every snapshot, fork snapshot,
 //! output and writer comes from the `wpsnap-linux` library through its public API, the same
@@ -12,4 +12,3 @@
 pub mod baseline;
 pub mod bench;
 pub mod cli;
-pub mod plot;

@@ -23,6 +23,7 @@ mod page;
 pub mod policy;
 mod scan_cursor;
 mod stats;
+mod text;
 mod time;
 
 pub use bitmap::PageBitmap;
@@ -38,4 +39,5 @@ pub use page::{PageIndex, PageRun};
 pub use policy::{Cause, PolicyConfig};
 pub use scan_cursor::ScanCursor;
 pub use stats::{EngineReport, Outcome, Stats};
+pub use text::{UnitError, UnknownServiceModel, exact_bytes, exact_ns, parse_bytes, parse_duration_ns};
 pub use time::Nanos;

@@ -1,10 +1,10 @@
 //! Time as the driver passes it in. The engine never reads a clock.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::ops::{Add, Sub};
 
-/// A point in time or a duration, in nanoseconds.
+/// A point in time or a duration, in nanoseconds. Its `Display` (three significant digits,
+/// "12.3 µs") is in `text.rs`.
 ///
 /// The engine does not care where zero is: the driver picks an epoch (the simulator uses
 /// the start of the run, the Linux backend a monotonic clock) and must only never go back.
@@ -55,21 +55,6 @@ impl Sub for Nanos {
     }
 }
 
-impl fmt::Display for Nanos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ns = self.0;
-        if ns < 1_000 {
-            write!(f, "{ns} ns")
-        } else if ns < 1_000_000 {
-            write!(f, "{:.1} us", ns as f64 / 1e3)
-        } else if ns < 1_000_000_000 {
-            write!(f, "{:.2} ms", ns as f64 / 1e6)
-        } else {
-            write!(f, "{:.3} s", ns as f64 / 1e9)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,13 +64,5 @@ mod tests {
         assert_eq!(Nanos(5) - Nanos(7), Nanos::ZERO);
         assert_eq!(Nanos::MAX + Nanos(1), Nanos::MAX);
         assert_eq!(Nanos::from_ms(5), Nanos(5_000_000));
-    }
-
-    #[test]
-    fn display_picks_a_readable_unit() {
-        assert_eq!(Nanos(999).to_string(), "999 ns");
-        assert_eq!(Nanos::from_us(15).to_string(), "15.0 us");
-        assert_eq!(Nanos::from_ms(5).to_string(), "5.00 ms");
-        assert_eq!(Nanos::from_secs(2).to_string(), "2.000 s");
     }
 }

@@ -1,6 +1,6 @@
 //! The engine's contract, pinned with small hand-driven scenarios.
 
-use wpsnap_core::policy::{BandwidthParams, SeedParams};
+use wpsnap_core::policy::{BandwidthParams, LimitScanRateParams};
 use wpsnap_core::{
     Action, Capture, Cause, Engine, EngineConfig, EngineError, FaultError, FaultOutcome, IterationMode, Lane, Nanos,
     PageIndex, PageRun, PolicyConfig, ServiceModel,
@@ -294,9 +294,9 @@ fn write_tracking_iterations_end_after_1000_ms() {
 
 #[test]
 fn seed_policies_default_to_write_tracking_and_the_rest_to_ordinary() {
-    let e = engine(4, ServiceModel::Qemu, PolicyConfig::seed());
+    let e = engine(4, ServiceModel::Qemu, PolicyConfig::limit_scan_rate());
     assert_eq!(e.iteration_wait_max(), ms(1000));
-    let e = engine(4, ServiceModel::Qemu, PolicyConfig::SeedTrueLatency(SeedParams::default()));
+    let e = engine(4, ServiceModel::Qemu, PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()));
     assert_eq!(e.iteration_wait_max(), ms(1000));
     let e = engine(4, ServiceModel::Qemu, PolicyConfig::None);
     assert_eq!(e.iteration_wait_max(), ms(50));

@@ -14,11 +14,19 @@ import os
 import statistics
 import sys
 
-POLICIES = ["none", "seed", "seed-true-latency", "latency-target", "bandwidth"]
+POLICIES = ["none", "limit-scan-rate", "limit-scan-rate-true-latency", "latency-target", "bandwidth"]
+# Raw outputs written before the rename name the patch's policy "seed".
+OLD_POLICY_NAMES = {"seed": "limit-scan-rate", "seed-true-latency": "limit-scan-rate-true-latency"}
+
+
+def policy_name(name):
+    return OLD_POLICY_NAMES.get(name, name)
+
+
 MODELS = ["qemu", "decoupled"]
 DISKS = ["hdd-7200", "sata-ssd", "nvme", "tmpfs"]
 LOG2 = ["0-1", "2-3", "4-7", "8-15", "16-31", "32-63", "64-127", "128-255", ">=256"]
-COLORS = {"none": "#d62728", "seed": "#ff7f0e", "seed-true-latency": "#2ca02c",
+COLORS = {"none": "#d62728", "limit-scan-rate": "#ff7f0e", "limit-scan-rate-true-latency": "#2ca02c",
           "latency-target": "#1f77b4", "bandwidth": "#9467bd"}
 # The seed author's published before/after figures (qemu-devel, 15 Dec 2020, Windows guests),
 # as quoted in shared/notes/qemu-background-snapshot.md: (faults, >=8 ms, >=16 ms).
@@ -124,7 +132,7 @@ def sim_row(r):
     w = e.get("fault_wait", {})
     counts = w.get("log2_ms", {}).get("counts", [0] * 9)
     return {
-        "policy": r["config"]["engine"]["policy"]["kind"],
+        "policy": policy_name(r["config"]["engine"]["policy"]["kind"]),
         "model": r["config"]["engine"]["service_model"],
         "seed": r["seed"],
         "duration_ms": (r["snapshot"]["duration_ns"] or 0) / 1e6,
@@ -359,7 +367,7 @@ def part1_section(raw, out, seeds, md, result, prefix, title, key, svg_title):
     with open(os.path.join(out, key + ".json"), "w") as f:
         json.dump({"per_policy": part1, "published": result["part1_published"]}, f, indent=1)
     series = []
-    for policy in ["none", "seed", "seed-true-latency", "latency-target", "bandwidth"]:
+    for policy in POLICIES:
         if policy in part1:
             t = part1[policy]["log2_true_sum"]
             n = max(sum(t), 1)
@@ -392,7 +400,7 @@ def report(raw, out, seeds, real_seeds):
                 row = {"duration_ms": r["duration_ms"], "faults": r["faults"], "p50_us": r["wait_p50_us"],
                        "p99_ms": r["wait_p99_ms"], "p999_ms": r["wait_p999_ms"], "max_ms": r["wait_max_ms"], "ge8": r["waits_at_least_8ms"],
                        "ge16": r["waits_at_least_16ms"], "throughput_ratio": r["throughput_ratio"], "clean": r["clean"]}
-                grid.setdefault((r["disk"], r["model"], r["policy"]), []).append(row)
+                grid.setdefault((r["disk"], r["model"], policy_name(r["policy"])), []).append(row)
     part2 = {}
     md.append(f"## Part 2: every policy, both models, each disk (simulator, 4 GiB, {seeds} seeds, mean ± sd)\n")
     for disk in DISKS:
@@ -440,7 +448,7 @@ def report(raw, out, seeds, real_seeds):
         name = os.path.basename(path)[5:-5]
         disk = next(d for d in DISKS if name.startswith(d + "-"))
         model, rest = name[len(disk) + 1:].split("-", 1)
-        policy = rest.rsplit("-s", 1)[0]
+        policy = policy_name(rest.rsplit("-s", 1)[0])
         real.setdefault((disk, model, policy), []).append(real_row(path))
     kinds = ["preset", "matched", "calibrated"]
     sims = {}

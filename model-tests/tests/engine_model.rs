@@ -16,7 +16,7 @@
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use std::collections::VecDeque;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, SeedParams};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
 use wpsnap_core::{
     Action, Capture, Cause, Engine, EngineConfig, FaultError, FaultOutcome, IterationMode, Lane, Nanos, PageIndex,
     PageRun, PolicyConfig, ServiceModel,
@@ -46,8 +46,8 @@ pub enum Step {
 fn policy_strategy() -> impl Strategy<Value = PolicyConfig> {
     prop_oneof![
         Just(PolicyConfig::None),
-        Just(PolicyConfig::seed()),
-        Just(PolicyConfig::SeedTrueLatency(SeedParams::default())),
+        Just(PolicyConfig::limit_scan_rate()),
+        Just(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default())),
         (1u64..=2000, 1u64..=8).prop_map(|(rate, burst)| PolicyConfig::Bandwidth(BandwidthParams {
             bytes_per_sec: rate * PAGE,
             burst_bytes: burst * PAGE,
@@ -158,10 +158,10 @@ impl Shadow {
         }
     }
 
-    fn seed_params(&self) -> Option<(SeedParams, bool)> {
+    fn seed_params(&self) -> Option<(LimitScanRateParams, bool)> {
         match self.config.policy {
-            PolicyConfig::Seed(p) => Some((p, false)),
-            PolicyConfig::SeedTrueLatency(p) => Some((p, true)),
+            PolicyConfig::LimitScanRate(p) => Some((p, false)),
+            PolicyConfig::LimitScanRateTrueLatency(p) => Some((p, true)),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! simulator, over random configurations.
 
 use proptest::prelude::*;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, SeedParams};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_sim::disk::DiskPreset;
 use wpsnap_sim::{SimConfig, SimReport};
@@ -11,8 +11,8 @@ use wpsnap_workload::Pattern;
 fn policy() -> impl Strategy<Value = PolicyConfig> {
     prop_oneof![
         Just(PolicyConfig::None),
-        Just(PolicyConfig::seed()),
-        Just(PolicyConfig::SeedTrueLatency(SeedParams::default())),
+        Just(PolicyConfig::limit_scan_rate()),
+        Just(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default())),
         (64u64..4096).prop_map(|pages_per_sec| PolicyConfig::Bandwidth(BandwidthParams {
             bytes_per_sec: pages_per_sec * 4096,
             burst_bytes: 16 * 4096,

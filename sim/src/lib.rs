@@ -17,7 +17,6 @@
 pub mod config;
 pub mod disk;
 pub mod net;
-pub mod plot;
 pub mod report;
 pub mod sim;
 pub mod sweep;

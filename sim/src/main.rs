@@ -5,13 +5,13 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, SeedParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
+use wpsnap_plot::{CcdfSeries, Log2Column, TimelineBin, ccdf_svg, log2_ms_table, timeline_svg, write_svg};
 use wpsnap_sim::config::swarm_config;
 use wpsnap_sim::disk::{CompetingIo, DiskPreset};
 use wpsnap_sim::report::render_text;
 use wpsnap_sim::sweep::{Job, RunSummary, Shard, ShardFile, run_all, table};
-use wpsnap_sim::{SimConfig, SimReport, plot};
+use wpsnap_sim::{SimConfig, SimReport};
 use wpsnap_workload::Pattern;
 
 #[derive(Parser)]
@@ -54,10 +54,12 @@ struct Scenario {
     #[arg(long)]
     region_mib: Option<u64>,
     /// Service model: qemu or decoupled.
-    #[arg(long, value_parser = parse_model)]
+    #[arg(long)]
     model: Option<ServiceModel>,
-    /// Policy: none, seed, seed-true-latency, bandwidth:MBPS, latency-target[:P99_US].
-    #[arg(long, value_parser = parse_policy)]
+    /// Policy: none, limit-scan-rate, limit-scan-rate-true-latency, bandwidth[:RATE],
+    /// latency-target[:P99], with optional knobs (docs/policies.md); `seed` and
+    /// `seed-true-latency` are the old names of the first two.
+    #[arg(long)]
     policy: Option<PolicyConfig>,
     /// Disk preset: hdd-7200, sata-ssd, nvme, tmpfs.
     #[arg(long)]
@@ -113,9 +115,10 @@ struct RunArgs {
 struct CompareArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Policies to compare, comma separated.
-    #[arg(long, value_delimiter = ',', value_parser = parse_policy, default_value = "none,seed,latency-target")]
-    policies: Vec<PolicyConfig>,
+    /// Policies to compare, comma separated (a policy's own `KEY=VALUE` knobs stay with it:
+    /// `none,bandwidth:64M,burst=1M,latency-target:2ms`).
+    #[arg(long, default_value = "none,limit-scan-rate,latency-target")]
+    policies: PolicyList,
     #[command(flatten)]
     scenario: Scenario,
     /// Write the fault-wait chart and one timeline per policy into this directory.
@@ -137,9 +140,10 @@ struct SweepArgs {
     /// First seed.
     #[arg(long, default_value_t = 1)]
     first_seed: u64,
-    #[arg(long, value_delimiter = ',', value_parser = parse_policy, default_value = "none,seed,seed-true-latency,latency-target")]
-    policies: Vec<PolicyConfig>,
-    #[arg(long, value_delimiter = ',', value_parser = parse_model, default_value = "qemu,decoupled")]
+    /// Policies, comma separated, as for `compare`.
+    #[arg(long, default_value = "none,limit-scan-rate,limit-scan-rate-true-latency,latency-target")]
+    policies: PolicyList,
+    #[arg(long, value_delimiter = ',', default_value = "qemu,decoupled")]
     models: Vec<ServiceModel>,
     #[arg(long, value_delimiter = ',', default_value = "hdd-7200")]
     disks: Vec<DiskPreset>,
@@ -179,47 +183,33 @@ struct BenchArgs {
     writers: u32,
     #[arg(long, default_value = "nvme")]
     disk: DiskPreset,
-    #[arg(long, value_parser = parse_model, default_value = "qemu")]
+    #[arg(long, default_value = "qemu")]
     model: ServiceModel,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
-fn parse_model(s: &str) -> Result<ServiceModel, String> {
-    match s {
-        "qemu" => Ok(ServiceModel::Qemu),
-        "decoupled" => Ok(ServiceModel::Decoupled),
-        _ => Err(format!("unknown model `{s}`: expected qemu or decoupled")),
-    }
-}
+/// A comma-separated list of policies in their text form (`wpsnap_core::PolicyConfig`'s
+/// `FromStr`). A piece with `=` is a knob of the policy before it, so knobs need no other
+/// separator: `bandwidth:64M,burst=1M,none`.
+#[derive(Clone, Debug)]
+struct PolicyList(Vec<PolicyConfig>);
 
-fn parse_policy(s: &str) -> Result<PolicyConfig, String> {
-    let (name, arg) = match s.split_once(':') {
-        Some((n, a)) => (n, Some(a)),
-        None => (s, None),
-    };
-    let number = |a: &str| a.parse::<u64>().map_err(|_| format!("`{a}` in policy `{s}` is not a whole number"));
-    let policy = match (name, arg) {
-        ("none", None) => PolicyConfig::None,
-        ("seed", None) => PolicyConfig::Seed(SeedParams::default()),
-        ("seed-true-latency", None) => PolicyConfig::SeedTrueLatency(SeedParams::default()),
-        ("bandwidth", Some(mbps)) => PolicyConfig::Bandwidth(BandwidthParams {
-            bytes_per_sec: number(mbps)? * 1_000_000,
-            burst_bytes: 64 * 4096,
-        }),
-        ("latency-target", None) => PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
-        ("latency-target", Some(us)) => PolicyConfig::LatencyTarget(LatencyTargetParams {
-            target_p99_ns: number(us)? * 1_000,
-            ..LatencyTargetParams::default()
-        }),
-        _ => {
-            return Err(format!(
-                "unknown policy `{s}`: expected none, seed, seed-true-latency, bandwidth:MBPS, latency-target[:P99_US]"
-            ));
+impl std::str::FromStr for PolicyList {
+    type Err = wpsnap_core::policy::PolicyParseError;
+    fn from_str(text: &str) -> Result<PolicyList, Self::Err> {
+        let mut texts: Vec<String> = Vec::new();
+        for piece in text.split(',') {
+            match texts.last_mut() {
+                Some(last) if piece.contains('=') => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => texts.push(piece.to_string()),
+            }
         }
-    };
-    policy.validate().map_err(|e| e.to_string())?;
-    Ok(policy)
+        texts.iter().map(|t| t.parse()).collect::<Result<_, _>>().map(PolicyList)
+    }
 }
 
 impl Scenario {
@@ -276,8 +266,8 @@ impl Scenario {
 fn describe(c: &SimConfig) -> String {
     format!(
         "model={} policy={} disk={} pages={} writers={} pattern={} writes_per_sec={} zero_page_percent={}",
-        format!("{:?}", c.engine.service_model).to_lowercase(),
-        c.engine.policy.name(),
+        c.engine.service_model,
+        c.engine.policy,
         c.disk_preset,
         c.engine.page_count,
         c.writers.count,
@@ -316,9 +306,9 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     }
     if let Some(dir) = &a.svg {
         std::fs::create_dir_all(dir)?;
-        let label = report.policy_name().to_string();
-        plot::fault_wait_ccdf(&dir.join("fault-wait.svg"), "True fault wait", &[(label, &report)])?;
-        plot::timeline(&dir.join("timeline.svg"), &format!("{} seed={}", describe(&config), a.seed), &report)?;
+        let label = report.config.engine.policy.to_string();
+        write_fault_wait_svg(&dir.join("fault-wait.svg"), "True fault wait", &[(label, &report)])?;
+        write_timeline_svg(&dir.join("timeline.svg"), &format!("{} seed={}", describe(&config), a.seed), &report)?;
     }
     if !report.is_clean() {
         bail!("the run broke an invariant (see the report)");
@@ -344,11 +334,12 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     eprintln!("{}", describe(&base));
     let jobs: Vec<Job> = a
         .policies
+        .0
         .iter()
         .map(|p| {
             let mut config = base.clone();
             config.engine.policy = p.clone();
-            Job { seed: a.seed, label: p.name().to_string(), config }
+            Job { seed: a.seed, label: p.to_string(), config }
         })
         .collect();
     let bar = progress(jobs.len());
@@ -361,22 +352,14 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     let rows: Vec<RunSummary> = reports.iter().map(|(l, r)| RunSummary::of(l, r)).collect();
     print!("{}", table(&rows));
     println!("\nlog2-ms table of true fault waits (seed measure in brackets):");
-    print!("{:<10}", "ms");
-    for (label, _) in &reports {
-        print!(" {label:>24}");
-    }
-    println!();
-    for (i, bucket) in wpsnap_core::Log2MsTable::LABELS.iter().enumerate() {
-        print!("{bucket:<10}");
-        for (_, r) in &reports {
-            let (t, s) = r
-                .engine
-                .as_ref()
-                .map_or((0, 0), |e| (e.fault_wait.log2_ms.counts[i], e.seed_latency.log2_ms.counts[i]));
-            print!(" {:>24}", format!("{t} [{s}]"));
-        }
-        println!();
-    }
+    let columns: Vec<Log2Column> = reports
+        .iter()
+        .map(|(label, r)| match &r.engine {
+            Some(e) => Log2Column::counts_with_bracketed(label, &e.fault_wait.log2_ms, &e.seed_latency.log2_ms),
+            None => Log2Column::counts(label, &Default::default()),
+        })
+        .collect();
+    print!("{}", log2_ms_table("ms", &columns));
     if let Some(out) = &a.out {
         let all: Vec<&SimReport> = reports.iter().map(|(_, r)| r).collect();
         write_json(out, &all)?;
@@ -386,11 +369,13 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
         let runs: Vec<(String, &SimReport)> = reports.iter().map(|(l, r)| (l.clone(), r)).collect();
         let title = format!("True fault wait, {} {} seed={}", base.disk_preset, describe_short(&base), a.seed);
         let path = dir.join(format!("{}-fault-wait.svg", a.svg_prefix));
-        plot::fault_wait_ccdf(&path, &title, &runs)?;
+        write_fault_wait_svg(&path, &title, &runs)?;
         eprintln!("wrote {}", path.display());
         for (label, r) in &reports {
-            let path = dir.join(format!("{}-timeline-{label}.svg", a.svg_prefix));
-            plot::timeline(&path, &format!("{label}: scan rate and fault waits, seed={}", a.seed), r)?;
+            // A policy's text form may carry `:`, `,` and `=`; keep file names plain.
+            let file_label = label.replace([':', ',', '='], "_");
+            let path = dir.join(format!("{}-timeline-{file_label}.svg", a.svg_prefix));
+            write_timeline_svg(&path, &format!("{label}: scan rate and fault waits, seed={}", a.seed), r)?;
             eprintln!("wrote {}", path.display());
         }
     }
@@ -400,10 +385,34 @@ fn cmd_compare(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
+/// The share of faults that waited at least x, one line per run.
+fn write_fault_wait_svg(path: &std::path::Path, title: &str, runs: &[(String, &SimReport)]) -> Result<()> {
+    let series: Vec<CcdfSeries<'_>> =
+        runs.iter().map(|(label, r)| CcdfSeries { label, recorded: &r.fault_wait_histogram }).collect();
+    write_svg(path, &ccdf_svg(title, &series)?)?;
+    Ok(())
+}
+
+/// Scan rate and the longest fault wait per bin of one run.
+fn write_timeline_svg(path: &std::path::Path, title: &str, report: &SimReport) -> Result<()> {
+    let t = &report.timeline;
+    let bins: Vec<TimelineBin> = t
+        .bins
+        .iter()
+        .map(|b| TimelineBin {
+            scan_pages: b.scan_pages,
+            fault_waits: b.fault_waits,
+            fault_wait_max_ns: b.fault_wait_max_ns,
+        })
+        .collect();
+    write_svg(path, &timeline_svg(title, t.bin_ns, &bins)?)?;
+    Ok(())
+}
+
 fn describe_short(c: &SimConfig) -> String {
     format!(
         "{} {} MiB {}x{}",
-        format!("{:?}", c.engine.service_model).to_lowercase(),
+        c.engine.service_model,
         (c.engine.page_count * c.engine.page_size) >> 20,
         c.writers.count,
         c.writers.pattern
@@ -422,13 +431,13 @@ fn cmd_sweep(a: SweepArgs) -> Result<()> {
         }
         for &model in &a.models {
             for &disk in &a.disks {
-                for policy in &a.policies {
+                for policy in &a.policies.0 {
                     let mut config = base.clone();
                     config.engine.service_model = model;
                     config.engine.policy = policy.clone();
                     config.disk_preset = disk;
                     config.disk = None;
-                    let label = format!("{}/{}/{}", format!("{model:?}").to_lowercase(), disk, policy.name());
+                    let label = format!("{model}/{disk}/{policy}");
                     jobs.push(Job { seed, label, config });
                 }
             }
@@ -517,7 +526,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let pages = report.snapshot.pages_by_scan + report.snapshot.pages_by_fault;
     println!(
-        "region: {} pages ({} GiB), writers {}, disk {}, model {:?}",
+        "region: {} pages ({} GiB), writers {}, disk {}, model {}",
         a.pages,
         (a.pages * 4096) >> 30,
         a.writers,

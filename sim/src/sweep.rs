@@ -70,7 +70,7 @@ impl RunSummary {
             label: label.to_string(),
             seed: r.seed,
             policy: r.policy_name().to_string(),
-            model: format!("{:?}", r.config.engine.service_model).to_lowercase(),
+            model: r.config.engine.service_model.to_string(),
             disk: r.config.disk_preset.to_string(),
             complete: e.is_some_and(|e| e.outcome == wpsnap_core::Outcome::Complete),
             duration_ms: r.snapshot.duration_ns.unwrap_or(0) as f64 / 1e6,

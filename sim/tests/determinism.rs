@@ -8,7 +8,7 @@ use wpsnap_sim::disk::DiskPreset;
 
 #[test]
 fn same_seed_same_digest_and_different_seeds_differ() {
-    let config = small(ServiceModel::Qemu, PolicyConfig::seed(), DiskPreset::Hdd7200, 4096);
+    let config = small(ServiceModel::Qemu, PolicyConfig::limit_scan_rate(), DiskPreset::Hdd7200, 4096);
     let digests: Vec<u64> = (1..=4).map(|seed| run_twice(seed, &config).digest()).collect();
     for (i, a) in digests.iter().enumerate() {
         for b in &digests[i + 1..] {
@@ -43,7 +43,7 @@ fn a_snapshot_costs_writers_progress_against_the_baseline() {
 
 #[test]
 fn a_reports_config_is_a_config_file_that_replays_the_run() {
-    let config = small(ServiceModel::Qemu, PolicyConfig::seed(), DiskPreset::SataSsd, 2048);
+    let config = small(ServiceModel::Qemu, PolicyConfig::limit_scan_rate(), DiskPreset::SataSsd, 2048);
     let report = run_twice(11, &config);
     let text = serde_json::to_string(&report.config).expect("serialises");
     let replayed_config = wpsnap_sim::SimConfig::from_json(&text).expect("the report's config is a valid file");

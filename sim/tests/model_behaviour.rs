@@ -46,7 +46,7 @@ fn a_latency_target_cuts_the_slow_faults_of_the_unthrottled_scan() {
 fn a_sweep_gives_the_same_reports_on_one_thread_or_several() {
     let jobs: Vec<Job> = (1..=4)
         .map(|seed| {
-            let mut config = hdd_qemu(PolicyConfig::seed());
+            let mut config = hdd_qemu(PolicyConfig::limit_scan_rate());
             config.engine.page_count = 2048;
             Job { seed, label: format!("s{seed}"), config }
         })

@@ -25,7 +25,7 @@ fn every_policy_and_model_saves_each_page_once_and_the_image_is_the_instant() {
 fn every_disk_preset_completes() {
     for disk in DiskPreset::ALL {
         for model in [ServiceModel::Qemu, ServiceModel::Decoupled] {
-            let config = small(model, wpsnap_core::PolicyConfig::seed(), disk, 4096);
+            let config = small(model, wpsnap_core::PolicyConfig::limit_scan_rate(), disk, 4096);
             let report = run_twice(7, &config);
             assert_clean_and_complete(7, &report);
         }
@@ -93,7 +93,7 @@ fn a_competing_stream_on_the_disk_slows_the_snapshot() {
 #[test]
 fn huge_pages_complete_and_keep_the_invariants() {
     for model in [ServiceModel::Qemu, ServiceModel::Decoupled] {
-        let mut config = small(model, wpsnap_core::PolicyConfig::seed(), DiskPreset::Nvme, 1);
+        let mut config = small(model, wpsnap_core::PolicyConfig::limit_scan_rate(), DiskPreset::Nvme, 1);
         config.engine.page_size = 2 << 20;
         config.engine.page_count = 64;
         config.engine.staging_pages = 16;

@@ -139,24 +139,24 @@ mod tests {
                 println!(
                     "thp={thp} {name}: n={} p50={} p99={} p999={} max={}",
                     s.count,
-                    crate::plot::format_ns(s.p50_ns),
-                    crate::plot::format_ns(s.p99_ns),
-                    crate::plot::format_ns(s.p999_ns),
-                    crate::plot::format_ns(s.max_ns)
+                    wpsnap_plot::format_ns(s.p50_ns),
+                    wpsnap_plot::format_ns(s.p99_ns),
+                    wpsnap_plot::format_ns(s.p999_ns),
+                    wpsnap_plot::format_ns(s.max_ns)
                 );
             };
             if let Some(t) = uffd_or_skip(measure_write_protect(&region)) {
                 println!(
                     "thp={thp} register {} write-protect {}",
-                    crate::plot::format_ns(t.register_ns),
-                    crate::plot::format_ns(t.write_protect_ns)
+                    wpsnap_plot::format_ns(t.register_ns),
+                    wpsnap_plot::format_ns(t.write_protect_ns)
                 );
             }
             if let Some(trip) = uffd_or_skip(measure_uffd_round_trip(&region)) {
                 show("uffd round trip", &trip.first_write_wait);
             }
             if let Ok(cow) = measure_fork_cow(&region) {
-                println!("thp={thp} fork pause {}", crate::plot::format_ns(cow.fork_pause_ns));
+                println!("thp={thp} fork pause {}", wpsnap_plot::format_ns(cow.fork_pause_ns));
                 show("fork COW first write", &cow.first_write_wait);
             }
         }

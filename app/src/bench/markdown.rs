@@ -1,8 +1,8 @@
 //! The report as markdown tables.
 
 use super::report::{BenchReport, LatencyRow};
-use crate::plot::format_ns;
 use std::fmt::Write;
+use wpsnap_plot::format_ns;
 
 fn r(ratio: Option<f64>) -> String {
     ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x"))
@@ -52,6 +52,22 @@ impl BenchReport {
             if self.plan.quick { "quick" } else { "full" },
             self.elapsed_s
         );
+        self.fault_wait_markdown(&mut o);
+        self.start_pause_markdown(&mut o);
+        self.throughput_markdown(&mut o);
+        self.writer_slowdown_markdown(&mut o);
+        self.extra_memory_markdown(&mut o);
+        self.slow_disk_markdown(&mut o);
+        self.simulator_markdown(&mut o);
+        let _ = writeln!(o, "Notes:\n");
+        for n in &self.notes {
+            let _ = writeln!(o, "- {n}");
+        }
+        o
+    }
+
+    /// The fault-wait table, with the faults-only estimates and the targets.
+    fn fault_wait_markdown(&self, o: &mut String) {
         let f = &self.fault_wait;
         let _ = writeln!(
             o,
@@ -62,14 +78,14 @@ impl BenchReport {
         );
         let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
         for row in [&f.floor, &f.decoupled, &f.decoupled_faults_only, &f.qemu, &f.qemu_faults_only, &f.fork_cow] {
-            latency_line(&mut o, row);
+            latency_line(o, row);
         }
         let _ = writeln!(
             o,
             "\nThe wpsnap rows count every write of 1 µs or more; the engine read {} (decoupled) and {} (qemu) \
-             fault events, and the `-faults-only-est` rows are the slowest that many samples.\n\n\
-             Targets: decoupled p50 within 1.5x: **{}** (faults only: **{}**); p99 within 2x: **{}** \
-             (faults only: **{}**).\n",
+         fault events, and the `-faults-only-est` rows are the slowest that many samples.\n\n\
+         Targets: decoupled p50 within 1.5x: **{}** (faults only: **{}**); p99 within 2x: **{}** \
+         (faults only: **{}**).\n",
             f.decoupled_faults,
             f.qemu_faults,
             met(f.target_p50_met),
@@ -77,6 +93,10 @@ impl BenchReport {
             met(f.target_p99_met),
             met(f.target_p99_met_faults_only)
         );
+    }
+
+    /// The start pause per backing and size, against the bare write-protect and fork().
+    fn start_pause_markdown(&self, o: &mut String) {
         let _ = writeln!(
             o,
             "### Start pause (median of {} round(s); ratio to a bare whole-region write-protect)\n",
@@ -101,6 +121,10 @@ impl BenchReport {
                 met(p.target_met)
             );
         }
+    }
+
+    /// Throughput to a file against the raw write and memcpy.
+    fn throughput_markdown(&self, o: &mut String) {
         let t = &self.throughput;
         let _ = writeln!(o, "\n### Throughput ({} region to a {})\n", mib(t.region_bytes), t.destination);
         let _ = writeln!(o, "| | speed | snapshot / this |\n|---|---|---|");
@@ -130,6 +154,10 @@ impl BenchReport {
             r(t.ratio_to_slower),
             met(t.target_met)
         );
+    }
+
+    /// Writes per second during each kind of snapshot, against none.
+    fn writer_slowdown_markdown(&self, o: &mut String) {
         let w = &self.writer_slowdown;
         let _ = writeln!(o, "### Writer slowdown ({} writer(s); ratio to no snapshot)\n", w.writers);
         let _ = writeln!(o, "| | writes/s | window | ratio |\n|---|---|---|---|");
@@ -154,6 +182,10 @@ impl BenchReport {
         );
         let _ =
             writeln!(o, "| fork | {:.0} | {:.0} ms | {} |", w.fork_writes_per_sec, w.fork_window_ms, r(w.fork_ratio));
+    }
+
+    /// Peak extra memory of wpsnap and fork.
+    fn extra_memory_markdown(&self, o: &mut String) {
         let m = &self.extra_memory;
         let _ = writeln!(o, "\n### Extra memory ({} region; ratio to the region)\n", mib(m.region_bytes));
         let _ = writeln!(o, "| | peak | ratio |\n|---|---|---|");
@@ -165,6 +197,10 @@ impl BenchReport {
             r(m.wpsnap_ratio)
         );
         let _ = writeln!(o, "| fork copy-on-write | {} | {} |", mib(m.fork_cow_peak_bytes), r(m.fork_ratio));
+    }
+
+    /// Fault waits with the emulated slow disk.
+    fn slow_disk_markdown(&self, o: &mut String) {
         let s = &self.slow_disk;
         let _ = writeln!(
             o,
@@ -176,11 +212,11 @@ impl BenchReport {
             s.writes_per_sec_per_writer
         );
         let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
-        latency_line(&mut o, &s.fault_wait);
+        latency_line(o, &s.fault_wait);
         let _ = writeln!(
             o,
             "\nStaging peak {} of {}; time without staging room {}; {} stalls injected; snapshot took {}. \
-             Target p99 under 1 ms ({} of it): **{}**.\n",
+         Target p99 under 1 ms ({} of it): **{}**.\n",
             mib(s.staging_peak_bytes),
             mib(s.staging_limit_bytes),
             format_ns(s.staging_blocked_ns),
@@ -189,6 +225,10 @@ impl BenchReport {
             r(s.p99_ratio_to_target),
             met(s.target_met)
         );
+    }
+
+    /// The simulator's own speed, or why it was not measured.
+    fn simulator_markdown(&self, o: &mut String) {
         let sim = &self.simulator;
         let _ = writeln!(o, "### Simulator\n");
         if sim.measured {
@@ -206,10 +246,5 @@ impl BenchReport {
         } else {
             let _ = writeln!(o, "{}\n", sim.note);
         }
-        let _ = writeln!(o, "Notes:\n");
-        for n in &self.notes {
-            let _ = writeln!(o, "- {n}");
-        }
-        o
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use wpsnap_core::ServiceModel;
+use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::region::Backing;
 use wpsnap_workload::Pattern;
 
@@ -94,35 +94,6 @@ pub enum Backend {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    Decoupled,
-    Qemu,
-}
-
-impl From<ModelArg> for ServiceModel {
-    fn from(m: ModelArg) -> ServiceModel {
-        match m {
-            ModelArg::Decoupled => ServiceModel::Decoupled,
-            ModelArg::Qemu => ServiceModel::Qemu,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PolicyArg {
-    /// No limiter (what QEMU merged).
-    None,
-    /// The seed patch's rule fed with its own latency measure.
-    Seed,
-    /// The seed's rule fed with writers' real fault waits.
-    SeedTrueLatency,
-    /// Token bucket on scan bytes (--scan-bandwidth).
-    Bandwidth,
-    /// Pace the scan to keep fault-wait p99 under --target-p99-us.
-    LatencyTarget,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackingArg {
     Anonymous,
     Thp,
@@ -158,21 +129,24 @@ pub struct RunArgs {
     /// Writes per second per writer (0: as fast as possible).
     #[arg(long, default_value_t = 50_000.0, value_parser = parse_rate)]
     pub write_rate: f64,
-    /// Throttle policy of the background scan.
-    #[arg(long, value_enum, default_value_t = PolicyArg::LatencyTarget)]
-    pub policy: PolicyArg,
-    /// latency-target: the fault-wait p99 to stay under, in microseconds.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub target_p99_us: u64,
-    /// bandwidth: scan bytes per second (suffixes K, M, G).
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
-    pub scan_bandwidth: u64,
-    /// A full policy as JSON (overrides --policy), e.g. '{"kind":"seed","slow_fault_ns":5000000,"poll_timeout_ns":5000000,"throttle_pages":200}'.
+    /// Throttle policy of the background scan, with its knobs: none, limit-scan-rate,
+    /// limit-scan-rate-true-latency, bandwidth[:RATE], latency-target[:P99] (e.g.
+    /// `bandwidth:256M`, `latency-target:2ms`; docs/policies.md). `seed` and
+    /// `seed-true-latency` are the old names of limit-scan-rate and its variant.
+    #[arg(long, default_value = "latency-target:1ms")]
+    pub policy: PolicyConfig,
+    /// Old spelling of `--policy latency-target:P99` (microseconds); only with that policy.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub target_p99_us: Option<u64>,
+    /// Old spelling of `--policy bandwidth:RATE` (suffixes K, M, G); only with that policy.
+    #[arg(long, value_parser = parse_size)]
+    pub scan_bandwidth: Option<u64>,
+    /// A full policy as JSON (overrides --policy), e.g. '{"kind":"limit-scan-rate","slow_fault_ns":5000000,"poll_timeout_ns":5000000,"throttle_pages":200}'.
     #[arg(long)]
     pub policy_json: Option<String>,
-    /// Who waits for what when a writer faults.
-    #[arg(long, value_enum, default_value_t = ModelArg::Decoupled)]
-    pub model: ModelArg,
+    /// Who waits for what when a writer faults: decoupled or qemu.
+    #[arg(long, default_value = "decoupled")]
+    pub model: ServiceModel,
     /// Staging buffer of the decoupled model (suffixes K, M, G).
     #[arg(long, default_value = "16M", value_parser = parse_size)]
     pub staging: u64,
@@ -223,6 +197,27 @@ pub struct RunArgs {
     /// Print the JSON report on standard output and no progress bar.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunArgs {
+    /// `--policy` with the old knob flags applied; a knob flag the policy does not have is an
+    /// error (it used to be ignored).
+    pub fn policy_with_old_knobs(&self) -> Result<PolicyConfig, String> {
+        let mut policy = self.policy.clone();
+        match (&mut policy, self.scan_bandwidth, self.target_p99_us) {
+            (PolicyConfig::Bandwidth(p), Some(bytes_per_sec), None) => p.bytes_per_sec = bytes_per_sec,
+            (PolicyConfig::LatencyTarget(p), None, Some(us)) => p.target_p99_ns = us.saturating_mul(1_000),
+            (_, None, None) => {}
+            (_, Some(_), _) => {
+                return Err(format!("--scan-bandwidth applies only to --policy bandwidth, not {policy}"));
+            }
+            (_, _, Some(_)) => {
+                return Err(format!("--target-p99-us applies only to --policy latency-target, not {policy}"));
+            }
+        }
+        policy.validate().map_err(|e| e.to_string())?;
+        Ok(policy)
+    }
 }
 
 /// Parses `4096`, `64K`, `64M`, `1G` (binary units; an optional `iB`/`B` is accepted).
@@ -278,5 +273,29 @@ mod tests {
             assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} parsed");
         }
         assert!(Cli::try_parse_from(["wpsnap", "run", "--size", "8M", "--policy", "seed"]).is_ok());
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["wpsnap", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli { command: Command::Run(run) }) => *run,
+            Ok(_) => panic!("not a run"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn old_policy_knob_flags_apply_to_their_policy_only() {
+        let new = run_args(&["--policy", "bandwidth:64M"]).policy_with_old_knobs();
+        let old = run_args(&["--policy", "bandwidth", "--scan-bandwidth", "64M"]).policy_with_old_knobs();
+        assert_eq!(new, old);
+        assert!(matches!(new, Ok(PolicyConfig::Bandwidth(p)) if p.bytes_per_sec == 64 << 20));
+        let old = run_args(&["--target-p99-us", "2000"]).policy_with_old_knobs();
+        assert_eq!(old, run_args(&["--policy", "latency-target:2ms"]).policy_with_old_knobs());
+        let wrong = run_args(&["--policy", "none", "--scan-bandwidth", "64M"]).policy_with_old_knobs();
+        assert!(wrong.is_err_and(|e| e.contains("--scan-bandwidth")));
+        let wrong = run_args(&["--policy", "bandwidth", "--target-p99-us", "10"]).policy_with_old_knobs();
+        assert!(wrong.is_err_and(|e| e.contains("--target-p99-us")));
+        assert!(Cli::try_parse_from(["wpsnap", "run", "--policy", "latency-target:burst=1M"]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `wpsnap run` and `wpsnap demo`: a synthetic region, writer threads, a snapshot, a report.
 
-use super::args::{Backend, DemoArgs, PolicyArg, RunArgs};
+use super::args::{Backend, DemoArgs, RunArgs};
 use super::signals::interrupted;
 use super::summary;
 use anyhow::{Context, bail};
@@ -58,21 +58,7 @@ fn policy_config(args: &RunArgs) -> anyhow::Result<PolicyConfig> {
         policy.validate().context("--policy-json")?;
         return Ok(policy);
     }
-    let policy = match args.policy {
-        PolicyArg::None => PolicyConfig::None,
-        PolicyArg::Seed => PolicyConfig::seed(),
-        PolicyArg::SeedTrueLatency => PolicyConfig::SeedTrueLatency(Default::default()),
-        PolicyArg::Bandwidth => PolicyConfig::Bandwidth(policy::BandwidthParams {
-            bytes_per_sec: args.scan_bandwidth,
-            burst_bytes: 64 * 4096,
-        }),
-        PolicyArg::LatencyTarget => PolicyConfig::LatencyTarget(policy::LatencyTargetParams {
-            target_p99_ns: args.target_p99_us * 1000,
-            ..Default::default()
-        }),
-    };
-    policy.validate().context("policy parameters")?;
-    Ok(policy)
+    args.policy_with_old_knobs().map_err(anyhow::Error::msg)
 }
 
 /// Initial content: each page gets a recognisable byte pattern, every 16th page stays
@@ -153,7 +139,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
     let (snapshot, fork, output_summary) = match args.backend {
         Backend::Uffd => {
             let config = SnapshotConfig {
-                service_model: args.model.into(),
+                service_model: args.model,
                 policy: policy_config(args)?,
                 scan_batch_pages: args.scan_batch_pages,
                 staging_pages: (args.staging / region.page_size()).max(2),
@@ -290,11 +276,11 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         writers: 4,
         pattern: wpsnap_workload::Pattern::Zipf { theta: 0.99 },
         write_rate: 50_000.0,
-        policy: PolicyArg::LatencyTarget,
-        target_p99_us: 1000,
-        scan_bandwidth: 256 << 20,
+        policy: PolicyConfig::LatencyTarget(policy::LatencyTargetParams::default()),
+        target_p99_us: None,
+        scan_bandwidth: None,
         policy_json: None,
-        model: super::args::ModelArg::Decoupled,
+        model: wpsnap_core::ServiceModel::Decoupled,
         staging: 16 << 20,
         scan_batch_pages: 16,
         backend: Backend::Uffd,

@@ -2,10 +2,10 @@
 
 use super::args::RunArgs;
 use super::job::JobReport;
-use crate::plot::{Series, format_ns, log2_ms_svg, percentile_svg, text_report, write_svg};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use wpsnap_plot::{Series, format_ns, log2_ms_svg, percentile_svg, text_report, write_svg};
 
 /// A progress bar on a terminal; hidden with `--json` or when stderr is not a terminal.
 pub fn progress_bar(pages: u64, json: bool) -> ProgressBar {

@@ -6,12 +6,14 @@
 
 mod bandwidth;
 mod latency_target;
-mod seed;
+mod limit_scan_rate;
+mod text;
 mod token_bucket;
 
 pub use bandwidth::BandwidthPolicy;
 pub use latency_target::LatencyTargetPolicy;
-pub use seed::{SeedLatencySource, SeedPolicy};
+pub use limit_scan_rate::{LatencySource, LimitScanRatePolicy};
+pub use text::PolicyParseError;
 pub use token_bucket::TokenBucket;
 
 use crate::config::{ConfigError, IterationMode};
@@ -62,39 +64,48 @@ pub trait ThrottlePolicy: std::fmt::Debug + Send {
 }
 
 /// Policy selection and parameters, as they appear in config files and reports.
+///
+/// Its text form (`FromStr`/`Display`, in `policy/text.rs`) is the one both command lines
+/// read: `none`, `limit-scan-rate`, `bandwidth:256M`, `latency-target:1ms`; see
+/// docs/policies.md.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum PolicyConfig {
     /// No limiter: what QEMU merged.
     None,
-    /// The seed patch's `limit_scan_rate`, fed with the seed's own latency measure.
-    Seed(SeedParams),
-    /// The same rule fed with the writers' real fault waits.
-    SeedTrueLatency(SeedParams),
+    /// The 2020 patch's `limit_scan_rate()`, fed with the patch's own latency measure.
+    /// Configs written before the rename say `"seed"`, still accepted.
+    #[serde(alias = "seed")]
+    LimitScanRate(LimitScanRateParams),
+    /// The same rule fed with the writers' real fault waits (formerly `seed-true-latency`).
+    #[serde(alias = "seed-true-latency")]
+    LimitScanRateTrueLatency(LimitScanRateParams),
     /// A token bucket on scan pages, like QEMU's max-bandwidth; faults are exempt.
     Bandwidth(BandwidthParams),
     /// Paces the scan to keep the fault-wait p99 under a target.
     LatencyTarget(LatencyTargetParams),
 }
 
-/// The seed's constants, named as Tiger Style names limits (unit last).
+/// The constants of the patch's `limit_scan_rate()`, named as Tiger Style names limits
+/// (unit last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SeedParams {
-    /// `FAULT_HIGH_LATENCY_NS`: a fault slower than this starts throttling. Seed: 5 ms.
+pub struct LimitScanRateParams {
+    /// `FAULT_HIGH_LATENCY_NS`: a fault slower than this starts throttling. Patch: 5 ms.
     pub slow_fault_ns: u64,
-    /// `SLOW_FAULT_POLL_TMO`: how long the scan waits per page while throttled. Seed: 5 ms.
+    /// `SLOW_FAULT_POLL_TMO`: how long the scan waits per page while throttled. Patch: 5 ms.
     pub poll_timeout_ns: u64,
-    /// `SLOW_FAULT_SKIP_PAGES`: pages throttled after each slow fault. Seed: 200.
+    /// `SLOW_FAULT_SKIP_PAGES`: pages throttled after each slow fault. Patch: 200.
     pub throttle_pages: u32,
 }
 
-impl Default for SeedParams {
+impl Default for LimitScanRateParams {
     fn default() -> Self {
-        SeedParams { slow_fault_ns: 5_000_000, poll_timeout_ns: 5_000_000, throttle_pages: 200 }
+        LimitScanRateParams { slow_fault_ns: 5_000_000, poll_timeout_ns: 5_000_000, throttle_pages: 200 }
     }
 }
 
+/// The `bandwidth` policy's token bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandwidthParams {
@@ -109,6 +120,14 @@ fn default_burst_bytes() -> u64 {
     64 * 4096
 }
 
+impl Default for BandwidthParams {
+    /// 256 MiB/s (the `wpsnap` command's long-standing default) with a 256 KiB burst.
+    fn default() -> Self {
+        BandwidthParams { bytes_per_sec: 256 << 20, burst_bytes: default_burst_bytes() }
+    }
+}
+
+/// The `latency-target` controller's target and pacing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyTargetParams {
@@ -150,34 +169,44 @@ impl Default for LatencyTargetParams {
     }
 }
 
-/// Upper bounds on policy parameters, so a typo cannot stall a snapshot for a day.
+/// Upper bound on policy delays, so a typo cannot stall a snapshot for a day.
 pub const POLICY_DELAY_NS_MAX: u64 = 10_000_000_000;
+/// Upper bound on `throttle_pages`.
 pub const THROTTLE_PAGES_MAX: u32 = 1 << 20;
 
 impl PolicyConfig {
-    /// The seed policy with the seed's constants.
-    pub fn seed() -> PolicyConfig {
-        PolicyConfig::Seed(SeedParams::default())
+    /// `limit-scan-rate` with the patch's constants.
+    pub fn limit_scan_rate() -> PolicyConfig {
+        PolicyConfig::LimitScanRate(LimitScanRateParams::default())
     }
 
+    /// The old name of [`PolicyConfig::limit_scan_rate`], kept for callers written before the
+    /// rename (as the `seed` spelling is kept in config files and on command lines).
+    pub fn seed() -> PolicyConfig {
+        PolicyConfig::limit_scan_rate()
+    }
+
+    /// The policy's name, as in config files, reports and on the command line.
     pub fn name(&self) -> &'static str {
         match self {
             PolicyConfig::None => "none",
-            PolicyConfig::Seed(_) => "seed",
-            PolicyConfig::SeedTrueLatency(_) => "seed-true-latency",
+            PolicyConfig::LimitScanRate(_) => "limit-scan-rate",
+            PolicyConfig::LimitScanRateTrueLatency(_) => "limit-scan-rate-true-latency",
             PolicyConfig::Bandwidth(_) => "bandwidth",
             PolicyConfig::LatencyTarget(_) => "latency-target",
         }
     }
 
-    /// The seed ran in write-tracking mode (1000 ms iterations); the others run as QEMU does now.
+    /// The patch ran in write-tracking mode (1000 ms iterations); the others run as QEMU does
+    /// now.
     pub fn default_iteration_mode(&self) -> IterationMode {
         match self {
-            PolicyConfig::Seed(_) | PolicyConfig::SeedTrueLatency(_) => IterationMode::WriteTracking,
+            PolicyConfig::LimitScanRate(_) | PolicyConfig::LimitScanRateTrueLatency(_) => IterationMode::WriteTracking,
             _ => IterationMode::Ordinary,
         }
     }
 
+    /// Checks every parameter against its bound; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let in_range = |field, v: u64, lo: u64, hi: u64| {
             if v < lo || v > hi {
@@ -188,7 +217,7 @@ impl PolicyConfig {
         };
         match self {
             PolicyConfig::None => Ok(()),
-            PolicyConfig::Seed(p) | PolicyConfig::SeedTrueLatency(p) => {
+            PolicyConfig::LimitScanRate(p) | PolicyConfig::LimitScanRateTrueLatency(p) => {
                 in_range("policy.slow_fault_ns", p.slow_fault_ns, 1, POLICY_DELAY_NS_MAX)?;
                 in_range("policy.poll_timeout_ns", p.poll_timeout_ns, 1, POLICY_DELAY_NS_MAX)?;
                 in_range("policy.throttle_pages", p.throttle_pages as u64, 1, THROTTLE_PAGES_MAX as u64)
@@ -210,8 +239,8 @@ impl PolicyConfig {
     pub fn build(&self, page_size: u64) -> Box<dyn ThrottlePolicy> {
         match *self {
             PolicyConfig::None => Box::new(NoPolicy),
-            PolicyConfig::Seed(p) => Box::new(SeedPolicy::new(p, SeedLatencySource::SeedMeasure)),
-            PolicyConfig::SeedTrueLatency(p) => Box::new(SeedPolicy::new(p, SeedLatencySource::TrueWait)),
+            PolicyConfig::LimitScanRate(p) => Box::new(LimitScanRatePolicy::new(p, LatencySource::PatchMeasure)),
+            PolicyConfig::LimitScanRateTrueLatency(p) => Box::new(LimitScanRatePolicy::new(p, LatencySource::TrueWait)),
             PolicyConfig::Bandwidth(p) => Box::new(BandwidthPolicy::new(p, page_size)),
             PolicyConfig::LatencyTarget(p) => Box::new(LatencyTargetPolicy::new(p)),
         }

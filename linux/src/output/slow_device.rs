@@ -12,17 +12,19 @@
 //!
 //! Each stall source's stalls arrive as a Poisson process over bytes written (mean gap
 //! `every_bytes_mean`), each source with its own seeded stream, so the stalls do not depend
-//! on how the caller sizes its writes. The presets are the simulator's disk presets,
-//! translated (see [`SlowDeviceProfile::preset`]); unlike the simulator, no page cache sits
+//! on how the caller sizes its writes. The presets are the disk presets the simulator runs
+//! ([`wpsnap_workload::disk::DiskPreset`]), translated by [`SlowDeviceProfile::from_disk`],
+//! and Pareto stall lengths come from the same sampler; unlike the simulator, no page cache sits
 //! between the writer and the device here, so every device stall reaches the writer, as with
 //! O_DIRECT or a page cache already at its dirty limit.
 
 use super::{Output, OutputError, OutputSummary};
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::time::{Duration, Instant};
+use wpsnap_workload::disk::{DiskParams, DiskPreset, StallParams, pareto_ns, transfer_ns};
 
 /// Largest piece one `write` call passes on (and charges) at a time, so a huge buffer does not
 /// turn into one long sleep with no partial progress.
@@ -68,64 +70,75 @@ pub struct SlowDeviceProfile {
 /// Most stall sources a profile may have; further ones are ignored.
 pub const STALL_SOURCES_MAX: usize = 4;
 
+impl StallSource {
+    /// A source whose stalls hit `per_operation_bytes`-sized operations as `stall` says.
+    fn from_disk(what: &str, per_operation_bytes: u64, stall: &StallParams) -> StallSource {
+        StallSource {
+            what: what.to_string(),
+            every_bytes_mean: per_operation_bytes.saturating_mul(1_000_000) / u64::from(stall.per_million.max(1)),
+            length: StallLength::Pareto { scale_us: stall.scale_ns / 1_000, shape: stall.shape },
+            us_max: stall.ns_max / 1_000,
+        }
+    }
+
+    /// The length of one stall of this source, in nanoseconds, clamped to `us_max`.
+    pub fn length_ns<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
+        draw_stall_ns(rng, &self.length, self.us_max)
+    }
+}
+
 /// Bytes per `write(2)` assumed when converting the simulator's per-call stall probability
 /// into bytes between stalls (the producer writes one 4 KiB page per call).
 const SIM_WRITE_CALL_BYTES: u64 = 4096;
-/// The simulator's device request size.
-const SIM_REQUEST_BYTES: u64 = 1 << 20;
 
 impl SlowDeviceProfile {
-    /// Names accepted by [`SlowDeviceProfile::preset`]: the simulator's disk presets.
+    /// Names accepted by [`SlowDeviceProfile::preset`]: the disk presets of
+    /// [`wpsnap_workload::disk::DiskPreset`], which the simulator runs too.
     pub const PRESET_NAMES: [&'static str; 4] = ["hdd-7200", "sata-ssd", "nvme", "tmpfs"];
 
-    /// A named preset (seed 0), translated from the simulator's disk presets of the same name
-    /// (sim/src/disk/params.rs, sources in docs/simulator.md):
+    /// A named preset (seed 0): [`SlowDeviceProfile::from_disk`] of the shared disk preset of
+    /// the same name (figures and sources in `workload/src/disk/preset.rs` and
+    /// docs/simulator.md). `None` for a name that is not a preset.
+    pub fn preset(name: &str) -> Option<SlowDeviceProfile> {
+        let preset: DiskPreset = name.parse().ok()?;
+        Some(SlowDeviceProfile::from_disk(preset.name(), &preset.params()))
+    }
+
+    /// The emulation of a disk the simulator models with `disk`:
     /// - bandwidth: the device bandwidth with the per-request latency folded in
-    ///   (`1 MiB / (1 MiB / bandwidth + request latency)`);
-    /// - a device stall source: the simulator's per-1 MiB-request probability turned into
-    ///   mean bytes between stalls, with the same Pareto length and cap;
-    /// - a write(2) stall source: the simulator's per-call probability, at one 4 KiB page per
-    ///   call, with the same Pareto length and cap.
+    ///   (`request / (request / bandwidth + request latency)`); none without a device;
+    /// - a device stall source: the per-request stall probability turned into mean bytes
+    ///   between stalls, with the same Pareto length and cap;
+    /// - a write(2) stall source: the per-call probability, at one 4 KiB page per call, with
+    ///   the same Pareto length and cap.
     ///
     /// Not translated (see the module doc): the page cache and its dirty throttling, the
-    /// dump-tool pipe, competing I/O. `tmpfs` has no cap and no stalls.
-    pub fn preset(name: &str) -> Option<SlowDeviceProfile> {
-        // (device MB/s, request latency us, device stall: per million, scale us, shape, max us,
-        //  write stall: per million, scale us, shape, max us)
-        let (mb_per_s, request_us, device, write) = match name {
-            "hdd-7200" => (100, 300, (10_000, 12_000, 1.3, 500_000), (100, 20_000, 2.0, 300_000)),
-            "sata-ssd" => (520, 60, (1_000, 2_000, 1.5, 50_000), (500, 2_000, 2.0, 50_000)),
-            "nvme" => (2_200, 20, (100, 1_000, 2.0, 20_000), (100, 500, 2.0, 10_000)),
-            "tmpfs" => {
-                return Some(SlowDeviceProfile {
-                    name: name.to_string(),
-                    bandwidth_bytes_per_sec: 0,
-                    stalls: Vec::new(),
-                    seed: 0,
-                });
-            }
-            _ => return None,
+    /// dump-tool pipe, competing I/O. Stall lengths keep microsecond resolution (every
+    /// preset's figures are whole microseconds).
+    pub fn from_disk(name: &str, disk: &DiskParams) -> SlowDeviceProfile {
+        let mut stalls = Vec::new();
+        let has_device = disk.bandwidth_bytes_per_sec > 0;
+        if has_device && disk.device_stall.per_million > 0 {
+            stalls.push(StallSource::from_disk(
+                "device: seek to journal or metadata, garbage collection",
+                disk.request_bytes,
+                &disk.device_stall,
+            ));
+        }
+        if disk.write_stall.per_million > 0 {
+            stalls.push(StallSource::from_disk(
+                "write(2): journal commit, pages under writeback",
+                SIM_WRITE_CALL_BYTES,
+                &disk.write_stall,
+            ));
+        }
+        let bandwidth_bytes_per_sec = if has_device {
+            let request_ns = transfer_ns(disk.request_bytes, disk.bandwidth_bytes_per_sec) + disk.request_latency_ns;
+            (u128::from(disk.request_bytes) * NS_PER_SEC / u128::from(request_ns.max(1))) as u64
+        } else {
+            0
         };
-        let bytes_per_sec = mb_per_s as f64 * 1e6;
-        let request_s = SIM_REQUEST_BYTES as f64 / bytes_per_sec + request_us as f64 * 1e-6;
-        let source =
-            |what: &str, per_request_bytes: u64, (per_million, scale_us, shape, us_max): (u64, u64, f64, u64)| {
-                StallSource {
-                    what: what.to_string(),
-                    every_bytes_mean: per_request_bytes * 1_000_000 / per_million,
-                    length: StallLength::Pareto { scale_us, shape },
-                    us_max,
-                }
-            };
-        Some(SlowDeviceProfile {
-            name: name.to_string(),
-            bandwidth_bytes_per_sec: (SIM_REQUEST_BYTES as f64 / request_s) as u64,
-            stalls: vec![
-                source("device: seek to journal or metadata, garbage collection", SIM_REQUEST_BYTES, device),
-                source("write(2): journal commit, pages under writeback", SIM_WRITE_CALL_BYTES, write),
-            ],
-            seed: 0,
-        })
+        SlowDeviceProfile { name: name.to_string(), bandwidth_bytes_per_sec, stalls, seed: 0 }
     }
 
     /// The same profile with another seed for the stall draws.
@@ -220,11 +233,7 @@ impl DevicePacer {
 
     /// Charges `bytes` to the emulated device and returns how long the caller must wait.
     fn charge(&mut self, bytes: u64, now: Instant) -> Duration {
-        let transfer_ns = if self.profile.bandwidth_bytes_per_sec == 0 {
-            0
-        } else {
-            (u128::from(bytes) * NS_PER_SEC / u128::from(self.profile.bandwidth_bytes_per_sec)) as u64
-        };
+        let transfer_ns = transfer_ns(bytes, self.profile.bandwidth_bytes_per_sec);
         let mut stall_ns: u64 = 0;
         for (source, (rng, bytes_until_stall)) in self.profile.stalls.iter().zip(self.sources.iter_mut()) {
             if source.every_bytes_mean == 0 {
@@ -234,7 +243,7 @@ impl DevicePacer {
             // Several stalls can fall inside one large write.
             while left >= *bytes_until_stall {
                 left -= *bytes_until_stall;
-                let stall = draw_stall_ns(rng, &source.length, source.us_max);
+                let stall = source.length_ns(rng);
                 stall_ns = stall_ns.saturating_add(stall);
                 self.report.stalls += 1;
                 self.report.stall_ns_total = self.report.stall_ns_total.saturating_add(stall);
@@ -345,23 +354,24 @@ fn next_stall_gap(rng: &mut ChaCha8Rng, mean_bytes: u64) -> u64 {
     (gap as u64).max(1)
 }
 
-/// One stall length in nanoseconds, clamped to `stall_us_max`.
-pub(crate) fn draw_stall_ns(rng: &mut ChaCha8Rng, stall: &StallLength, stall_us_max: u64) -> u64 {
-    let us = match *stall {
+/// One stall length in nanoseconds, clamped to `stall_us_max`. Pareto lengths come from the
+/// shared [`pareto_ns`], the sampler the simulator's disk uses.
+pub(crate) fn draw_stall_ns<R: Rng + ?Sized>(rng: &mut R, stall: &StallLength, stall_us_max: u64) -> u64 {
+    const NS_PER_US: u64 = 1_000;
+    match *stall {
         StallLength::LogNormal { median_us, sigma } => {
             // Box-Muller: a standard normal from two uniforms.
             let u1: f64 = 1.0 - rng.random::<f64>();
             let u2: f64 = rng.random();
             let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            median_us as f64 * (sigma * z).exp()
+            let us = median_us as f64 * (sigma * z).exp();
+            let us = if us.is_finite() { us.clamp(0.0, stall_us_max as f64) } else { stall_us_max as f64 };
+            (us * NS_PER_US as f64) as u64
         }
         StallLength::Pareto { scale_us, shape } => {
-            let u: f64 = 1.0 - rng.random::<f64>();
-            scale_us as f64 * u.powf(-1.0 / shape.max(f64::MIN_POSITIVE))
+            pareto_ns(rng, scale_us.saturating_mul(NS_PER_US), shape, stall_us_max.saturating_mul(NS_PER_US))
         }
-    };
-    let us = if us.is_finite() { us.clamp(0.0, stall_us_max as f64) } else { stall_us_max as f64 };
-    (us * 1e3) as u64
+    }
 }
 
 #[cfg(test)]

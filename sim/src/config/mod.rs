@@ -184,7 +184,7 @@ impl SimConfig {
         }
         self.writers.pattern.validate().map_err(|e| ConfigFieldError::new("writers.pattern", e.to_string()))?;
         self.timing()?;
-        self.disk_params().validate()?;
+        self.disk_params().validate().map_err(|e| ConfigFieldError::new(&format!("disk.{}", e.field), e.reason))?;
         let h = &self.handler;
         for (field, v) in [
             ("handler.fault_delivery_ns", h.fault_delivery_ns),

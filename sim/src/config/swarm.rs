@@ -5,7 +5,7 @@ use super::SimConfig;
 use crate::disk::DiskPreset;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, SeedParams};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_workload::Pattern;
 
@@ -17,8 +17,8 @@ pub fn swarm_config(seed: u64, pages_max: u64) -> (SimConfig, Vec<String>) {
     let model = if rng.random_bool(0.5) { ServiceModel::Qemu } else { ServiceModel::Decoupled };
     let policy = match rng.random_range(0..5u32) {
         0 => PolicyConfig::None,
-        1 => PolicyConfig::Seed(SeedParams::default()),
-        2 => PolicyConfig::SeedTrueLatency(SeedParams::default()),
+        1 => PolicyConfig::LimitScanRate(LimitScanRateParams::default()),
+        2 => PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()),
         3 => PolicyConfig::Bandwidth(BandwidthParams {
             bytes_per_sec: rng.random_range(8u64..512) << 20,
             burst_bytes: 64 * 4096,

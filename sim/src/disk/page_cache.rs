@@ -1,6 +1,6 @@
 //! `write(2)` to a file: the page cache, writeback and the device, evaluated lazily.
 
-use super::params::DiskParams;
+use super::DiskParams;
 use super::transfer_ns;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,8 @@
 //! dump tool drains into the file (read, then write, never both at once).
 
 use super::page_cache::{CacheStats, PageCache};
-use super::params::{DiskParams, PipeParams};
 use super::transfer_ns;
+use super::{DiskParams, PipeParams};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use wpsnap_core::Nanos;

@@ -2,23 +2,11 @@
 
 use super::SimReport;
 use std::fmt::Write;
-use wpsnap_core::{LatencySummary, Log2MsTable, Nanos};
+use wpsnap_core::Nanos;
+use wpsnap_plot::{Log2Column, log2_ms_table, summary_table};
 
 fn ms(ns: u64) -> String {
     Nanos(ns).to_string()
-}
-
-fn latency_line(name: &str, s: &LatencySummary) -> String {
-    format!(
-        "{name:<14} n={:<8} p50={:<10} p99={:<10} p99.9={:<10} max={:<10} >=8ms={} >=16ms={}",
-        s.count,
-        ms(s.p50_ns),
-        ms(s.p99_ns),
-        ms(s.p999_ns),
-        ms(s.max_ns),
-        s.log2_ms.at_least_ms(8),
-        s.log2_ms.at_least_ms(16)
-    )
 }
 
 /// A human-readable summary.
@@ -27,10 +15,10 @@ pub fn render_text(r: &SimReport) -> String {
     let c = &r.config;
     let _ = writeln!(
         out,
-        "seed={} model={:?} policy={} disk={} region={} MiB pages={} writers={}x{} @{:.0}/s",
+        "seed={} model={} policy={} disk={} region={} MiB pages={} writers={}x{} @{:.0}/s",
         r.seed,
         c.engine.service_model,
-        c.engine.policy.name(),
+        c.engine.policy,
         c.disk_preset,
         (c.engine.page_count * c.engine.page_size) >> 20,
         c.engine.page_count,
@@ -63,16 +51,15 @@ pub fn render_text(r: &SimReport) -> String {
         w.blocked_at_end
     );
     if let Some(e) = &r.engine {
-        let _ = writeln!(out, "{}", latency_line("fault wait", &e.fault_wait));
-        let _ = writeln!(out, "{}", latency_line("seed measure", &e.seed_latency));
-        let _ = writeln!(out, "log2 ms        {:>10} {:>12}", "true wait", "seed measure");
-        for (i, label) in Log2MsTable::LABELS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {label:<12} {:>10} {:>12}",
-                e.fault_wait.log2_ms.counts[i], e.seed_latency.log2_ms.counts[i]
-            );
-        }
+        let rows = [("true wait", &e.fault_wait), ("seed measure", &e.seed_latency)];
+        out.push_str(&summary_table("fault wait", &rows));
+        out.push_str(&log2_ms_table(
+            "log2 ms",
+            &[
+                Log2Column::counts("true wait", &e.fault_wait.log2_ms),
+                Log2Column::counts("seed measure", &e.seed_latency.log2_ms),
+            ],
+        ));
     }
     let d = &r.disk;
     let _ = writeln!(
@@ -88,11 +75,15 @@ pub fn render_text(r: &SimReport) -> String {
     let i = &r.invariants;
     let _ = writeln!(
         out,
-        "invariants: pages checked {} saved {} violations {} image==instant {:?} driver_errors {} events {} state {} KiB",
+        "invariants: pages checked {} saved {} violations {} image==instant {} driver_errors {} events {} state {} KiB",
         i.pages_checked,
         i.pages_saved,
         i.violations,
-        i.image_equals_snapshot_instant,
+        match i.image_equals_snapshot_instant {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "not checked",
+        },
         r.driver_errors.len(),
         r.events,
         r.memory_bytes / 1024

@@ -1,7 +1,7 @@
 //! Helpers shared by the simulator's tests.
 #![allow(dead_code)]
 
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, SeedParams};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_sim::disk::DiskPreset;
 use wpsnap_sim::{SimConfig, SimReport, run};
@@ -9,8 +9,8 @@ use wpsnap_sim::{SimConfig, SimReport, run};
 pub fn policies() -> Vec<PolicyConfig> {
     vec![
         PolicyConfig::None,
-        PolicyConfig::Seed(SeedParams::default()),
-        PolicyConfig::SeedTrueLatency(SeedParams::default()),
+        PolicyConfig::LimitScanRate(LimitScanRateParams::default()),
+        PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()),
         PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 64 << 20, burst_bytes: 64 * 4096 }),
         PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
     ]

@@ -1,7 +1,7 @@
 //! Disk parameters and the presets, with where their figures come from.
 
 use super::stall::StallParams;
-use crate::config::ConfigFieldError;
+use super::{DiskParamsError, UnknownDiskPreset};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -73,7 +73,9 @@ pub struct PipeParams {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompetingIo {
+    /// The competing stream's write rate.
     pub bytes_per_sec: u64,
+    /// Cost of switching between the two streams (a seek on a disk with heads).
     pub switch_ns: u64,
 }
 
@@ -193,71 +195,66 @@ impl fmt::Display for DiskPreset {
 }
 
 impl FromStr for DiskPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<DiskPreset, String> {
-        DiskPreset::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown disk preset `{s}`: expected hdd-7200, sata-ssd, nvme or tmpfs"))
+    type Err = UnknownDiskPreset;
+    fn from_str(s: &str) -> Result<DiskPreset, UnknownDiskPreset> {
+        DiskPreset::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| UnknownDiskPreset(s.to_string()))
     }
 }
 
 impl DiskParams {
-    /// Checks every field against its bound; the error names the field.
-    pub fn validate(&self) -> Result<(), ConfigFieldError> {
-        let e = ConfigFieldError::new;
+    /// Checks every field against its bound; the error names the field (relative to the
+    /// disk parameters: `request_bytes`, `page_cache.dirty_limit_bytes`, ...).
+    pub fn validate(&self) -> Result<(), DiskParamsError> {
+        let e = DiskParamsError::new;
         if self.bandwidth_bytes_per_sec > 1 << 40 {
-            return Err(e("disk.bandwidth_bytes_per_sec", "above 1 TB/s".into()));
+            return Err(e("bandwidth_bytes_per_sec", "above 1 TB/s".into()));
         }
         if self.request_bytes < 4096 || self.request_bytes > 1 << 30 {
-            return Err(e("disk.request_bytes", format!("{} is outside 4096..=1 GiB", self.request_bytes)));
+            return Err(e("request_bytes", format!("{} is outside 4096..=1 GiB", self.request_bytes)));
         }
         if self.request_latency_ns > 1_000_000_000 {
-            return Err(e("disk.request_latency_ns", "above one second".into()));
+            return Err(e("request_latency_ns", "above one second".into()));
         }
         if self.copy_bytes_per_sec < MB || self.copy_bytes_per_sec > 1 << 40 {
-            return Err(e(
-                "disk.copy_bytes_per_sec",
-                format!("{} is outside 1 MB/s..=1 TB/s", self.copy_bytes_per_sec),
-            ));
+            return Err(e("copy_bytes_per_sec", format!("{} is outside 1 MB/s..=1 TB/s", self.copy_bytes_per_sec)));
         }
         if self.syscall_ns > 1_000_000 {
-            return Err(e("disk.syscall_ns", "above one millisecond".into()));
+            return Err(e("syscall_ns", "above one millisecond".into()));
         }
-        self.device_stall.validate("disk.device_stall")?;
-        self.write_stall.validate("disk.write_stall")?;
+        self.device_stall.validate("device_stall")?;
+        self.write_stall.validate("write_stall")?;
         if let Some(c) = &self.page_cache {
             if self.bandwidth_bytes_per_sec == 0 {
-                return Err(e("disk.page_cache", "a page cache needs a device (bandwidth_bytes_per_sec > 0)".into()));
+                return Err(e("page_cache", "a page cache needs a device (bandwidth_bytes_per_sec > 0)".into()));
             }
             if c.dirty_background_bytes == 0 || c.dirty_background_bytes >= c.dirty_limit_bytes {
-                return Err(e("disk.page_cache.dirty_background_bytes", "must be in 1..dirty_limit_bytes".into()));
+                return Err(e("page_cache.dirty_background_bytes", "must be in 1..dirty_limit_bytes".into()));
             }
             if c.dirty_limit_bytes > 1 << 40 {
-                return Err(e("disk.page_cache.dirty_limit_bytes", "above 1 TiB".into()));
+                return Err(e("page_cache.dirty_limit_bytes", "above 1 TiB".into()));
             }
             if c.pause_ns_max == 0 || c.pause_ns_max > 10_000_000_000 {
-                return Err(e("disk.page_cache.pause_ns_max", "outside 1..=10 s".into()));
+                return Err(e("page_cache.pause_ns_max", "outside 1..=10 s".into()));
             }
             if c.pause_target_ns == 0 || c.pause_target_ns > c.pause_ns_max {
-                return Err(e("disk.page_cache.pause_target_ns", "must be in 1..=pause_ns_max".into()));
+                return Err(e("page_cache.pause_target_ns", "must be in 1..=pause_ns_max".into()));
             }
         }
         if let Some(p) = &self.pipe
             && (p.capacity_bytes < 4096 || p.capacity_bytes > 1 << 30)
         {
-            return Err(e("disk.pipe.capacity_bytes", format!("{} is outside 4096..=1 GiB", p.capacity_bytes)));
+            return Err(e("pipe.capacity_bytes", format!("{} is outside 4096..=1 GiB", p.capacity_bytes)));
         }
         if let Some(p) = &self.pipe
             && (p.read_bytes_max == 0 || p.read_bytes_max > p.capacity_bytes)
         {
-            return Err(e("disk.pipe.read_bytes_max", format!("{} is outside 1..=capacity_bytes", p.read_bytes_max)));
+            return Err(e("pipe.read_bytes_max", format!("{} is outside 1..=capacity_bytes", p.read_bytes_max)));
         }
         if let Some(c) = &self.competing
             && self.bandwidth_bytes_per_sec > 0
             && c.bytes_per_sec >= self.bandwidth_bytes_per_sec
         {
-            return Err(e("disk.competing.bytes_per_sec", "must be below the device bandwidth".into()));
+            return Err(e("competing.bytes_per_sec", "must be below the device bandwidth".into()));
         }
         Ok(())
     }

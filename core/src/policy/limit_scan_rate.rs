@@ -1,4 +1,6 @@
-//! The seed patch's `limit_scan_rate()`, rule for rule.
+//! The policy `limit-scan-rate`: the 2020 patch's `limit_scan_rate()`, rule for rule (the
+//! patch this project calls "the seed"; the policy is named after its function so that "seed"
+//! is left to the random seed).
 //!
 //! After every saved page: if the latency measured since the last fault event read is over
 //! `slow_fault_ns`, the counter is reset to `throttle_pages`. While the counter is above zero,
@@ -6,23 +8,26 @@
 //! served first) and the counter drops by one. The net effect is at most one scan page per
 //! poll timeout for the next `throttle_pages` saved pages after each slow fault.
 
-use super::{Gate, Observation, SeedParams, ThrottlePolicy};
+use super::{Gate, LimitScanRateParams, Observation, ThrottlePolicy};
 use crate::time::Nanos;
 
 /// Which latency feeds the rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SeedLatencySource {
-    /// The seed's: from reading the fault event to the next page saved. It misses the time the
-    /// fault spent unread while the single thread was busy writing, which is why it was dropped.
-    SeedMeasure,
+pub enum LatencySource {
+    /// The patch's: from reading the fault event to the next page saved. It misses the time
+    /// the fault spent unread while the single thread was busy writing, which is why it was
+    /// dropped.
+    PatchMeasure,
     /// What the reviewers asked for: the writer's real wait.
     TrueWait,
 }
 
+/// `limit-scan-rate` (fed by [`LatencySource::PatchMeasure`]) and
+/// `limit-scan-rate-true-latency` (fed by [`LatencySource::TrueWait`]).
 #[derive(Debug)]
-pub struct SeedPolicy {
-    params: SeedParams,
-    source: SeedLatencySource,
+pub struct LimitScanRatePolicy {
+    params: LimitScanRateParams,
+    source: LatencySource,
     /// `throttle_skip_counter`.
     counter: u32,
     /// A real wait over the threshold was reported and has not been acted on yet.
@@ -31,9 +36,10 @@ pub struct SeedPolicy {
     poll_until: Option<Nanos>,
 }
 
-impl SeedPolicy {
-    pub fn new(params: SeedParams, source: SeedLatencySource) -> SeedPolicy {
-        SeedPolicy { params, source, counter: 0, slow_wait_reported: false, poll_until: None }
+impl LimitScanRatePolicy {
+    /// The rule with `params`, fed by `source`.
+    pub fn new(params: LimitScanRateParams, source: LatencySource) -> LimitScanRatePolicy {
+        LimitScanRatePolicy { params, source, counter: 0, slow_wait_reported: false, poll_until: None }
     }
 
     /// Pages still to be throttled.
@@ -42,22 +48,20 @@ impl SeedPolicy {
     }
 }
 
-impl ThrottlePolicy for SeedPolicy {
+impl ThrottlePolicy for LimitScanRatePolicy {
     fn observe(&mut self, now: Nanos, observation: Observation) {
         match observation {
             // uffd_poll_events() returns as soon as a fault event is there.
             Observation::FaultRead => self.poll_until = None,
             Observation::FaultWait(wait) => {
-                if self.source == SeedLatencySource::TrueWait && wait.as_ns() > self.params.slow_fault_ns {
+                if self.source == LatencySource::TrueWait && wait.as_ns() > self.params.slow_fault_ns {
                     self.slow_wait_reported = true;
                 }
             }
             Observation::Captured { seed_latency, .. } => {
                 let slow = match self.source {
-                    SeedLatencySource::SeedMeasure => {
-                        seed_latency.is_some_and(|l| l.as_ns() > self.params.slow_fault_ns)
-                    }
-                    SeedLatencySource::TrueWait => std::mem::take(&mut self.slow_wait_reported),
+                    LatencySource::PatchMeasure => seed_latency.is_some_and(|l| l.as_ns() > self.params.slow_fault_ns),
+                    LatencySource::TrueWait => std::mem::take(&mut self.slow_wait_reported),
                 };
                 if slow {
                     self.counter = self.params.throttle_pages;

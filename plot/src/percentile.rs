@@ -4,7 +4,7 @@
 //! p99.9. Each series stops at the deepest percentile its sample count supports
 //! (`log10(count)`), and its last point is the recorded maximum, so no tail is invented.
 
-use super::{CHART_SIZE_PX, PlotError, Series, check_series, draw_err, series_colour};
+use super::{CHART_SIZE_PX, PlotError, Series, chart_on, check_series, draw_err, draw_legend, draw_line};
 use plotters::prelude::*;
 
 /// Deepest percentile drawn: p99.999.
@@ -25,14 +25,9 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> Result<String, Plot
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE_PX).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
+        let mut chart = chart_on(&root, title, 22, 72)?
             // Room for the last percentile label ("99.999%"), centred on the right edge.
             .margin_right(36)
-            .x_label_area_size(44)
-            .y_label_area_size(72)
             .build_cartesian_2d(0.0..x_max, (y_min_us..y_max_us).log_scale())
             .map_err(draw_err)?;
         chart
@@ -45,21 +40,9 @@ pub fn percentile_svg(title: &str, series: &[Series<'_>]) -> Result<String, Plot
             .draw()
             .map_err(draw_err)?;
         for (index, (s, points)) in series.iter().zip(curves).enumerate() {
-            let colour = series_colour(index);
-            let legend = legend_text(s);
-            chart
-                .draw_series(LineSeries::new(points, colour.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(legend)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            draw_line(&mut chart, index, legend_text(s), points)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(draw_err)?;
     }
     Ok(svg)

@@ -1,6 +1,6 @@
-//! The seed's `limit_scan_rate()` with its own constants: 5 ms threshold, 5 ms poll, 200 pages.
+//! The policy `limit-scan-rate` (the 2020 patch's `limit_scan_rate()`) with the patch's own constants: 5 ms threshold, 5 ms poll, 200 pages.
 
-use wpsnap_core::policy::SeedParams;
+use wpsnap_core::policy::LimitScanRateParams;
 use wpsnap_core::{Action, Capture, Cause, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 
 fn engine(policy: PolicyConfig) -> Engine {
@@ -56,7 +56,7 @@ fn gaps(starts: &[Nanos], from: Nanos) -> Vec<Nanos> {
 
 #[test]
 fn a_6ms_fault_makes_the_next_200_pages_wait_5ms_each() {
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(6));
     let (starts, _) = scan(&mut e, t, 260);
     let gaps = gaps(&starts, t);
@@ -68,7 +68,7 @@ fn a_6ms_fault_makes_the_next_200_pages_wait_5ms_each() {
 
 #[test]
 fn a_4ms_fault_does_not_throttle() {
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(4));
     let (starts, _) = scan(&mut e, t, 50);
     assert!(gaps(&starts, t).iter().all(|&g| g == Nanos::ZERO));
@@ -78,7 +78,7 @@ fn a_4ms_fault_does_not_throttle() {
 #[test]
 fn exactly_the_threshold_does_not_throttle() {
     // The seed compares with `>`.
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(5));
     let (starts, _) = scan(&mut e, t, 10);
     assert!(gaps(&starts, t).iter().all(|&g| g == Nanos::ZERO));
@@ -86,7 +86,7 @@ fn exactly_the_threshold_does_not_throttle() {
 
 #[test]
 fn a_fault_arriving_ends_the_poll_and_is_served_first() {
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(6));
     assert!(e.poll_capture(t, Lane::Single).is_none(), "throttled");
     assert_eq!(e.poll_timeout(), Some(t + Nanos::from_ms(5)));
@@ -103,7 +103,7 @@ fn a_fault_arriving_ends_the_poll_and_is_served_first() {
 
 #[test]
 fn every_slow_fault_resets_the_counter_to_200() {
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(6));
     let (_, t) = scan(&mut e, t, 150);
     let t = slow_fault(&mut e, t, 9000, Nanos::from_ms(7));
@@ -117,7 +117,7 @@ fn every_slow_fault_resets_the_counter_to_200() {
 fn the_seed_measure_misses_time_the_fault_spent_unread() {
     // A writer waited 40 ms (the fault sat unread behind a slow stream write) but the page was
     // saved 1 ms after the event was read: the seed's measure sees 1 ms and does not throttle.
-    let mut e = engine(PolicyConfig::seed());
+    let mut e = engine(PolicyConfig::limit_scan_rate());
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(1));
     e.handle_fault_wait(t, Nanos::from_ms(40));
     let (starts, _) = scan(&mut e, t, 5);
@@ -127,8 +127,8 @@ fn the_seed_measure_misses_time_the_fault_spent_unread() {
 }
 
 #[test]
-fn seed_true_latency_throttles_on_the_real_wait() {
-    let mut e = engine(PolicyConfig::SeedTrueLatency(SeedParams::default()));
+fn limit_scan_rate_true_latency_throttles_on_the_real_wait() {
+    let mut e = engine(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()));
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(1));
     e.handle_fault_wait(t, Nanos::from_ms(40));
     // The real wait is acted on after the next saved page, as the seed acts on its measure.
@@ -140,8 +140,8 @@ fn seed_true_latency_throttles_on_the_real_wait() {
 }
 
 #[test]
-fn seed_true_latency_ignores_a_slow_seed_measure() {
-    let mut e = engine(PolicyConfig::SeedTrueLatency(SeedParams::default()));
+fn limit_scan_rate_true_latency_ignores_a_slow_seed_measure() {
+    let mut e = engine(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()));
     let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(6));
     e.handle_fault_wait(t, Nanos::from_ms(2));
     let (starts, _) = scan(&mut e, t, 20);

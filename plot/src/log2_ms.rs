@@ -1,7 +1,7 @@
 //! Bar chart of the seed's log2-millisecond bucket table.
 
 use super::percentile::legend_text;
-use super::{CHART_SIZE_PX, PlotError, Series, check_series, draw_err, series_colour};
+use super::{CHART_SIZE_PX, PlotError, Series, chart_on, check_series, draw_err, draw_legend, series_colour};
 use plotters::prelude::*;
 use wpsnap_core::{LOG2_MS_BUCKETS, Log2MsTable};
 
@@ -21,12 +21,7 @@ pub fn log2_ms_svg(title: &str, series: &[Series<'_>]) -> Result<String, PlotErr
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE_PX).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(72)
+        let mut chart = chart_on(&root, title, 22, 72)?
             .build_cartesian_2d(x_range, (COUNT_AXIS_FLOOR..y_max).log_scale())
             .map_err(draw_err)?;
         chart
@@ -52,13 +47,7 @@ pub fn log2_ms_svg(title: &str, series: &[Series<'_>]) -> Result<String, PlotErr
                 .label(legend_text(s))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(draw_err)?;
     }
     Ok(svg)

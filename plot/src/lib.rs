@@ -1,4 +1,5 @@
-//! Plots and terminal tables of fault-wait distributions.
+//! `wpsnap-plot`: charts and terminal tables of fault-wait distributions and snapshot
+//! timelines, for the `wpsnap` command and the simulator (`wpsnap-sim`) alike.
 //!
 //! What it does: renders one or several labelled [`wpsnap_core::LatencyRecorder`]s as
 //! - an SVG percentile plot ([`percentile_svg`]): latency on a log axis against the percentile
@@ -6,26 +7,40 @@
 //!   be read side by side;
 //! - an SVG bar chart of the seed's log2-millisecond bucket table ([`log2_ms_svg`]), counts on a
 //!   log axis so a handful of slow waits next to a million fast ones stay visible;
-//! - plain text for terminals ([`text_report`]): p50/p99/p99.9/max per series and the log2-ms
-//!   table in the seed's notation.
+//! - plain text for terminals ([`text_report`], built from [`summary_table`] and
+//!   [`log2_ms_table`], the one renderer of the log2-ms table);
+//!
+//! and, from recorded histograms and time bins (what a simulator report keeps), the share of
+//! faults that waited at least x ([`ccdf_svg`]) and a timeline of scan rate and fault waits
+//! ([`timeline_svg`]). Durations print through `wpsnap_core::Nanos`'s `Display`, the
+//! project's one duration format.
 //!
 //! What it does not do: it draws only what was recorded (no smoothing, no extrapolation beyond
 //! the last recorded percentile), writes SVG only (no PNG or fonts: plotters' SVG backend
 //! estimates text sizes, so label placement is approximate), and never reads clocks or files
 //! except in [`write_svg`].
 
-mod format;
+mod ccdf;
 mod log2_ms;
 mod percentile;
 mod text;
+mod timeline;
 
-pub use format::format_ns;
+pub use ccdf::{CcdfSeries, ccdf_svg};
 pub use log2_ms::log2_ms_svg;
 pub use percentile::percentile_svg;
-pub use text::text_report;
+pub use text::{Log2Column, log2_ms_table, summary_table, text_report};
+pub use timeline::{TimelineBin, timeline_svg};
 
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::Ranged;
+use plotters::drawing::DrawingAreaErrorKind;
+use plotters::prelude::{
+    BLACK, Cartesian2d, ChartBuilder, ChartContext, Color, DrawingArea, LineSeries, PathElement, SVGBackend,
+    SeriesLabelPosition, WHITE,
+};
 use std::path::{Path, PathBuf};
-use wpsnap_core::LatencyRecorder;
+use wpsnap_core::{LatencyRecorder, Nanos};
 
 /// Default chart size in pixels (width, height).
 pub const CHART_SIZE_PX: (u32, u32) = (900, 540);
@@ -48,17 +63,27 @@ impl<'a> Series<'a> {
     }
 }
 
-/// Why a chart could not be produced.
+/// Why a chart could not be produced or written: the one error type of every chart here.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("nothing to plot: no series given")]
     NoSeries,
     #[error("too many series: {given} given, at most {SERIES_MAX} per chart")]
     TooManySeries { given: usize },
-    #[error("drawing the chart failed: {0}")]
-    Draw(String),
-    #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("drawing the chart failed")]
+    Draw(#[source] DrawingAreaErrorKind<std::io::Error>),
+    #[error("writing {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `ns` as the project prints durations: [`Nanos`]'s `Display` ("12.3 µs"), for the many
+/// report fields that hold plain nanoseconds.
+pub fn format_ns(ns: u64) -> String {
+    Nanos(ns).to_string()
 }
 
 /// Writes a rendered SVG to `path`.
@@ -66,19 +91,68 @@ pub fn write_svg(path: &Path, svg: &str) -> Result<(), PlotError> {
     std::fs::write(path, svg).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
 }
 
-fn check_series(series: &[Series<'_>]) -> Result<(), PlotError> {
-    if series.is_empty() {
+/// A chart takes 1..=[`SERIES_MAX`] series.
+fn check_series_count(count: usize) -> Result<(), PlotError> {
+    if count == 0 {
         return Err(PlotError::NoSeries);
     }
-    if series.len() > SERIES_MAX {
-        return Err(PlotError::TooManySeries { given: series.len() });
+    if count > SERIES_MAX {
+        return Err(PlotError::TooManySeries { given: count });
     }
     Ok(())
 }
 
-/// Plotters' errors are generic over the backend; keep only their text.
-fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError::Draw(e.to_string())
+fn check_series(series: &[Series<'_>]) -> Result<(), PlotError> {
+    check_series_count(series.len())
+}
+
+/// Every chart here draws into a string, so its drawing errors all have this type.
+fn draw_err(e: DrawingAreaErrorKind<std::io::Error>) -> PlotError {
+    PlotError::Draw(e)
+}
+
+/// The drawing area of a chart rendered into a string, white, and a builder on it with the
+/// caption, margins and label areas every chart here shares.
+fn chart_on<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    caption_px: u32,
+    y_label_px: u32,
+) -> Result<ChartBuilder<'a, 'b, SVGBackend<'b>>, PlotError> {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", caption_px)).margin(12).x_label_area_size(44).y_label_area_size(y_label_px);
+    Ok(builder)
+}
+
+/// One series as a 2-pixel line in its palette colour, with a matching legend swatch.
+fn draw_line<'a, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    index: usize,
+    label: String,
+    points: Vec<(f64, f64)>,
+) -> Result<(), PlotError> {
+    let colour = series_colour(index);
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+        .map_err(draw_err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, at `position`.
+fn draw_legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)
 }
 
 /// Colour of the n-th series (a fixed palette, distinguishable in print).
