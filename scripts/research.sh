@@ -37,6 +37,7 @@ main() {
     mkdir -p "$OUT" "$RAW"
     start=$(date +%s)
     echo "raw outputs: $RAW"
+    bash scripts/setup.sh research
     if [ "${SKIP_BUILD:-0}" != 1 ]; then
         "${NICE[@]}" cargo build --release -p wpsnap-sim -p wpsnap
     fi

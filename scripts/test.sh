@@ -26,6 +26,9 @@ cargo run --locked -q -p wpsnap --bin wpsnap -- verify "$demo_dir/demo.wps" > /d
 echo "== wpsnap bench --quick (smoke)"
 cargo run --locked -q -p wpsnap --bin wpsnap -- bench --quick --dir "$demo_dir/bench" > /dev/null
 rm -rf "$demo_dir"
+# The real slow disk used by the research runs: up, a throttled write, down, nothing left.
+echo "== scripts/slow-disk.sh (smoke)"
+bash scripts/test-slow-disk.sh
 
 # loom: the real backend's thread handoffs, in their own target folder so the normal build
 # cache survives the `--cfg loom` rebuild.

@@ -10,7 +10,7 @@ use wpsnap_plot::{CcdfSeries, Log2Column, TimelineBin, ccdf_svg, log2_ms_table, 
 use wpsnap_sim::config::swarm_config;
 use wpsnap_sim::disk::{CompetingIo, DiskPreset};
 use wpsnap_sim::report::render_text;
-use wpsnap_sim::sweep::{Job, RunSummary, run_all, table};
+use wpsnap_sim::sweep::{Job, RunSummary, Shard, ShardFile, run_all, table};
 use wpsnap_sim::{SimConfig, SimReport};
 use wpsnap_workload::Pattern;
 
@@ -34,8 +34,12 @@ enum Command {
     Run(RunArgs),
     /// Run several policies on the same seed and scenario and print them side by side.
     Compare(CompareArgs),
-    /// Run a grid of policies x models x disks over several seeds, in parallel.
+    /// Run a grid of policies x models x disks over several seeds, in parallel (or one shard
+    /// of it, see --shard).
     Sweep(SweepArgs),
+    /// Combine the shard files of one sweep: prints and writes exactly what the unsharded
+    /// sweep would.
+    Merge(MergeArgs),
     /// Measure the simulator itself: events/s and wall time of a 64 GiB snapshot.
     Bench(BenchArgs),
 }
@@ -151,7 +155,21 @@ struct SweepArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Write one JSON summary per run here (JSON lines).
+    /// Write one JSON summary per run here (JSON lines); with --shard, the shard file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only shard I of N (from 1): the cells whose index is I-1 modulo N. Needs --out;
+    /// combine the N files with `merge`.
+    #[arg(long)]
+    shard: Option<Shard>,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shard files (`sweep --shard I/N --out FILE`), all N of them, in any order.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Write one JSON summary per run here (JSON lines), as the unsharded sweep's --out.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -429,6 +447,16 @@ fn cmd_sweep(a: SweepArgs) -> Result<()> {
         bail!("{} runs is more than the bound of {}", jobs.len(), wpsnap_sim::sweep::SWEEP_RUNS_MAX);
     }
     eprintln!("seeds={}..{} runs={} {}", a.first_seed, a.first_seed + a.seeds - 1, jobs.len(), describe(&base));
+    let (cells, grid_digest) = (jobs.len(), wpsnap_sim::sweep::grid_digest(&jobs));
+    let mut cell_of: Vec<usize> = (0..cells).collect();
+    if let Some(shard) = a.shard {
+        if a.out.is_none() {
+            bail!("--shard needs --out FILE for the shard's results");
+        }
+        cell_of.retain(|&cell| shard.owns(cell));
+        jobs = cell_of.iter().map(|&cell| jobs[cell].clone()).collect();
+        eprintln!("shard {shard}: {} of {cells} runs", jobs.len());
+    }
     let bar = progress(jobs.len());
     let results = run_all(&jobs, a.threads.unwrap_or_else(threads_default), &|| bar.inc(1));
     bar.finish_and_clear();
@@ -437,19 +465,47 @@ fn cmd_sweep(a: SweepArgs) -> Result<()> {
         let report = result.with_context(|| format!("{} seed={}", job.label, job.seed))?;
         rows.push(RunSummary::of(&job.label, &report));
     }
-    rows.sort_by(|x, y| x.label.cmp(&y.label).then(x.seed.cmp(&y.seed)));
-    print!("{}", table(&rows));
-    println!("\nranges over seeds:");
-    print!("{}", wpsnap_sim::sweep::aggregate(&rows));
-    if let Some(out) = &a.out {
-        let lines: Vec<String> = rows.iter().filter_map(|r| serde_json::to_string(r).ok()).collect();
-        std::fs::write(out, lines.join("\n") + "\n").with_context(|| format!("writing {}", out.display()))?;
+    if let (Some(shard), Some(out)) = (a.shard, &a.out) {
+        let rows = cell_of.iter().zip(&rows).map(|(&cell, r)| wpsnap_sim::sweep::ShardRow { cell, summary: r.clone() });
+        let file = ShardFile {
+            format: wpsnap_sim::sweep::SHARD_FORMAT.into(),
+            shard,
+            cells,
+            grid_digest,
+            rows: rows.collect(),
+        };
+        std::fs::write(out, serde_json::to_string(&file)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    print_sweep(rows, if a.shard.is_some() { None } else { a.out.as_deref() })
+}
+
+/// Prints a sweep's table and ranges, writes its JSON lines, and fails on an unclean run.
+fn print_sweep(mut rows: Vec<RunSummary>, out: Option<&std::path::Path>) -> Result<()> {
+    wpsnap_sim::sweep::sort_rows(&mut rows);
+    print!("{}", wpsnap_sim::sweep::report_text(&rows));
+    if let Some(out) = out {
+        std::fs::write(out, wpsnap_sim::sweep::json_lines(&rows))
+            .with_context(|| format!("writing {}", out.display()))?;
     }
     let unclean = rows.iter().filter(|r| !r.clean).count();
     if unclean > 0 {
         bail!("{unclean} runs broke an invariant");
     }
     Ok(())
+}
+
+fn cmd_merge(a: MergeArgs) -> Result<()> {
+    let mut files = Vec::new();
+    for path in &a.shards {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ShardFile =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a shard file", path.display()))?;
+        files.push(file);
+    }
+    let rows = wpsnap_sim::sweep::merge(files).context("merging shards")?;
+    eprintln!("merged {} shard files: {} runs", a.shards.len(), rows.len());
+    print_sweep(rows, a.out.as_deref())
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -506,6 +562,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cmd_run(a),
         Command::Compare(a) => cmd_compare(a),
         Command::Sweep(a) => cmd_sweep(a),
+        Command::Merge(a) => cmd_merge(a),
         Command::Bench(a) => cmd_bench(a),
     };
     match result {

@@ -170,7 +170,8 @@ pub struct RunArgs {
     /// Snapshot backend.
     #[arg(long, value_enum, default_value_t = Backend::Uffd)]
     pub backend: Backend,
-    /// Output: a file path, `-` for standard output, or tcp:HOST:PORT.
+    /// Output: a file path, `-` for standard output, tcp:HOST:PORT, or cmd:COMMAND (the
+    /// stream on the standard input of `sh -c COMMAND`, which must exit 0).
     #[arg(long, default_value = "snapshot.wps")]
     pub out: String,
     /// Open the output file with O_DIRECT.

@@ -1,5 +1,5 @@
-//! Where snapshot bytes go: a file, standard output (which is how pipes are used), or a TCP
-//! peer; plus a receiver for the TCP peer's side, a slow-device emulation wrapper for
+//! Where snapshot bytes go: a file, standard output (which is how pipes are used), a shell
+//! command's standard input, or a TCP peer; plus a receiver for the TCP peer's side, a slow-device emulation wrapper for
 //! experiments, and a test helper that fails on purpose.
 //!
 //! What it does:
@@ -18,6 +18,9 @@
 //!   the format reader (a bad header or record drops the connection at once), writes it to the
 //!   output path, commits only a complete, valid stream and acknowledges to the sender. Its
 //!   waits poll a cancel flag the caller sets (the library installs no signal handlers).
+//! - [`CommandOutput`] (`cmd:COMMAND`): runs `sh -c COMMAND` with the stream on its standard
+//!   input; commit closes the pipe and waits (bounded) for the command, and fails when it exits
+//!   with a non-zero status. Abort kills it.
 //! - [`SlowDevice`]: an *emulation* of a slow disk (bandwidth cap plus seeded stalls) for
 //!   experiments; it does not make anything durable and is labelled as emulation in its
 //!   report.
@@ -25,9 +28,10 @@
 //!
 //! What it does not do: it knows nothing of the snapshot format beyond the receiver's final
 //! verification; it does not retry, reconnect or resume a broken TCP stream; it does not
-//! encrypt or authenticate the stream (use it on trusted networks or tunnel it); it runs no
-//! shell commands (a "pipe" is standard output redirected by the shell).
+//! encrypt or authenticate the stream (use it on trusted networks or tunnel it); it runs a
+//! shell command only when the spec says `cmd:` (the text is passed to `sh -c` as given).
 
+mod command;
 mod failing;
 mod file;
 mod receive;
@@ -36,6 +40,7 @@ mod stdout;
 mod target;
 mod tcp;
 
+pub use command::{COMMAND_EXIT_WAIT_MS_DEFAULT, CommandOutput};
 pub use failing::FailingOutput;
 pub use file::FileOutput;
 pub use receive::{ACK_PREFIX, ReceiveError, ReceiveLimits, ReceiveReport, Receiver, receive};
@@ -64,21 +69,25 @@ pub enum OutputSpec {
     Stdout,
     /// A TCP peer, `host:port`, normally running `wpsnap receive`.
     Tcp(String),
+    /// A shell command (`sh -c`) reading the stream on its standard input, e.g.
+    /// `pv -qL 50m > /dev/null` for a bursty 50 MB/s consumer.
+    Command(String),
 }
 
 impl OutputSpec {
-    /// Human-readable destination: the path, "stdout" or "tcp:host:port".
+    /// Human-readable destination: the path, "stdout", "tcp:host:port" or "cmd:COMMAND".
     pub fn destination(&self) -> String {
         match self {
             OutputSpec::File { path, .. } => path.display().to_string(),
             OutputSpec::Stdout => "stdout".to_string(),
             OutputSpec::Tcp(addr) => format!("tcp:{addr}"),
+            OutputSpec::Command(command) => format!("cmd:{command}"),
         }
     }
 }
 
 /// Parses the command line's form: `-` is standard output, `tcp:HOST:PORT` a TCP peer,
-/// anything else a file path (without O_DIRECT; set `direct_io` separately).
+/// `cmd:COMMAND` a shell command reading the stream, anything else a file path (without O_DIRECT; set `direct_io` separately).
 impl FromStr for OutputSpec {
     type Err = OutputError;
 
@@ -95,6 +104,12 @@ impl FromStr for OutputSpec {
             }
             return Ok(OutputSpec::Tcp(addr.to_string()));
         }
+        if let Some(command) = s.strip_prefix("cmd:") {
+            if command.trim().is_empty() {
+                return Err(OutputError::InvalidSpec { spec: s.to_string(), reason: "expected cmd:COMMAND" });
+            }
+            return Ok(OutputSpec::Command(command.to_string()));
+        }
         Ok(OutputSpec::File { path: PathBuf::from(s), direct_io: false })
     }
 }
@@ -102,14 +117,15 @@ impl FromStr for OutputSpec {
 /// What an output did, for reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputSummary {
-    /// "file", "stdout" or "tcp".
+    /// "file", "stdout", "tcp" or "cmd".
     pub kind: String,
     /// Final path, "stdout", or the peer's address.
     pub destination: String,
     /// Bytes accepted by the output.
     pub bytes: u64,
     /// True when the bytes are known durable or delivered: fsynced and renamed (file), or
-    /// acknowledged by a `wpsnap receive` peer that verified and committed them (tcp).
+    /// acknowledged by a `wpsnap receive` peer that verified and committed them (tcp), or
+    /// read by a command that then exited with status 0 (cmd).
     pub confirmed: bool,
     /// Set when the bytes went through [`SlowDevice`]: the emulation's parameters and what it
     /// injected. Figures measured with it are emulated, not a real device's.
@@ -135,6 +151,12 @@ pub enum OutputError {
     Rejected { peer: String, message: String },
     #[error("peer {peer} sent no acknowledgement within {timeout_ms} ms")]
     AckTimeout { peer: String, timeout_ms: u64 },
+    #[error("starting `sh -c {command}`: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    #[error("the output command `{command}` failed ({status})")]
+    CommandFailed { command: String, status: String },
+    #[error("the output command `{command}` did not exit within {wait_ms} ms of the end of the stream (killed)")]
+    CommandExitTimeout { command: String, wait_ms: u64 },
     #[error("{what} (injected failure)")]
     Injected { what: String },
     #[error(transparent)]
@@ -174,6 +196,7 @@ pub fn open_output(spec: &OutputSpec) -> Result<Box<dyn Output>, OutputError> {
         OutputSpec::File { path, direct_io } => Ok(Box::new(FileOutput::create(path, *direct_io)?)),
         OutputSpec::Stdout => Ok(Box::new(StdoutOutput::new())),
         OutputSpec::Tcp(addr) => Ok(Box::new(TcpOutput::connect(addr, &TcpLimits::default())?)),
+        OutputSpec::Command(command) => Ok(Box::new(CommandOutput::spawn(command)?)),
     }
 }
 
@@ -219,6 +242,11 @@ mod tests {
         assert!(matches!("tcp:host".parse::<OutputSpec>(), Err(OutputError::InvalidSpec { .. })));
         assert!(matches!("tcp::80".parse::<OutputSpec>(), Err(OutputError::InvalidSpec { .. })));
         assert!(matches!("".parse::<OutputSpec>(), Err(OutputError::InvalidSpec { .. })));
+        assert_eq!(
+            "cmd:pv -qL 50m > /dev/null".parse::<OutputSpec>().ok(),
+            Some(OutputSpec::Command("pv -qL 50m > /dev/null".into()))
+        );
+        assert!(matches!("cmd: ".parse::<OutputSpec>(), Err(OutputError::InvalidSpec { .. })));
     }
 
     #[test]
