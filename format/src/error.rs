@@ -234,6 +234,15 @@ impl FormatError {
         matches!(self, FormatError::Truncated { .. })
     }
 
+    /// The operating-system error number behind an I/O failure (`libc::ENOSPC` for a full
+    /// disk, `libc::EPIPE` for a closed pipe), if this is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FormatError::Io { source, .. } | FormatError::DirectIoUnsupported { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         FormatError::Io { context: context.into(), source }
     }

@@ -22,6 +22,7 @@
 //! copying and touching the caller's pages), [`writers`] (the synthetic page stores),
 //! [`fork`] (fork, the child's raw writes) and [`output`] (one socket option).
 
+pub mod errno;
 pub mod fork;
 pub mod output;
 pub mod region;

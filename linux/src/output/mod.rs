@@ -163,6 +163,33 @@ pub enum OutputError {
     Target(#[from] TargetError),
 }
 
+impl OutputError {
+    /// The errno behind the failure, when the operating system reported one: a caller tells a
+    /// full disk (`ENOSPC`) from a peer that went away (`EPIPE`, `ECONNRESET`) with
+    /// `e.errno().map(Errno::code)`.
+    pub fn errno(&self) -> Option<crate::errno::Errno> {
+        match self {
+            OutputError::Create { source, .. } | OutputError::Commit { source, .. } => {
+                source.raw_os_error().map(crate::errno::Errno::from_code)
+            }
+            OutputError::Resolve { source, .. }
+            | OutputError::Connect { source, .. }
+            | OutputError::Io { source, .. }
+            | OutputError::Spawn { source, .. } => crate::errno::Errno::of_io(source),
+            OutputError::Target(TargetError::FolderNotWritable { source, .. } | TargetError::Stat { source, .. }) => {
+                crate::errno::Errno::of_io(source)
+            }
+            OutputError::InvalidSpec { .. }
+            | OutputError::Rejected { .. }
+            | OutputError::AckTimeout { .. }
+            | OutputError::Injected { .. }
+            | OutputError::CommandFailed { .. }
+            | OutputError::CommandExitTimeout { .. }
+            | OutputError::Target(_) => None,
+        }
+    }
+}
+
 /// A byte sink for one snapshot. Write to it, then call exactly one of [`Output::commit`] or
 /// [`Output::abort`]. Dropping it without either behaves like `abort`.
 pub trait Output: std::io::Write + Send {

@@ -1,6 +1,7 @@
 //! Mappings wpsnap creates for its own command and tests (a library user brings their own).
 
 use super::{Backing, HUGE_PAGE_BYTES, Region};
+use crate::errno::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use thiserror::Error;
 
@@ -12,11 +13,11 @@ pub enum MapError {
     #[error("mapping size {len} is zero, above {MAPPING_BYTES_MAX} bytes or not a multiple of {page_size}")]
     BadSize { len: usize, page_size: u64 },
     #[error("mmap of {len} bytes ({backing}): {source}")]
-    Mmap { len: usize, backing: Backing, source: rustix::io::Errno },
+    Mmap { len: usize, backing: Backing, source: Errno },
     #[error("memfd_create / ftruncate: {source}")]
-    Memfd { source: rustix::io::Errno },
+    Memfd { source: Errno },
     #[error("madvise(MADV_HUGEPAGE): {source}")]
-    Madvise { source: rustix::io::Errno },
+    Madvise { source: Errno },
     #[error("hugetlbfs needs {needed} free 2 MiB huge pages, the machine has {free} (set /proc/sys/vm/nr_hugepages)")]
     NoHugePages { needed: u64, free: u64 },
 }
@@ -46,25 +47,25 @@ impl OwnedMapping {
             Backing::Anonymous | Backing::Thp => {
                 // SAFETY: a fresh anonymous mapping at an address the kernel picks.
                 let p = unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::PRIVATE) }
-                    .map_err(|source| MapError::Mmap { len, backing, source })?;
+                    .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?;
                 if backing == Backing::Thp {
                     // SAFETY: advice on the mapping just created.
                     if let Err(source) = unsafe { rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxHugepage) } {
                         // SAFETY: unmapping what we mapped above.
                         let _ = unsafe { rustix::mm::munmap(p, len) };
-                        return Err(MapError::Madvise { source });
+                        return Err(MapError::Madvise { source: source.into() });
                     }
                 }
                 p
             }
             Backing::Memfd => {
                 let fd = rustix::fs::memfd_create("wpsnap-region", rustix::fs::MemfdFlags::CLOEXEC)
-                    .map_err(|source| MapError::Memfd { source })?;
-                rustix::fs::ftruncate(&fd, len as u64).map_err(|source| MapError::Memfd { source })?;
+                    .map_err(|e| MapError::Memfd { source: e.into() })?;
+                rustix::fs::ftruncate(&fd, len as u64).map_err(|e| MapError::Memfd { source: e.into() })?;
                 // SAFETY: a fresh shared mapping of the memfd; the mapping keeps the file alive
                 // after `fd` is closed.
                 unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }
-                    .map_err(|source| MapError::Mmap { len, backing, source })?
+                    .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?
             }
             Backing::Hugetlbfs => {
                 let needed = len as u64 / HUGE_PAGE_BYTES;
@@ -77,7 +78,7 @@ impl OwnedMapping {
                 unsafe {
                     rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::PRIVATE | MapFlags::HUGETLB)
                 }
-                .map_err(|source| MapError::Mmap { len, backing, source })?
+                .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?
             }
         };
         Ok(OwnedMapping { ptr: ptr.cast(), len, backing })

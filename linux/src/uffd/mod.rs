@@ -10,6 +10,7 @@ mod open;
 mod open_error;
 mod skip;
 
+pub use crate::errno::Errno;
 pub use features::{FEATURE_WP_HUGETLBFS_SHMEM, FEATURE_WP_UNPOPULATED, GrantedFeatures, probe_features};
 pub use open::OpenedVia;
 pub use open_error::UffdOpenError;
@@ -50,39 +51,114 @@ pub enum UffdEvent {
     Remap { from: usize, to: usize, len: usize },
 }
 
-/// A failed userfaultfd operation, naming it.
+/// What the kernel said when a userfaultfd operation failed: an errno (named and numbered),
+/// or one of the `userfaultfd` crate's own conditions (a short or unknown message).
+#[derive(Debug, Error)]
+pub enum UffdCause {
+    /// The ioctl or read failed with this errno.
+    #[error("{0}")]
+    Errno(#[source] Errno),
+    /// Not an errno: what the `userfaultfd` crate reported.
+    #[error("{0}")]
+    Other(#[source] userfaultfd::Error),
+}
+
+impl UffdCause {
+    /// The errno, if the failure was one.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            UffdCause::Errno(e) => Some(*e),
+            UffdCause::Other(_) => None,
+        }
+    }
+}
+
+impl From<userfaultfd::Error> for UffdCause {
+    fn from(e: userfaultfd::Error) -> UffdCause {
+        match e {
+            userfaultfd::Error::SystemError(n)
+            | userfaultfd::Error::CopyFailed(n)
+            | userfaultfd::Error::ZeropageFailed(n) => UffdCause::Errno(Errno::from_code(n as i32)),
+            userfaultfd::Error::OpenDevUserfaultfd(io) if io.raw_os_error().is_some() => {
+                UffdCause::Errno(Errno::of_io(&io).unwrap_or(Errno::from_code(libc::EIO)))
+            }
+            other => UffdCause::Other(other),
+        }
+    }
+}
+
+/// A failed userfaultfd operation, naming it, the range and the kernel's answer
+/// ("UFFDIO_WRITEPROTECT (unprotect) of 4096 bytes at 0x7f..: EAGAIN (errno 11): ...").
 #[derive(Debug, Error)]
 pub enum UffdError {
     #[error(transparent)]
     Open(#[from] UffdOpenError),
     #[error("UFFDIO_REGISTER (write-protect mode) of {len} bytes at {start:#x}: {source}")]
-    Register { start: usize, len: usize, source: userfaultfd::Error },
+    Register {
+        start: usize,
+        len: usize,
+        #[source]
+        source: UffdCause,
+    },
     #[error("the kernel does not offer UFFDIO_WRITEPROTECT on this region (backing not supported for write-protect)")]
     NoWriteProtectIoctl,
-    #[error("UFFDIO_UNREGISTER: {source}")]
-    Unregister { source: userfaultfd::Error },
+    #[error("UFFDIO_UNREGISTER of {len} bytes at {start:#x}: {source}")]
+    Unregister {
+        start: usize,
+        len: usize,
+        #[source]
+        source: UffdCause,
+    },
     #[error("UFFDIO_WRITEPROTECT (protect) of {len} bytes at {start:#x}: {source}")]
-    Protect { start: usize, len: usize, source: userfaultfd::Error },
+    Protect {
+        start: usize,
+        len: usize,
+        #[source]
+        source: UffdCause,
+    },
     #[error("UFFDIO_WRITEPROTECT (unprotect) of {len} bytes at {start:#x}: {source}")]
-    Unprotect { start: usize, len: usize, source: userfaultfd::Error },
+    Unprotect {
+        start: usize,
+        len: usize,
+        #[source]
+        source: UffdCause,
+    },
     #[error("UFFDIO_WAKE of {len} bytes at {start:#x}: {source}")]
-    Wake { start: usize, len: usize, source: userfaultfd::Error },
+    Wake {
+        start: usize,
+        len: usize,
+        #[source]
+        source: UffdCause,
+    },
     #[error("reading userfaultfd events: {source}")]
-    Read { source: userfaultfd::Error },
-    #[error("round-trip probe: {0}")]
-    Probe(String),
+    Read {
+        #[source]
+        source: UffdCause,
+    },
 }
 
 impl UffdError {
+    /// The errno the kernel returned, if this failure was one (None for open errors, which
+    /// carry their own `io::Error`, and for the crate's non-errno conditions).
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            UffdError::Register { source, .. }
+            | UffdError::Unregister { source, .. }
+            | UffdError::Protect { source, .. }
+            | UffdError::Unprotect { source, .. }
+            | UffdError::Wake { source, .. }
+            | UffdError::Read { source } => source.errno(),
+            UffdError::Open(_) | UffdError::NoWriteProtectIoctl => None,
+        }
+    }
+
     /// EAGAIN from a protect/unprotect: the kernel refuses while a remove, unmap or remap
     /// event on the registered range is waiting to be read (`mmap_changing`).
     pub fn is_mm_changing(&self) -> bool {
         match self {
             UffdError::Protect { source, .. }
             | UffdError::Unprotect { source, .. }
-            | UffdError::Wake { source, .. } => {
-                matches!(source, userfaultfd::Error::SystemError(e) if (*e as i32) == libc::EAGAIN)
-            }
+            | UffdError::Wake { source, .. } => source.errno().is_some_and(|e| e.code() == libc::EAGAIN),
             _ => false,
         }
     }
@@ -154,7 +230,7 @@ impl WpUffd {
         let ioctls = self
             .uffd
             .register_with_mode(start as *mut libc::c_void, len, RegisterMode::WRITE_PROTECT)
-            .map_err(|source| UffdError::Register { start, len, source })?;
+            .map_err(|e| UffdError::Register { start, len, source: e.into() })?;
         if !ioctls.contains(userfaultfd::IoctlFlags::WRITE_PROTECT) {
             let _ = self.uffd.unregister(start as *mut libc::c_void, len);
             return Err(UffdError::NoWriteProtectIoctl);
@@ -164,36 +240,42 @@ impl WpUffd {
 
     /// Unregisters `[start, start + len)`.
     pub fn unregister(&self, start: usize, len: usize) -> Result<(), UffdError> {
-        self.uffd.unregister(start as *mut libc::c_void, len).map_err(|source| UffdError::Unregister { source })
+        self.uffd.unregister(start as *mut libc::c_void, len).map_err(|e| UffdError::Unregister {
+            start,
+            len,
+            source: e.into(),
+        })
     }
 
     /// Write-protects `[start, start + len)`.
     pub fn protect(&self, start: usize, len: usize) -> Result<(), UffdError> {
-        self.uffd.write_protect(start as *mut libc::c_void, len).map_err(|source| UffdError::Protect {
+        self.uffd.write_protect(start as *mut libc::c_void, len).map_err(|e| UffdError::Protect {
             start,
             len,
-            source,
+            source: e.into(),
         })
     }
 
     /// Removes write protection from `[start, start + len)` and wakes writers blocked there.
     pub fn unprotect(&self, start: usize, len: usize) -> Result<(), UffdError> {
-        self.uffd
-            .remove_write_protection(start as *mut libc::c_void, len, true)
-            .map_err(|source| UffdError::Unprotect { start, len, source })
+        self.uffd.remove_write_protection(start as *mut libc::c_void, len, true).map_err(|e| UffdError::Unprotect {
+            start,
+            len,
+            source: e.into(),
+        })
     }
 
     /// Wakes writers blocked on `[start, start + len)` (a fault that raced an unprotect).
     pub fn wake(&self, start: usize, len: usize) -> Result<(), UffdError> {
-        self.uffd.wake(start as *mut libc::c_void, len).map_err(|source| UffdError::Wake { start, len, source })
+        self.uffd.wake(start as *mut libc::c_void, len).map_err(|e| UffdError::Wake { start, len, source: e.into() })
     }
 
     /// Reads the events ready now (non-blocking) into `out`; returns how many were added.
     pub fn read_events(&self, buf: &mut EventBuffer, out: &mut Vec<UffdEvent>) -> Result<usize, UffdError> {
         let before = out.len();
-        let events = self.uffd.read_events(buf).map_err(|source| UffdError::Read { source })?;
+        let events = self.uffd.read_events(buf).map_err(|e| UffdError::Read { source: e.into() })?;
         for event in events {
-            let event = event.map_err(|source| UffdError::Read { source })?;
+            let event = event.map_err(|e| UffdError::Read { source: e.into() })?;
             out.push(match event {
                 Event::Pagefault { kind: FaultKind::WriteProtected, addr, .. } => {
                     UffdEvent::WriteProtectFault { addr: addr as usize }
