@@ -28,6 +28,9 @@ pub struct OwnedMapping {
     ptr: *mut u8,
     len: usize,
     backing: Backing,
+    /// The memfd of a shared backing, kept open so the file can be found without
+    /// `/proc/self/map_files` (see `region::contract`).
+    fd: Option<rustix::fd::OwnedFd>,
 }
 
 // SAFETY: the mapping is plain memory; which thread unmaps it does not matter.
@@ -43,36 +46,43 @@ impl OwnedMapping {
             return Err(MapError::BadSize { len, page_size });
         }
         let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let mut fd = None;
         let ptr = match backing {
             Backing::Anonymous | Backing::Thp => {
                 // SAFETY: a fresh anonymous mapping at an address the kernel picks.
                 let p = unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, prot, MapFlags::PRIVATE) }
                     .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?;
-                if backing == Backing::Thp {
-                    // SAFETY: advice on the mapping just created.
-                    if let Err(source) = unsafe { rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxHugepage) } {
-                        // SAFETY: unmapping what we mapped above.
-                        let _ = unsafe { rustix::mm::munmap(p, len) };
-                        return Err(MapError::Madvise { source: source.into() });
-                    }
+                // Anonymous means 4 KiB pages even where THP is "always"; Thp asks for huge ones.
+                let advice = if backing == Backing::Thp {
+                    rustix::mm::Advice::LinuxHugepage
+                } else {
+                    rustix::mm::Advice::LinuxNoHugepage
+                };
+                // SAFETY: advice on the mapping just created.
+                if let Err(source) = unsafe { rustix::mm::madvise(p, len, advice) } {
+                    // SAFETY: unmapping what we mapped above.
+                    let _ = unsafe { rustix::mm::munmap(p, len) };
+                    return Err(MapError::Madvise { source: source.into() });
                 }
                 p
             }
-            Backing::Memfd => {
-                let fd = rustix::fs::memfd_create("wpsnap-region", rustix::fs::MemfdFlags::CLOEXEC)
+            Backing::Memfd | Backing::HugetlbfsShared => {
+                let mut flags = rustix::fs::MemfdFlags::CLOEXEC;
+                if backing == Backing::HugetlbfsShared {
+                    check_huge_pages(len)?;
+                    flags |= rustix::fs::MemfdFlags::HUGETLB;
+                }
+                let memfd = rustix::fs::memfd_create("wpsnap-region", flags)
                     .map_err(|e| MapError::Memfd { source: e.into() })?;
-                rustix::fs::ftruncate(&fd, len as u64).map_err(|e| MapError::Memfd { source: e.into() })?;
-                // SAFETY: a fresh shared mapping of the memfd; the mapping keeps the file alive
-                // after `fd` is closed.
-                unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }
-                    .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?
+                rustix::fs::ftruncate(&memfd, len as u64).map_err(|e| MapError::Memfd { source: e.into() })?;
+                // SAFETY: a fresh shared mapping of the memfd at an address the kernel picks.
+                let p = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &memfd, 0) }
+                    .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?;
+                fd = Some(memfd);
+                p
             }
             Backing::Hugetlbfs => {
-                let needed = len as u64 / HUGE_PAGE_BYTES;
-                let free = hugetlb_pages_free();
-                if free < needed {
-                    return Err(MapError::NoHugePages { needed, free });
-                }
+                check_huge_pages(len)?;
                 // MAP_HUGETLB with the default (2 MiB) huge page size.
                 // SAFETY: a fresh anonymous huge-page mapping at an address the kernel picks.
                 unsafe {
@@ -81,7 +91,7 @@ impl OwnedMapping {
                 .map_err(|e| MapError::Mmap { len, backing, source: e.into() })?
             }
         };
-        Ok(OwnedMapping { ptr: ptr.cast(), len, backing })
+        Ok(OwnedMapping { ptr: ptr.cast(), len, backing, fd })
     }
 
     /// The region this mapping covers.
@@ -89,9 +99,8 @@ impl OwnedMapping {
     /// Keep `self` alive until every snapshot of the region has finished: [`Region`] is a
     /// plain description and does not hold the mapping.
     pub fn region(&self) -> Region {
-        // SAFETY: `self` owns the mapping and unmaps it only on drop; this crate's users (the
-        // command and the tests) keep it alive past the snapshot session.
-        unsafe { Region::from_raw(self.ptr, self.len, self.backing) }.unwrap_or_else(|e| {
+        // The backing is known (this value made the mapping); no need to ask the kernel.
+        Region::checked_geometry(self.ptr as usize, self.len, self.backing).unwrap_or_else(|e| {
             // mmap returns page-aligned memory of a length checked in `new`.
             unreachable!("mapping is aligned and sized: {e}")
         })
@@ -109,6 +118,11 @@ impl OwnedMapping {
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
+    /// The memfd behind a shared backing (`None` for private ones).
+    pub fn memfd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
 }
 
 impl Drop for OwnedMapping {
@@ -116,6 +130,16 @@ impl Drop for OwnedMapping {
         // SAFETY: we mapped exactly this range and nothing else refers to it any more.
         let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// Refuses a hugetlbfs mapping the machine has too few free huge pages for.
+fn check_huge_pages(len: usize) -> Result<(), MapError> {
+    let needed = len as u64 / HUGE_PAGE_BYTES;
+    let free = hugetlb_pages_free();
+    if free < needed {
+        return Err(MapError::NoHugePages { needed, free });
+    }
+    Ok(())
 }
 
 /// Free 2 MiB huge pages (`HugePages_Free` in /proc/meminfo); 0 when unknown.

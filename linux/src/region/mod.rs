@@ -5,9 +5,13 @@
 //! The library never takes ownership of the caller's memory: a [`Region`] is a pointer, a
 //! length and a description, valid for as long as the caller's SAFETY promise holds.
 
+pub mod contract;
 mod mapping;
+pub mod smaps;
 
+pub use contract::{BackingStamp, ContractError, ContractWatch};
 pub use mapping::{MapError, OwnedMapping, hugetlb_pages_free};
+pub use smaps::DetectedBacking;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -23,12 +27,16 @@ pub enum Backing {
     Thp,
     /// A shared memfd mapping (shmem).
     Memfd,
-    /// hugetlbfs pages (2 MiB), `MAP_HUGETLB`.
+    /// Private hugetlbfs pages (2 MiB), `MAP_HUGETLB | MAP_PRIVATE`.
     Hugetlbfs,
+    /// Shared hugetlbfs pages (2 MiB): a `MFD_HUGETLB` memfd or a hugetlbfs file mapped
+    /// `MAP_SHARED` (VM memory often is). File-backed: the contract's file checks apply.
+    HugetlbfsShared,
 }
 
 impl Backing {
-    pub const ALL: [Backing; 4] = [Backing::Anonymous, Backing::Thp, Backing::Memfd, Backing::Hugetlbfs];
+    pub const ALL: [Backing; 5] =
+        [Backing::Anonymous, Backing::Thp, Backing::Memfd, Backing::Hugetlbfs, Backing::HugetlbfsShared];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,19 +44,26 @@ impl Backing {
             Backing::Thp => "thp",
             Backing::Memfd => "memfd",
             Backing::Hugetlbfs => "hugetlbfs",
+            Backing::HugetlbfsShared => "hugetlbfs-shared",
         }
     }
 
     /// shmem and hugetlbfs are file-backed as far as userfaultfd is concerned.
     pub fn is_file_backed(self) -> bool {
-        matches!(self, Backing::Memfd | Backing::Hugetlbfs)
+        matches!(self, Backing::Memfd | Backing::Hugetlbfs | Backing::HugetlbfsShared)
+    }
+
+    /// Shared with a file others can write through (`pwrite`, `fallocate`, another mapping):
+    /// the snapshot contract's file checks apply (see [`contract`]).
+    pub fn is_shared_file(self) -> bool {
+        matches!(self, Backing::Memfd | Backing::HugetlbfsShared)
     }
 
     /// The unit the kernel protects and reports faults in.
     pub fn page_size(self) -> u64 {
         match self {
-            Backing::Hugetlbfs => HUGE_PAGE_BYTES,
-            _ => BASE_PAGE_BYTES,
+            Backing::Hugetlbfs | Backing::HugetlbfsShared => HUGE_PAGE_BYTES,
+            Backing::Anonymous | Backing::Thp | Backing::Memfd => BASE_PAGE_BYTES,
         }
     }
 }
@@ -56,10 +71,9 @@ impl Backing {
 impl std::str::FromStr for Backing {
     type Err = String;
     fn from_str(s: &str) -> Result<Backing, String> {
-        Backing::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| format!("unknown backing {s:?}: expected anonymous, thp, memfd or hugetlbfs"))
+        Backing::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            format!("unknown backing {s:?}: expected anonymous, thp, memfd, hugetlbfs or hugetlbfs-shared")
+        })
     }
 }
 
@@ -75,12 +89,79 @@ pub const BASE_PAGE_BYTES: u64 = 4096;
 pub const HUGE_PAGE_BYTES: u64 = 2 << 20;
 
 /// A region a caller passed in that cannot be snapshotted.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Debug, Error)]
 pub enum RegionError {
     #[error("region start {start:#x} is not aligned to its page size {page_size}")]
     Unaligned { start: usize, page_size: u64 },
     #[error("region length {len} is zero or not a multiple of its page size {page_size}")]
     BadLength { len: usize, page_size: u64 },
+    #[error("reading {path}: {source}")]
+    ReadMappings {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} could not be parsed: {source}")]
+    ParseMappings {
+        path: &'static str,
+        #[source]
+        source: smaps::ParseError,
+    },
+    #[error("the region is not one mapping of one backing: {source}")]
+    Range {
+        #[source]
+        source: smaps::RangeError,
+    },
+    #[error(
+        "the region at {start:#x} is {detected}, which userfaultfd write-protection cannot snapshot (it supports private anonymous memory, shmem/memfd and hugetlbfs with 2 MiB pages)"
+    )]
+    Unsupported { start: usize, detected: DetectedBacking },
+    #[error("the region at {start:#x} was declared {declared} but the kernel says it is {detected}")]
+    BackingMismatch { start: usize, declared: Backing, detected: DetectedBacking },
+}
+
+/// Where the kernel lists this process's mappings with their backing details.
+pub const SMAPS_PATH: &str = "/proc/self/smaps";
+
+/// The mappings of this process, from [`SMAPS_PATH`].
+pub fn read_mappings() -> Result<Vec<smaps::Vma>, RegionError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(SMAPS_PATH)
+        .and_then(|f| f.take(smaps::SMAPS_BYTES_MAX).read_to_string(&mut text))
+        .map_err(|source| RegionError::ReadMappings { path: SMAPS_PATH, source })?;
+    smaps::parse(&text).map_err(|source| RegionError::ParseMappings { path: SMAPS_PATH, source })
+}
+
+/// tmpfs and hugetlbfs `statfs` magic numbers (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+
+/// Which file system a path-backed mapping's file is on: `statfs` of the mapping's
+/// `/proc/self/map_files` entry (needs CAP_CHECKPOINT_RESTORE or root), else of its path.
+// `f_type`'s width differs between architectures; the cast is needed on some of them.
+#[allow(clippy::unnecessary_cast)]
+fn file_system_of(vma: &smaps::Vma) -> smaps::FileSystem {
+    let map_file = format!("/proc/self/map_files/{:x}-{:x}", vma.start, vma.end);
+    let fs = rustix::fs::statfs(map_file.as_str()).or_else(|_| rustix::fs::statfs(vma.path.as_str()));
+    match fs {
+        Ok(fs) if fs.f_type as i64 == TMPFS_MAGIC => smaps::FileSystem::Tmpfs,
+        Ok(fs) if fs.f_type as i64 == HUGETLBFS_MAGIC => smaps::FileSystem::Hugetlbfs,
+        _ => smaps::FileSystem::Other,
+    }
+}
+
+/// Whether `path` is on tmpfs.
+#[allow(clippy::unnecessary_cast)]
+pub fn is_on_tmpfs(path: &std::path::Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type as i64 == TMPFS_MAGIC)
+}
+
+/// What the kernel says backs `[start, start + len)` of this process.
+pub fn detect_backing(start: usize, len: usize) -> Result<DetectedBacking, RegionError> {
+    let vmas = read_mappings()?;
+    let end = start.saturating_add(len);
+    smaps::detect(&vmas, start, end, file_system_of).map_err(|source| RegionError::Range { source })
 }
 
 /// A borrowed view of the caller's mapping. Copy, so the session's threads can each hold one;
@@ -107,7 +188,12 @@ impl Region {
         }
     }
 
-    /// Describes the caller's mapping `[start, start + len)`.
+    /// Describes the caller's mapping `[start, start + len)`, declared to be of `backing`.
+    ///
+    /// The declaration is checked against what the kernel reports (`/proc/self/smaps`): a
+    /// range that is not mapped, spans different backings, is a regular file (which
+    /// userfaultfd write-protection does not support), or is another backing than declared
+    /// is refused, naming both. [`Region::detect`] takes the backing from the kernel instead.
     ///
     /// # Safety
     /// For as long as any snapshot of this region runs (from `prepare` until `finish`,
@@ -123,7 +209,38 @@ impl Region {
     ///
     /// Writers may keep writing to it throughout; that is the point.
     pub unsafe fn from_raw(start: *mut u8, len: usize, backing: Backing) -> Result<Region, RegionError> {
+        let region = Region::checked_geometry(start as usize, len, backing)?;
+        region.check_backing()?;
+        Ok(region)
+    }
+
+    /// Describes the caller's mapping `[start, start + len)` with the backing the kernel
+    /// reports for it.
+    ///
+    /// # Safety
+    /// As for [`Region::from_raw`].
+    pub unsafe fn detect(start: *mut u8, len: usize) -> Result<Region, RegionError> {
         let start = start as usize;
+        let detected = detect_backing(start, len)?;
+        let backing = detected.backing().ok_or(RegionError::Unsupported { start, detected })?;
+        Region::checked_geometry(start, len, backing)
+    }
+
+    /// Checks the declared backing against the kernel's view now (the session checks again
+    /// at `prepare`: the mapping may have changed since the region was described).
+    pub fn check_backing(&self) -> Result<DetectedBacking, RegionError> {
+        let detected = detect_backing(self.start, self.len)?;
+        match detected.backing() {
+            None => Err(RegionError::Unsupported { start: self.start, detected }),
+            Some(b) if b != self.backing => {
+                Err(RegionError::BackingMismatch { start: self.start, declared: self.backing, detected })
+            }
+            Some(_) => Ok(detected),
+        }
+    }
+
+    /// Alignment and length checks only.
+    pub(crate) fn checked_geometry(start: usize, len: usize, backing: Backing) -> Result<Region, RegionError> {
         let page_size = backing.page_size();
         if !(start as u64).is_multiple_of(page_size) {
             return Err(RegionError::Unaligned { start, page_size });
@@ -197,18 +314,16 @@ mod tests {
 
     #[test]
     fn region_geometry_and_bounds() {
-        // SAFETY: the region is only described, never read, in this test.
-        let region = unsafe { Region::from_raw(0x20_0000 as *mut u8, 8 * 4096, Backing::Anonymous) }.expect("region");
+        // Described only, never read: geometry without the kernel check.
+        let region = Region::checked_geometry(0x20_0000, 8 * 4096, Backing::Anonymous).expect("region");
         assert_eq!(region.page_count(), 8);
         assert_eq!(region.page_of(0x20_0000 + 4096 * 3 + 17), Some(3));
         assert_eq!(region.page_of(0x20_0000 + 8 * 4096), None);
         assert!(region.overlaps(0x20_0000 + 8 * 4096 - 1, 0x30_0000));
         assert!(!region.overlaps(0x10_0000, 0x20_0000));
-        // SAFETY: as above.
-        let unaligned = unsafe { Region::from_raw(0x20_0001 as *mut u8, 4096, Backing::Anonymous) };
+        let unaligned = Region::checked_geometry(0x20_0001, 4096, Backing::Anonymous);
         assert!(matches!(unaligned, Err(RegionError::Unaligned { .. })));
-        // SAFETY: as above.
-        let bad_len = unsafe { Region::from_raw(0x20_0000 as *mut u8, 4096, Backing::Hugetlbfs) };
+        let bad_len = Region::checked_geometry(0x20_0000, 4096, Backing::Hugetlbfs);
         assert!(matches!(bad_len, Err(RegionError::BadLength { .. })));
         assert_eq!("memfd".parse::<Backing>(), Ok(Backing::Memfd));
         assert!("floppy".parse::<Backing>().is_err());
