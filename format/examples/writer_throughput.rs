@@ -23,14 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (0..256u64).map(|p| (0..PAGE_BYTES as u64).map(|b| ((b * 31 + p * 7) % 255 + 1) as u8).collect()).collect();
     let zero = vec![0u8; PAGE_BYTES];
     let pick = |i: u64| -> &[u8] { if i.is_multiple_of(ZERO_EVERY) { &zero } else { &pool[(i % 256) as usize] } };
-    let header = Header {
-        page_size: PAGE_BYTES as u64,
-        page_count: PAGES,
-        region_len: PAGES * PAGE_BYTES as u64,
-        backing: "bench".into(),
-        created_unix_ns: 0,
-        config_json: "{}".into(),
-    };
+    let header = Header::single(PAGE_BYTES as u64, PAGES, "bench", 0, "{}".into());
     let gb = (PAGES * PAGE_BYTES as u64) as f64 / 1e9;
     // Digests as a capture thread would compute them while copying pages into staging.
     let digests: Vec<PageDigest> = (0..PAGES).map(|i| PageDigest::of(i, pick(i))).collect();

@@ -35,7 +35,7 @@ pub fn read_untrusted(data: &[u8]) -> Result<u64, FormatError> {
         let mut pages = 0u64;
         while let Some(p) = r.next_page()? {
             if let Some(d) = p.data {
-                assert_eq!(d.len() as u64, r.header().page_size, "page data of the wrong length");
+                assert_eq!(d.len() as u64, p.location.page_size, "page data of the wrong length");
             }
             pages += 1;
         }

@@ -1,7 +1,9 @@
-//! `wpsnap-format`: the wpsnap snapshot file format (version 1, see docs/format.md).
+//! `wpsnap-format`: the wpsnap snapshot file format (version 2 written, versions 1 and 2 read;
+//! see docs/format.md).
 //!
 //! What it does:
-//! - [`SnapshotWriter`] writes a header, page records in any order (all-zero pages without
+//! - [`SnapshotWriter`] writes a header (a table of one or more regions, each with its address,
+//!   length, page size and backing; page indices run over them in order), page records in any order (all-zero pages without
 //!   data, every record with a crc32c) and a trailer (counts, a checksum over the records, the
 //!   stored JSON report, a completion marker) to any [`std::io::Write`]; [`PageDigest`] lets
 //!   the checksum and zero test of a page be computed off the sink thread;
@@ -38,7 +40,7 @@ pub use durable::{
     DIRECT_BUFFER_BYTES, DIRECT_IO_ALIGN_BYTES, DurableFile, DurableWriter, StdFile, StdFs, SyncFs, partial_path_for,
 };
 pub use error::FormatError;
-pub use header::Header;
+pub use header::{Header, PageLayout, PageLocation, RegionEntry};
 pub use layout::*;
 pub use reader::{PageRecord, SnapshotReader, Trailer, read_snapshot};
 pub use writer::{PageDigest, SnapshotWriter};

@@ -2,10 +2,13 @@
 //! checksum before handing data out, and allocates nothing sized by an unchecked field.
 
 use crate::error::FormatError;
-use crate::header::{Header, at, check_geometry, check_len};
+use crate::header::{
+    Header, PageLayout, PageLocation, RegionEntry, at, check_geometry_v1, check_len, check_region, check_totals,
+};
 use crate::layout::{
-    BACKING_LEN_MAX, COMPLETION_MARKER, CONFIG_JSON_LEN_MAX, CRC_BYTES, FORMAT_VERSION, HEADER_FIXED_BYTES, MAGIC,
-    PAGE_FLAG_ZERO, PAGE_RECORD_HEADER_BYTES, REPORT_JSON_LEN_MAX, TAG_PAGE, TAG_TRAILER, TRAILER_FIXED_BYTES, u32_at,
+    BACKING_LEN_MAX, COMPLETION_MARKER, CONFIG_JSON_LEN_MAX, CRC_BYTES, FORMAT_VERSION, FORMAT_VERSION_V1,
+    HEADER_V1_FIXED_BYTES, HEADER_V2_FIXED_BYTES, MAGIC, PAGE_FLAG_ZERO, PAGE_RECORD_HEADER_BYTES,
+    REGION_ENTRY_FIXED_BYTES, REGIONS_MAX, REPORT_JSON_LEN_MAX, TAG_PAGE, TAG_TRAILER, TRAILER_FIXED_BYTES, u32_at,
     u64_at,
 };
 use crate::page_set::PageSet;
@@ -29,8 +32,10 @@ pub struct Trailer {
 /// One page as read from the stream. Its checksum has already been checked.
 #[derive(Debug)]
 pub struct PageRecord<'a> {
-    /// Page index in the region.
+    /// Page index over all regions.
     pub index: u64,
+    /// Where the page lies: region, size, offset in the concatenated image, address.
+    pub location: PageLocation,
     /// Byte offset of the record in the stream.
     pub offset: u64,
     /// The page data, or `None` for an all-zero page.
@@ -44,7 +49,9 @@ pub struct PageRecord<'a> {
 pub struct SnapshotReader<R: Read> {
     src: R,
     offset: u64,
+    version: u32,
     header: Header,
+    layout: PageLayout,
     header_len: u64,
     seen: PageSet,
     page_buf: Vec<u8>,
@@ -66,14 +73,9 @@ impl<R: Read> SnapshotReader<R> {
         let mut this = SnapshotReader {
             src,
             offset: 0,
-            header: Header {
-                page_size: 0,
-                page_count: 0,
-                region_len: 0,
-                backing: String::new(),
-                created_unix_ns: 0,
-                config_json: String::new(),
-            },
+            version: 0,
+            header: Header { regions: Vec::new(), created_unix_ns: 0, config_json: String::new() },
+            layout: Header { regions: Vec::new(), created_unix_ns: 0, config_json: String::new() }.layout(),
             header_len: 0,
             seen: PageSet::new(0),
             page_buf: Vec::new(),
@@ -90,6 +92,16 @@ impl<R: Read> SnapshotReader<R> {
     /// The header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The format version of the stream (1 or 2).
+    pub fn format_version(&self) -> u32 {
+        self.version
+    }
+
+    /// Where each page lies (region, size, offset in the concatenated image).
+    pub fn layout(&self) -> &PageLayout {
+        &self.layout
     }
 
     /// Bytes of the encoded header.
@@ -131,9 +143,11 @@ impl<R: Read> SnapshotReader<R> {
             self.failed = false;
             return Ok(None);
         };
+        // read_record checked the index against the layout.
+        let location = self.layout.locate(index).ok_or(FormatError::Poisoned { what: "reader" })?;
         self.failed = false;
         let data = (!zero).then_some(&self.page_buf[..]);
-        Ok(Some(PageRecord { index, offset, data }))
+        Ok(Some(PageRecord { index, location, offset, data }))
     }
 
     /// Reads all remaining pages, checking everything, and returns the trailer.
@@ -183,37 +197,32 @@ impl<R: Read> SnapshotReader<R> {
     }
 
     fn read_header(&mut self) -> Result<(), FormatError> {
-        let mut fixed = [0u8; HEADER_FIXED_BYTES];
-        self.fill(&mut fixed[..8], "the magic")?;
-        if fixed[..8] != MAGIC {
+        let mut start = [0u8; 16];
+        self.fill(&mut start[..8], "the magic")?;
+        if start[..8] != MAGIC {
             let mut found = [0u8; 8];
-            found.copy_from_slice(&fixed[..8]);
+            found.copy_from_slice(&start[..8]);
             return Err(FormatError::BadMagic { offset: at::MAGIC as u64, found });
         }
-        self.fill(&mut fixed[8..], "the header")?;
-        let version = u32_at(&fixed, at::VERSION);
-        if version != FORMAT_VERSION {
+        self.fill(&mut start[8..], "the header")?;
+        let version = u32_at(&start, at::VERSION);
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
             return Err(FormatError::UnsupportedVersion {
                 offset: at::VERSION as u64,
                 found: version,
                 supported: FORMAT_VERSION,
             });
         }
-        let flags = u32_at(&fixed, at::FLAGS);
+        let flags = u32_at(&start, at::FLAGS);
         if flags != 0 {
             return Err(FormatError::BadFlags { offset: at::FLAGS as u64, what: "header", flags });
         }
-        let page_size = u64_at(&fixed, at::PAGE_SIZE);
-        let page_count = u64_at(&fixed, at::PAGE_COUNT);
-        let region_len = u64_at(&fixed, at::REGION_LEN);
-        check_geometry(page_size, page_count, region_len)?;
-        let backing_len = u64::from(u32_at(&fixed, at::BACKING_LEN));
-        check_len(at::BACKING_LEN, "backing_len", backing_len, BACKING_LEN_MAX)?;
-        let config_len = u64::from(u32_at(&fixed, at::CONFIG_LEN));
-        check_len(at::CONFIG_LEN, "config_json_len", config_len, CONFIG_JSON_LEN_MAX)?;
-        let mut crc = crc32c::crc32c(&fixed);
-        let backing = self.read_text(backing_len, "backing", &mut crc)?;
-        let config_json = self.read_text(config_len, "config_json", &mut crc)?;
+        let mut crc = crc32c::crc32c(&start);
+        self.header = if version == FORMAT_VERSION_V1 {
+            self.read_header_v1(&start, &mut crc)?
+        } else {
+            self.read_header_v2(&start, &mut crc)?
+        };
         let crc_offset = self.offset;
         let mut stored = [0u8; CRC_BYTES];
         self.fill(&mut stored, "the header checksum")?;
@@ -226,17 +235,84 @@ impl<R: Read> SnapshotReader<R> {
                 computed: crc,
             });
         }
-        self.header = Header {
-            page_size,
-            page_count,
-            region_len,
-            backing,
-            created_unix_ns: u64_at(&fixed, at::CREATED),
-            config_json,
-        };
+        self.version = version;
         self.header_len = self.offset;
-        self.seen = PageSet::new(page_count);
+        self.layout = self.header.layout();
+        self.seen = PageSet::new(self.layout.page_count());
         Ok(())
+    }
+
+    /// Version 1: one region, no address.
+    fn read_header_v1(&mut self, start: &[u8; 16], crc: &mut u32) -> Result<Header, FormatError> {
+        let mut fixed = [0u8; HEADER_V1_FIXED_BYTES];
+        fixed[..16].copy_from_slice(start);
+        self.fill(&mut fixed[16..], "the header")?;
+        *crc = crc32c::crc32c_append(*crc, &fixed[16..]);
+        let page_size = u64_at(&fixed, at::v1::PAGE_SIZE);
+        let page_count = u64_at(&fixed, at::v1::PAGE_COUNT);
+        let region_len = u64_at(&fixed, at::v1::REGION_LEN);
+        check_geometry_v1(page_size, page_count, region_len)?;
+        let backing_len = u64::from(u32_at(&fixed, at::v1::BACKING_LEN));
+        check_len(at::v1::BACKING_LEN as u64, "backing_len", backing_len, BACKING_LEN_MAX)?;
+        let config_len = u64::from(u32_at(&fixed, at::v1::CONFIG_LEN));
+        check_len(at::v1::CONFIG_LEN as u64, "config_json_len", config_len, CONFIG_JSON_LEN_MAX)?;
+        let backing = self.read_text(backing_len, "backing", crc)?;
+        let config_json = self.read_text(config_len, "config_json", crc)?;
+        Ok(Header {
+            regions: vec![RegionEntry { start: 0, len: region_len, page_size, backing }],
+            created_unix_ns: u64_at(&fixed, at::v1::CREATED),
+            config_json,
+        })
+    }
+
+    /// Version 2: the region table.
+    fn read_header_v2(&mut self, start: &[u8; 16], crc: &mut u32) -> Result<Header, FormatError> {
+        let mut fixed = [0u8; HEADER_V2_FIXED_BYTES];
+        fixed[..16].copy_from_slice(start);
+        self.fill(&mut fixed[16..], "the header")?;
+        *crc = crc32c::crc32c_append(*crc, &fixed[16..]);
+        let region_count = u64::from(u32_at(&fixed, at::v2::REGION_COUNT));
+        if !(1..=REGIONS_MAX).contains(&region_count) {
+            return Err(FormatError::BadHeaderField {
+                offset: at::v2::REGION_COUNT as u64,
+                field: "region_count",
+                value: region_count,
+                reason: format!("must be in 1..={REGIONS_MAX}"),
+            });
+        }
+        let config_len = u64::from(u32_at(&fixed, at::v2::CONFIG_LEN));
+        check_len(at::v2::CONFIG_LEN as u64, "config_json_len", config_len, CONFIG_JSON_LEN_MAX)?;
+        // Grows with the entries actually read, bounded by REGIONS_MAX.
+        let mut regions = Vec::new();
+        for _ in 0..region_count {
+            regions.push(self.read_region_entry(crc)?);
+            check_totals(&regions, at::v2::REGION_COUNT as u64)?;
+        }
+        let config_json = self.read_text(config_len, "config_json", crc)?;
+        Ok(Header { regions, created_unix_ns: u64_at(&fixed, at::v2::CREATED), config_json })
+    }
+
+    fn read_region_entry(&mut self, crc: &mut u32) -> Result<RegionEntry, FormatError> {
+        let entry_at = self.offset;
+        let mut entry = [0u8; REGION_ENTRY_FIXED_BYTES];
+        self.fill(&mut entry, "a region entry")?;
+        *crc = crc32c::crc32c_append(*crc, &entry);
+        let start = u64_at(&entry, at::v2::ENTRY_START);
+        let len = u64_at(&entry, at::v2::ENTRY_LEN);
+        let page_size = u64_at(&entry, at::v2::ENTRY_PAGE_SIZE);
+        check_region(entry_at, start, len, page_size)?;
+        let flags = u32_at(&entry, at::v2::ENTRY_FLAGS);
+        if flags != 0 {
+            return Err(FormatError::BadFlags {
+                offset: entry_at + at::v2::ENTRY_FLAGS as u64,
+                what: "region entry",
+                flags,
+            });
+        }
+        let backing_len = u64::from(u32_at(&entry, at::v2::ENTRY_BACKING_LEN));
+        check_len(entry_at + at::v2::ENTRY_BACKING_LEN as u64, "backing_len", backing_len, BACKING_LEN_MAX)?;
+        let backing = self.read_text(backing_len, "backing", crc)?;
+        Ok(RegionEntry { start, len, page_size, backing })
     }
 
     /// Reads one record. `Some((index, offset, zero))` for a page (data in `page_buf`),
@@ -261,13 +337,13 @@ impl<R: Read> SnapshotReader<R> {
         if flags & !PAGE_FLAG_ZERO != 0 {
             return Err(FormatError::BadFlags { offset: offset + 4, what: "page record", flags });
         }
-        if index >= self.header.page_count {
+        let Some(location) = self.layout.locate(index) else {
             return Err(FormatError::PageIndexOutOfRange {
                 offset: offset + 8,
                 index,
-                page_count: self.header.page_count,
+                page_count: self.layout.page_count(),
             });
-        }
+        };
         if self.seen.contains(index) {
             return Err(FormatError::DuplicatePage { offset, index });
         }
@@ -276,7 +352,7 @@ impl<R: Read> SnapshotReader<R> {
             record_crc(&rest[..12], None)
         } else {
             let mut buf = std::mem::take(&mut self.page_buf);
-            let r = self.fill_vec(&mut buf, self.header.page_size, "page data");
+            let r = self.fill_vec(&mut buf, location.page_size, "page data");
             self.page_buf = buf;
             r?;
             record_crc(&rest[..12], Some(&self.page_buf))
@@ -300,7 +376,7 @@ impl<R: Read> SnapshotReader<R> {
         if let Some(first_missing) = self.seen.first_missing() {
             return Err(FormatError::MissingPages {
                 offset,
-                missing: self.header.page_count - self.page_records,
+                missing: self.layout.page_count() - self.page_records,
                 first_missing,
             });
         }

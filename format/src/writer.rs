@@ -1,7 +1,7 @@
 //! Streaming snapshot writer: header, page records in any order, trailer.
 
 use crate::error::FormatError;
-use crate::header::Header;
+use crate::header::{Header, PageLayout};
 use crate::layout::{
     COMPLETION_MARKER, PAGE_FLAG_ZERO, PAGE_RECORD_HEADER_BYTES, REPORT_JSON_LEN_MAX, TAG_PAGE, TAG_TRAILER,
     TRAILER_FIXED_BYTES,
@@ -18,8 +18,7 @@ use std::io::Write;
 #[derive(Debug)]
 pub struct SnapshotWriter<W: Write> {
     out: W,
-    page_size: u64,
-    page_count: u64,
+    layout: PageLayout,
     seen: PageSet,
     pages_written: u64,
     zero_pages: u64,
@@ -75,11 +74,11 @@ impl<W: Write> SnapshotWriter<W> {
     pub fn new(mut out: W, header: &Header) -> Result<Self, FormatError> {
         let bytes = header.encode()?;
         out.write_all(&bytes).map_err(|e| FormatError::io("writing the snapshot header", e))?;
+        let layout = header.layout();
         Ok(SnapshotWriter {
             out,
-            page_size: header.page_size,
-            page_count: header.page_count,
-            seen: PageSet::new(header.page_count),
+            seen: PageSet::new(layout.page_count()),
+            layout,
             pages_written: 0,
             zero_pages: 0,
             bytes_written: bytes.len() as u64,
@@ -113,15 +112,15 @@ impl<W: Write> SnapshotWriter<W> {
         if self.poisoned {
             return Err(FormatError::Poisoned { what: "writer" });
         }
-        if data.len() as u64 != self.page_size {
-            return Err(FormatError::WrongPageLength { index, len: data.len() as u64, page_size: self.page_size });
-        }
-        if index >= self.page_count {
+        let Some(location) = self.layout.locate(index) else {
             return Err(FormatError::PageIndexOutOfRange {
                 offset: self.bytes_written,
                 index,
-                page_count: self.page_count,
+                page_count: self.layout.page_count(),
             });
+        };
+        if data.len() as u64 != location.page_size {
+            return Err(FormatError::WrongPageLength { index, len: data.len() as u64, page_size: location.page_size });
         }
         if self.seen.contains(index) {
             return Err(FormatError::DuplicatePage { offset: self.bytes_written, index });
@@ -164,6 +163,11 @@ impl<W: Write> SnapshotWriter<W> {
         Ok(())
     }
 
+    /// Where each page lies (region, size, offset in the concatenated image).
+    pub fn layout(&self) -> &PageLayout {
+        &self.layout
+    }
+
     /// Pages written so far.
     pub fn pages_written(&self) -> u64 {
         self.pages_written
@@ -193,7 +197,7 @@ impl<W: Write> SnapshotWriter<W> {
         if let Some(first_missing) = self.seen.first_missing() {
             return Err(FormatError::MissingPages {
                 offset: self.bytes_written,
-                missing: self.page_count - self.pages_written,
+                missing: self.layout.page_count() - self.pages_written,
                 first_missing,
             });
         }

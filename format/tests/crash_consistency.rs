@@ -114,14 +114,7 @@ impl Write for TurmoilFile {
 }
 
 fn header(page_count: u64) -> Header {
-    Header {
-        page_size: 4096,
-        page_count,
-        region_len: 4096 * page_count,
-        backing: "turmoil".into(),
-        created_unix_ns: 1,
-        config_json: "{}".into(),
-    }
+    Header::single(4096, page_count, "turmoil", 1, "{}".into())
 }
 
 /// A snapshot whose pages are filled with `generation` (zero for every third page).

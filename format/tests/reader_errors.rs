@@ -5,11 +5,32 @@ mod common;
 
 use common::{raw, read_all, write_snapshot};
 use wpsnap_format::{
-    BACKING_LEN_MAX, CONFIG_JSON_LEN_MAX, FormatError, PAGE_COUNT_MAX, REPORT_JSON_LEN_MAX, read_snapshot,
+    BACKING_LEN_MAX, CONFIG_JSON_LEN_MAX, FormatError, Header, PAGE_COUNT_MAX, REPORT_JSON_LEN_MAX, RegionEntry,
+    read_snapshot,
 };
 
 fn small_file() -> Vec<u8> {
     write_snapshot(&common::header(3), &[2, 0, 1], |i| i == 1, "{\"r\":1}")
+}
+
+/// The same three pages as `small_file`, in a version-1 file from the independent encoder.
+fn small_file_v1() -> Vec<u8> {
+    let (d2, d0) = (common::page_bytes(2, 4096), common::page_bytes(0, 4096));
+    let hdr = raw::header(1, 0, 4096, 3, 3 * 4096, b"anonymous", b"{}");
+    raw::file(hdr, &[raw::page(2, Some(&d2)), raw::page(0, Some(&d0)), raw::page(1, None)], 1)
+}
+
+/// Two regions (2 + 1 pages of 4 KiB) at known addresses, pages in any order.
+fn two_region_file() -> Vec<u8> {
+    let h = Header {
+        regions: vec![
+            RegionEntry { start: 0x7f00_0000_0000, len: 2 * 4096, page_size: 4096, backing: "anonymous".into() },
+            RegionEntry { start: 0x7f00_1000_0000, len: 4096, page_size: 4096, backing: "memfd".into() },
+        ],
+        created_unix_ns: 9,
+        config_json: "{}".into(),
+    };
+    write_snapshot(&h, &[2, 0, 1], |i| i == 1, "{}")
 }
 
 #[test]
@@ -17,41 +38,47 @@ fn the_independent_encoder_matches_the_writer_byte_for_byte() {
     let data = |i| common::page_bytes(i, 4096);
     let h = common::header(3);
     let ours = write_snapshot(&h, &[2, 0, 1], |i| i == 1, "{}");
-    let hdr = raw::header(1, 0, 4096, 3, 3 * 4096, b"anonymous", b"{\"model\":\"test\"}");
-    let mut hdr_fixed_time = hdr.clone();
-    // The raw encoder writes created_unix_ns = 7; patch and re-crc to the test header's value.
-    hdr_fixed_time.truncate(hdr.len() - 4);
-    hdr_fixed_time[40..48].copy_from_slice(&h.created_unix_ns.to_le_bytes());
-    let crc = crc32c::crc32c(&hdr_fixed_time);
-    hdr_fixed_time.extend_from_slice(&crc.to_le_bytes());
+    let entry = raw::Entry { start: 0, len: 3 * 4096, page_size: 4096, flags: 0, backing: b"anonymous" };
+    let hdr = raw::header_v2(2, 0, h.created_unix_ns, &[entry], b"{\"model\":\"test\"}");
     let d2 = data(2);
     let d0 = data(0);
-    let theirs = raw::file(hdr_fixed_time, &[raw::page(2, Some(&d2)), raw::page(0, Some(&d0)), raw::page(1, None)], 1);
+    let theirs = raw::file(hdr, &[raw::page(2, Some(&d2)), raw::page(0, Some(&d0)), raw::page(1, None)], 1);
+    assert_eq!(ours, theirs);
+    // Two regions: page indices run over both, in table order.
+    let ours = two_region_file();
+    let entries = [
+        raw::Entry { start: 0x7f00_0000_0000, len: 2 * 4096, page_size: 4096, flags: 0, backing: b"anonymous" },
+        raw::Entry { start: 0x7f00_1000_0000, len: 4096, page_size: 4096, flags: 0, backing: b"memfd" },
+    ];
+    let hdr = raw::header_v2(2, 0, 9, &entries, b"{}");
+    let theirs = raw::file(hdr, &[raw::page(2, Some(&d2)), raw::page(0, Some(&d0)), raw::page(1, None)], 1);
     assert_eq!(ours, theirs);
 }
 
 #[test]
 fn truncation_at_every_offset_is_reported_as_incomplete_at_that_offset() {
-    let file = small_file();
-    assert!(read_all(&file).is_ok());
-    for cut in 0..file.len() {
-        match read_all(&file[..cut]) {
-            Err(FormatError::Truncated { offset, .. }) => assert_eq!(offset, cut as u64, "cut at {cut}"),
-            other => panic!("cut at {cut}: expected Truncated, got {other:?}"),
+    for (name, file) in [("v2", small_file()), ("v1", small_file_v1()), ("two regions", two_region_file())] {
+        assert!(read_all(&file).is_ok(), "{name}");
+        for cut in 0..file.len() {
+            match read_all(&file[..cut]) {
+                Err(FormatError::Truncated { offset, .. }) => assert_eq!(offset, cut as u64, "{name}: cut at {cut}"),
+                other => panic!("{name}: cut at {cut}: expected Truncated, got {other:?}"),
+            }
         }
     }
 }
 
 #[test]
 fn flipping_any_single_bit_is_detected() {
-    let file = small_file();
-    let mut damaged = file.clone();
-    for byte in 0..file.len() {
-        for bit in 0..8 {
-            damaged[byte] ^= 1 << bit;
-            let result = read_all(&damaged);
-            assert!(result.is_err(), "flip of bit {bit} of byte {byte} went unnoticed");
-            damaged[byte] ^= 1 << bit;
+    for (name, file) in [("v2", small_file()), ("v1", small_file_v1()), ("two regions", two_region_file())] {
+        let mut damaged = file.clone();
+        for byte in 0..file.len() {
+            for bit in 0..8 {
+                damaged[byte] ^= 1 << bit;
+                let result = read_all(&damaged);
+                assert!(result.is_err(), "{name}: flip of bit {bit} of byte {byte} went unnoticed");
+                damaged[byte] ^= 1 << bit;
+            }
         }
     }
 }
@@ -61,10 +88,92 @@ fn bad_magic_version_and_flags() {
     let mut f = small_file();
     f[0] = b'X';
     assert!(matches!(read_all(&f), Err(FormatError::BadMagic { offset: 0, .. })));
-    let f = raw::header(2, 0, 4096, 1, 4096, b"", b"");
-    assert!(matches!(read_all(&f), Err(FormatError::UnsupportedVersion { offset: 8, found: 2, supported: 1 })));
+    let f = raw::header(3, 0, 4096, 1, 4096, b"", b"");
+    assert!(matches!(read_all(&f), Err(FormatError::UnsupportedVersion { offset: 8, found: 3, supported: 2 })));
     let f = raw::header(1, 4, 4096, 1, 4096, b"", b"");
     assert!(matches!(read_all(&f), Err(FormatError::BadFlags { offset: 12, what: "header", flags: 4 })));
+    let f = raw::header_v2(2, 4, 0, &[raw::entry(0, 1)], b"");
+    assert!(matches!(read_all(&f), Err(FormatError::BadFlags { offset: 12, what: "header", flags: 4 })));
+}
+
+#[test]
+fn a_version_1_file_reads_as_one_region_without_an_address() {
+    let f = small_file_v1();
+    let mut r = read_snapshot(&f[..]).expect("header");
+    assert_eq!(r.format_version(), 1);
+    assert_eq!(
+        r.header().regions,
+        vec![RegionEntry { start: 0, len: 3 * 4096, page_size: 4096, backing: "anonymous".into() }]
+    );
+    let mut seen = Vec::new();
+    while let Some(p) = r.next_page().expect("page") {
+        assert_eq!(p.location.image_offset, p.index * 4096);
+        seen.push(p.index);
+    }
+    assert_eq!(seen, vec![2, 0, 1]);
+}
+
+#[test]
+fn region_table_errors() {
+    let field = |f: &[u8]| match read_all(f) {
+        Err(FormatError::BadHeaderField { field, offset, .. }) => (field, offset),
+        other => panic!("expected BadHeaderField, got {other:?}"),
+    };
+    // Fixed part 32 bytes, then entries of 32 bytes + backing.
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[], b"")), ("region_count", 24));
+    let e = |start, len, page_size| raw::Entry { start, len, page_size, flags: 0, backing: b"" };
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[e(0, 4096, 4095)], b"")), ("page_size", 32 + 16));
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[e(0, 0, 4096)], b"")), ("region_len", 32 + 8));
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[e(0, 4097, 4096)], b"")), ("region_len", 32 + 8));
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[e(0x1001, 4096, 4096)], b"")), ("region_start", 32));
+    assert_eq!(field(&raw::header_v2(2, 0, 0, &[e(0, 4096, 4096), e(0, 8192, 1 << 31)], b"")), ("page_size", 64 + 16));
+    // Overlapping known addresses.
+    assert_eq!(
+        field(&raw::header_v2(2, 0, 0, &[e(0x10000, 8192, 4096), e(0x11000, 4096, 4096)], b"")).0,
+        "region_start"
+    );
+    let mut flagged = raw::entry(0, 1);
+    flagged.flags = 1;
+    assert!(matches!(
+        read_all(&raw::header_v2(2, 0, 0, &[flagged], b"")),
+        Err(FormatError::BadFlags { offset: 60, what: "region entry", flags: 1 })
+    ));
+    let big = raw::Entry { start: 0, len: 4096, page_size: 4096, flags: 0, backing: &[b'x'; 5000] };
+    assert!(matches!(
+        read_all(&raw::header_v2(2, 0, 0, &[big], b"")),
+        Err(FormatError::LengthTooLarge { offset: 56, field: "backing_len", .. })
+    ));
+}
+
+#[test]
+fn pages_of_each_region_have_that_region_s_size() {
+    // Region 0: one 4 KiB page; region 1: one 2 MiB page.
+    let h = Header {
+        regions: vec![
+            RegionEntry { start: 0x20_0000_0000, len: 4096, page_size: 4096, backing: "anonymous".into() },
+            RegionEntry { start: 0x30_0000_0000, len: 2 << 20, page_size: 2 << 20, backing: "hugetlbfs".into() },
+        ],
+        created_unix_ns: 1,
+        config_json: "{}".into(),
+    };
+    let mut w = wpsnap_format::SnapshotWriter::new(Vec::new(), &h).expect("header");
+    assert!(matches!(
+        w.write_page(1, &[1u8; 4096]),
+        Err(FormatError::WrongPageLength { index: 1, page_size: 2097152, .. })
+    ));
+    w.write_page(1, &vec![7u8; 2 << 20]).expect("huge page");
+    w.write_page(0, &[3u8; 4096]).expect("small page");
+    let file = w.finish("{}").expect("finish");
+    let mut r = read_snapshot(&file[..]).expect("header");
+    let first = r.next_page().expect("page").map(|p| (p.index, p.location, p.data.map(<[u8]>::len)));
+    let huge = first.expect("a page");
+    assert_eq!(
+        (huge.0, huge.1.region, huge.1.image_offset, huge.1.address, huge.2),
+        (1, 1, 4096, 0x30_0000_0000, Some(2 << 20))
+    );
+    let small = r.next_page().expect("page").map(|p| (p.index, p.location.region, p.data.map(<[u8]>::len)));
+    assert_eq!(small, Some((0, 0, Some(4096))));
+    r.read_to_end().expect("complete");
 }
 
 #[test]

@@ -89,10 +89,10 @@ fn a_failing_sink_is_reported_and_poisons_the_writer() {
 #[test]
 fn the_writer_refuses_invalid_headers() {
     let mut h = header(4);
-    h.region_len += 1;
+    h.regions[0].len += 1;
     assert!(matches!(SnapshotWriter::new(Vec::new(), &h), Err(FormatError::InvalidHeader { .. })));
     let mut h = header(4);
-    h.backing = "x".repeat(wpsnap_format::BACKING_LEN_MAX as usize + 1);
+    h.regions[0].backing = "x".repeat(wpsnap_format::BACKING_LEN_MAX as usize + 1);
     assert!(matches!(SnapshotWriter::new(Vec::new(), &h), Err(FormatError::InvalidHeader { .. })));
     let mut w = SnapshotWriter::new(Vec::new(), &header(1)).expect("header");
     w.write_page(0, &[0u8; 4096]).expect("page");

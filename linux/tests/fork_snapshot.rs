@@ -125,14 +125,7 @@ impl Writers {
 }
 
 fn header() -> Header {
-    Header {
-        page_size: PAGE_SIZE as u64,
-        page_count: PAGE_COUNT as u64,
-        region_len: (PAGE_SIZE * PAGE_COUNT) as u64,
-        backing: "test-heap".into(),
-        created_unix_ns: 1,
-        config_json: "{\"backend\":\"fork\"}".into(),
-    }
+    Header::single(PAGE_SIZE as u64, PAGE_COUNT as u64, "test-heap", 1, "{\"backend\":\"fork\"}".into())
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -267,7 +260,7 @@ fn unforkable_output_and_bad_header_are_refused_before_forking() {
 
     let dir = scratch("bad-header");
     let output = open_output(&OutputSpec::File { path: dir.join("x.wps"), direct_io: false }).expect("open");
-    let wrong = Header { page_count: 3, ..header() };
+    let wrong = Header::single(PAGE_SIZE as u64, 3, "test-heap", 1, "{}".into());
     let result = fork_snapshot(region.region_ref(), &wrong, output, &options());
     assert!(matches!(result, Err(ForkError::InvalidRegion(_))), "{result:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -402,9 +395,7 @@ fn print_fork_numbers() {
     thread::sleep(Duration::from_millis(50));
     let dir = scratch("numbers");
     let header = Header {
-        page_size: PAGE_SIZE as u64,
-        page_count: (BYTES / PAGE_SIZE) as u64,
-        region_len: BYTES as u64,
+        regions: Header::single(PAGE_SIZE as u64, (BYTES / PAGE_SIZE) as u64, "test-heap", 1, String::new()).regions,
         ..header()
     };
     let output = open_output(&OutputSpec::File { path: dir.join("big.wps"), direct_io: false }).expect("open");

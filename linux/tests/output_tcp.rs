@@ -11,14 +11,7 @@ const PAGE_SIZE: u64 = 4096;
 const PAGE_COUNT: u64 = 64;
 
 fn header() -> Header {
-    Header {
-        page_size: PAGE_SIZE,
-        page_count: PAGE_COUNT,
-        region_len: PAGE_SIZE * PAGE_COUNT,
-        backing: "test".into(),
-        created_unix_ns: 1,
-        config_json: "{}".into(),
-    }
+    Header::single(PAGE_SIZE, PAGE_COUNT, "test", 1, "{}".into())
 }
 
 fn region() -> Vec<u8> {

@@ -43,7 +43,6 @@ pub fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_else(|e| e.to_string());
     let created = UNIX_EPOCH + Duration::from_nanos(report.created_unix_ns);
     println!("{}", report.path.display());
-    println!("backing          {}", report.backing);
     println!("created          {} UTC", humantime::format_rfc3339_millis(created));
     println!("{}", report.summary);
     println!("data pages       {}", report.data_pages);

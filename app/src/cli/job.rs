@@ -355,14 +355,13 @@ fn image_matches(path: &Path, reference: &[u8]) -> anyhow::Result<bool> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = wpsnap_format::read_snapshot(std::io::BufReader::new(file))
         .with_context(|| format!("reading {}", path.display()))?;
-    let page_size = reader.header().page_size as usize;
-    if reader.header().region_len != reference.len() as u64 {
+    if reader.header().region_len() != reference.len() as u64 {
         return Ok(false);
     }
     let mut same = true;
     while let Some(page) = reader.next_page().with_context(|| format!("reading {}", path.display()))? {
-        let at = page.index as usize * page_size;
-        let expected = &reference[at..at + page_size];
+        let at = page.location.image_offset as usize;
+        let expected = &reference[at..at + page.location.page_size as usize];
         same &= match page.data {
             Some(data) => data == expected,
             None => wpsnap_format::is_all_zero(expected),

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 pub struct InspectReport {
     /// The snapshot file.
     pub path: PathBuf,
-    /// What the backing memory was.
-    pub backing: String,
     /// Start of the snapshot, ns since the Unix epoch.
     pub created_unix_ns: u64,
     /// Structure and counts (the whole file was read and verified).
@@ -40,7 +38,6 @@ pub fn inspect_file(path: &Path) -> Result<InspectReport, FormatError> {
     let h = reader.header();
     Ok(InspectReport {
         path: path.to_path_buf(),
-        backing: h.backing.clone(),
         created_unix_ns: h.created_unix_ns,
         summary,
         data_pages: trailer.page_records - trailer.zero_pages,
@@ -53,7 +50,6 @@ impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_else(|e| e.to_string());
         writeln!(f, "{}", self.path.display())?;
-        writeln!(f, "backing          {}", self.backing)?;
         writeln!(f, "created          {} ns since the Unix epoch", self.created_unix_ns)?;
         writeln!(f, "{}", self.summary)?;
         writeln!(f, "data pages       {}", self.data_pages)?;

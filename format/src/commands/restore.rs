@@ -22,7 +22,8 @@ pub struct RestoreReport {
     pub zero_pages: u64,
 }
 
-/// Writes the raw image of the snapshot at `path` to `out_raw`, atomically: the image is built
+/// Writes the raw image of the snapshot at `path` to `out_raw` (the regions one after the
+/// other, in table order), atomically: the image is built
 /// in `out_raw.partial` (zero pages stay sparse holes), fsynced, then renamed. If the snapshot
 /// turns out damaged, `out_raw` is not created or replaced and the `.partial` is removed.
 pub fn restore_raw(path: &Path, out_raw: &Path) -> Result<RestoreReport, FormatError> {
@@ -37,10 +38,10 @@ pub fn restore_raw(path: &Path, out_raw: &Path) -> Result<RestoreReport, FormatE
         .open(&partial)
         .map_err(|e| FormatError::io(ctx("create"), e))?;
     let result = (|| {
-        file.set_len(h.region_len).map_err(|e| FormatError::io(ctx("set length"), e))?;
+        file.set_len(h.region_len()).map_err(|e| FormatError::io(ctx("set length"), e))?;
         while let Some(page) = reader.next_page()? {
             if let Some(data) = page.data {
-                file.write_all_at(data, page.index * h.page_size)
+                file.write_all_at(data, page.location.image_offset)
                     .map_err(|e| FormatError::io(ctx(&format!("write page {}", page.index)), e))?;
             }
         }
@@ -56,7 +57,7 @@ pub fn restore_raw(path: &Path, out_raw: &Path) -> Result<RestoreReport, FormatE
     let trailer = reader.trailer().ok_or(FormatError::Poisoned { what: "reader" })?;
     let report = RestoreReport {
         out_path: Some(out_raw.to_path_buf()),
-        region_len: h.region_len,
+        region_len: h.region_len(),
         pages: trailer.page_records,
         zero_pages: trailer.zero_pages,
     };
@@ -69,18 +70,19 @@ pub fn restore_raw(path: &Path, out_raw: &Path) -> Result<RestoreReport, FormatE
     Ok(report)
 }
 
-/// Loads the snapshot at `path` into `region`, which must be exactly `region_len` bytes. On
-/// error the region holds an unspecified mix of old and restored pages.
+/// Loads the snapshot at `path` into `region`, which must be exactly the regions' total length
+/// (they are laid out one after the other, in table order). On error the region holds an
+/// unspecified mix of old and restored pages.
 pub fn load_into(path: &Path, region: &mut [u8]) -> Result<RestoreReport, FormatError> {
     let mut reader = open_snapshot(path)?;
-    let (page_size, region_len) = (reader.header().page_size, reader.header().region_len);
+    let region_len = reader.header().region_len();
     if region.len() as u64 != region_len {
         return Err(FormatError::RegionSizeMismatch { len: region.len() as u64, region_len });
     }
     while let Some(page) = reader.next_page()? {
-        // index < page_count was checked by the reader, so the range is inside the region.
-        let start = (page.index * page_size) as usize;
-        let dst = &mut region[start..start + page_size as usize];
+        // The reader located the page inside the layout, whose length is the buffer's.
+        let start = page.location.image_offset as usize;
+        let dst = &mut region[start..start + page.location.page_size as usize];
         match page.data {
             Some(data) => dst.copy_from_slice(data),
             None => dst.fill(0),

@@ -2,7 +2,8 @@
 
 use super::open_snapshot;
 use crate::error::FormatError;
-use crate::layout::{DIFFERING_PAGES_LISTED_MAX, FORMAT_VERSION};
+use crate::header::RegionEntry;
+use crate::layout::DIFFERING_PAGES_LISTED_MAX;
 use crate::reader::SnapshotReader;
 use crate::zero::is_all_zero;
 use serde::Serialize;
@@ -17,11 +18,11 @@ use std::path::{Path, PathBuf};
 pub struct StreamSummary {
     /// Format version of the stream.
     pub format_version: u32,
-    /// Bytes per page.
-    pub page_size: u64,
-    /// Pages in the region.
+    /// The region table (one entry for version-1 streams).
+    pub regions: Vec<RegionEntry>,
+    /// Pages in all regions.
     pub page_count: u64,
-    /// Bytes in the region.
+    /// Bytes in all regions.
     pub region_len: u64,
     /// Page records read (equals `page_count`).
     pub page_records: u64,
@@ -55,10 +56,10 @@ pub(super) fn summary_of<R: Read>(reader: &SnapshotReader<R>) -> Result<StreamSu
     let trailer = reader.trailer().ok_or(FormatError::Poisoned { what: "reader" })?;
     let h = reader.header();
     Ok(StreamSummary {
-        format_version: FORMAT_VERSION,
-        page_size: h.page_size,
-        page_count: h.page_count,
-        region_len: h.region_len,
+        format_version: reader.format_version(),
+        regions: h.regions.clone(),
+        page_count: h.page_count(),
+        region_len: h.region_len(),
         page_records: trailer.page_records,
         zero_pages: trailer.zero_pages,
         stream_bytes: reader.offset(),
@@ -76,17 +77,17 @@ pub fn verify_file(path: &Path, against_raw: Option<&Path>) -> Result<VerifyRepo
     };
     let raw = File::open(raw_path).map_err(|e| FormatError::io(format!("{}: open", raw_path.display()), e))?;
     let raw_len = raw.metadata().map_err(|e| FormatError::io(format!("{}: stat", raw_path.display()), e))?.len();
-    let region_len = reader.header().region_len;
+    let region_len = reader.header().region_len();
     if raw_len != region_len {
         return Err(FormatError::RawSizeMismatch { path: raw_path.to_path_buf(), raw_len, region_len });
     }
-    let page_size = reader.header().page_size;
     // One page buffer, bounded by PAGE_SIZE_MAX (the header was checked).
-    let mut raw_page = vec![0u8; page_size as usize];
+    let mut raw_page = Vec::with_capacity(reader.layout().page_size_max() as usize);
     let mut differing_pages = 0u64;
     let mut first_differing: Vec<u64> = Vec::new();
     while let Some(page) = reader.next_page()? {
-        raw.read_exact_at(&mut raw_page, page.index * page_size)
+        raw_page.resize(page.location.page_size as usize, 0);
+        raw.read_exact_at(&mut raw_page, page.location.image_offset)
             .map_err(|e| FormatError::io(format!("{}: read page {}", raw_path.display(), page.index), e))?;
         let same = match page.data {
             Some(d) => d == &raw_page[..],
@@ -110,7 +111,11 @@ pub fn verify_file(path: &Path, against_raw: Option<&Path>) -> Result<VerifyRepo
 impl fmt::Display for StreamSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "format version   {}", self.format_version)?;
-        writeln!(f, "page size        {} B", self.page_size)?;
+        writeln!(f, "regions          {}", self.regions.len())?;
+        for (i, r) in self.regions.iter().enumerate() {
+            let start = if r.start == 0 { "address unknown".to_string() } else { format!("at {:#x}", r.start) };
+            writeln!(f, "  region {i}       {} B, {} B pages, {}, {start}", r.len, r.page_size, r.backing)?;
+        }
         writeln!(f, "page count       {}", self.page_count)?;
         writeln!(f, "region length    {} B", self.region_len)?;
         writeln!(f, "page records     {} ({} zero pages)", self.page_records, self.zero_pages)?;

@@ -5,14 +5,7 @@ use wpsnap_format::{Header, SnapshotWriter};
 
 /// A header for `page_count` 4 KiB pages.
 pub fn header(page_count: u64) -> Header {
-    Header {
-        page_size: 4096,
-        page_count,
-        region_len: 4096 * page_count,
-        backing: "anonymous".into(),
-        created_unix_ns: 1_764_000_000_000_000_000,
-        config_json: "{\"model\":\"test\"}".into(),
-    }
+    Header::single(4096, page_count, "anonymous", 1_764_000_000_000_000_000, "{\"model\":\"test\"}".into())
 }
 
 /// Deterministic, page-specific, non-zero contents.
@@ -23,9 +16,10 @@ pub fn page_bytes(index: u64, page_size: usize) -> Vec<u8> {
 /// A complete snapshot of pages written in `order`; pages where `zero(i)` are all zero.
 pub fn write_snapshot(h: &Header, order: &[u64], zero: impl Fn(u64) -> bool, report: &str) -> Vec<u8> {
     let mut w = SnapshotWriter::new(Vec::new(), h).expect("header");
-    let zeros = vec![0u8; h.page_size as usize];
+    let layout = h.layout();
     for &i in order {
-        let data = if zero(i) { zeros.clone() } else { page_bytes(i, h.page_size as usize) };
+        let page_size = layout.locate(i).expect("page in the layout").page_size as usize;
+        let data = if zero(i) { vec![0u8; page_size] } else { page_bytes(i, page_size) };
         w.write_page(i, &data).expect("page");
     }
     w.finish(report).expect("finish")

@@ -82,3 +82,39 @@ pub fn file(header: Vec<u8>, records: &[(Vec<u8>, u32)], zero_pages: u64) -> Vec
     b.extend_from_slice(&trailer(records.len() as u64, zero_pages, records_crc(&crcs), b"{}"));
     b
 }
+
+/// One version-2 region entry: start, length, page size, entry flags and backing text.
+pub struct Entry<'a> {
+    pub start: u64,
+    pub len: u64,
+    pub page_size: u64,
+    pub flags: u32,
+    pub backing: &'a [u8],
+}
+
+/// Encodes a version-2 header (any field values; the crc is computed over whatever is given).
+pub fn header_v2(version: u32, flags: u32, created: u64, entries: &[Entry], config: &[u8]) -> Vec<u8> {
+    let mut b = b"WPSNAPF\0".to_vec();
+    b.extend_from_slice(&version.to_le_bytes());
+    b.extend_from_slice(&flags.to_le_bytes());
+    b.extend_from_slice(&created.to_le_bytes());
+    b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(config.len() as u32).to_le_bytes());
+    for e in entries {
+        b.extend_from_slice(&e.start.to_le_bytes());
+        b.extend_from_slice(&e.len.to_le_bytes());
+        b.extend_from_slice(&e.page_size.to_le_bytes());
+        b.extend_from_slice(&(e.backing.len() as u32).to_le_bytes());
+        b.extend_from_slice(&e.flags.to_le_bytes());
+        b.extend_from_slice(e.backing);
+    }
+    b.extend_from_slice(config);
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// A 4 KiB-page region entry of `pages` pages at `start`.
+pub fn entry(start: u64, pages: u64) -> Entry<'static> {
+    Entry { start, len: pages * 4096, page_size: 4096, flags: 0, backing: b"anonymous" }
+}

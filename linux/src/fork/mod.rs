@@ -219,7 +219,8 @@ pub fn start_fork_snapshot(
     let job = ChildJob {
         region_ptr: region.ptr,
         region_len: region.len,
-        page_size: header.page_size as usize,
+        // check_region: one region, so one page size.
+        page_size: header.uniform_page_size().unwrap_or(0) as usize,
         writer,
         last_errno,
         result_fd: result_write.as_raw_fd(),
@@ -482,13 +483,19 @@ fn check_region(region: RegionRef, header: &Header) -> Result<(), ForkError> {
     if region.ptr.is_null() || region.len == 0 {
         return Err(ForkError::InvalidRegion("empty or null region".into()));
     }
-    if header.region_len != region.len as u64
-        || header.page_size.checked_mul(header.page_count) != Some(header.region_len)
-        || header.page_size == 0
-    {
+    let [entry] = header.regions.as_slice() else {
+        return Err(ForkError::InvalidRegion(format!(
+            "the fork backend saves one region; the header has {}",
+            header.regions.len()
+        )));
+    };
+    if entry.len != region.len as u64 || entry.page_size == 0 || !entry.len.is_multiple_of(entry.page_size) {
         return Err(ForkError::InvalidRegion(format!(
             "region is {} bytes but the header says {} pages of {} bytes (region_len {})",
-            region.len, header.page_count, header.page_size, header.region_len
+            region.len,
+            entry.page_count(),
+            entry.page_size,
+            entry.len
         )));
     }
     Ok(())

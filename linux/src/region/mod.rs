@@ -174,13 +174,20 @@ pub struct Region {
 }
 
 impl Region {
+    /// This region's entry in a snapshot file's region table.
+    pub fn table_entry(&self) -> wpsnap_format::RegionEntry {
+        wpsnap_format::RegionEntry {
+            start: self.start as u64,
+            len: self.len as u64,
+            page_size: self.page_size(),
+            backing: self.backing().name().to_string(),
+        }
+    }
+
     /// The snapshot file header for this region, stamped with the current wall-clock time.
     pub fn snapshot_header(&self, config_json: String) -> wpsnap_format::Header {
         wpsnap_format::Header {
-            page_size: self.page_size(),
-            page_count: self.page_count(),
-            region_len: self.len() as u64,
-            backing: self.backing().name().to_string(),
+            regions: vec![self.table_entry()],
             created_unix_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),

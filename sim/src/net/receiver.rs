@@ -107,7 +107,8 @@ fn rejected(file: &[u8], error: String) -> ReceiverResult {
 /// Does the received file hold, for every page, its content at the snapshot instant?
 pub(super) fn image_matches(file: &[u8], instant_versions: &[u32]) -> bool {
     let Ok(mut reader) = wpsnap_format::read_snapshot(file) else { return false };
-    let page_size = reader.header().page_size as usize;
+    let Some(page_size) = reader.header().uniform_page_size() else { return false };
+    let page_size = page_size as usize;
     let mut seen = vec![false; instant_versions.len()];
     loop {
         match reader.next_page() {

@@ -257,14 +257,13 @@ async fn stream_snapshot(host: &mut Host, scenario: &NetScenario, config: &Engin
     };
     let mut link = Link { stream, sent: 0, acked: 0, verified: false, io_timeout, window_bytes: scenario.window_bytes };
     let outbox = Outbox::default();
-    let header = Header {
-        page_size: PAGE_SIZE as u64,
-        page_count: scenario.pages,
-        region_len: scenario.pages * PAGE_SIZE as u64,
-        backing: "wpsnap-sim network scenario".into(),
-        created_unix_ns: 0,
-        config_json: serde_json::to_string(config).unwrap_or_default(),
-    };
+    let header = Header::single(
+        PAGE_SIZE as u64,
+        scenario.pages,
+        "wpsnap-sim network scenario",
+        0,
+        serde_json::to_string(config).unwrap_or_default(),
+    );
     let mut writer = SnapshotWriter::new(outbox.clone(), &header).map_err(|e| format!("snapshot writer: {e}"))?;
     let deadline = Duration::from_millis(scenario.duration_ms_max);
     while !host.engine.is_complete() {
