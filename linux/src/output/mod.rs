@@ -39,6 +39,7 @@ mod slow_device;
 mod stdout;
 mod target;
 mod tcp;
+mod writer;
 
 pub use command::{COMMAND_EXIT_WAIT_MS_DEFAULT, CommandOutput};
 pub use failing::FailingOutput;
@@ -50,6 +51,7 @@ pub use slow_device::{
 pub use stdout::StdoutOutput;
 pub use target::{FileTarget, TargetError, TargetKind, TargetWriter};
 pub use tcp::{TcpLimits, TcpOutput};
+pub use writer::{WriterOutput, WriterSlot};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

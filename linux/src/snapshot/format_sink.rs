@@ -44,6 +44,20 @@ impl FormatSink {
     }
 }
 
+impl FormatSink {
+    /// Writes the header for `region` to `output`, storing the session's configuration
+    /// (typed, serialized as JSON) so `inspect` shows how the snapshot was taken.
+    pub fn for_config(
+        output: Box<dyn Output>,
+        region: &Region,
+        config: &super::SnapshotConfig,
+    ) -> Result<(FormatSink, SummarySlot), SinkError> {
+        let json =
+            serde_json::to_string(config).map_err(|e| SinkError(format!("serializing the configuration: {e}")))?;
+        FormatSink::new(output, region, json)
+    }
+}
+
 impl PageSink for FormatSink {
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
         self.writer.write_page(index, data).map_err(|e| SinkError(e.to_string()))

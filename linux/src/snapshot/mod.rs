@@ -26,6 +26,7 @@
 //! returns, so writers are never left blocked.
 
 mod budget;
+mod builder;
 mod config;
 mod engine_handle;
 mod format_sink;
@@ -37,6 +38,7 @@ mod sink;
 mod staging_memory;
 
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
+pub use builder::SnapshotBuilder;
 pub use config::{FAULT_SPIN_MAX, SnapshotConfig, capture_unit_pages};
 pub use format_sink::FormatSink;
 pub use report::{Progress, SnapshotReport};

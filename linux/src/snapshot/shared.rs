@@ -22,6 +22,8 @@ pub enum SnapshotError {
     Config(#[from] wpsnap_core::ConfigError),
     #[error("the sink failed: {0}")]
     Sink(String),
+    #[error("the output failed: {0}")]
+    Output(#[from] crate::output::OutputError),
     #[error("the region changed under the snapshot ({0}); the image would not be a point in time, so it was abandoned")]
     RegionChanged(String),
     #[error("the snapshot was cancelled: {0}")]

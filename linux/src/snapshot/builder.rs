@@ -1,0 +1,93 @@
+//! One call for the common case: `Snapshot::builder(region).policy(..).to_file(path, pause)`.
+
+use super::config::SnapshotConfig;
+use super::format_sink::FormatSink;
+use super::report::SnapshotReport;
+use super::session::{Prepared, Snapshot};
+use super::shared::SnapshotError;
+use crate::output::{OutputSpec, WriterOutput, open_output};
+use crate::region::Region;
+use std::io::Write;
+use std::path::Path;
+use wpsnap_core::{PolicyConfig, ServiceModel};
+
+/// Settings for a snapshot of one region, then where it goes. Made by [`Snapshot::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until to_file, to_writer or a prepare_* call"]
+pub struct SnapshotBuilder {
+    region: Region,
+    config: SnapshotConfig,
+}
+
+impl Snapshot {
+    /// A snapshot of `region` with the default configuration ([`SnapshotConfig::default`]).
+    pub fn builder(region: Region) -> SnapshotBuilder {
+        SnapshotBuilder { region, config: SnapshotConfig::default() }
+    }
+}
+
+impl SnapshotBuilder {
+    /// The throttle policy of the background scan (default: `latency-target`).
+    pub fn policy(mut self, policy: PolicyConfig) -> SnapshotBuilder {
+        self.config.policy = policy;
+        self
+    }
+
+    /// The service model (default: `decoupled`).
+    pub fn service_model(mut self, model: ServiceModel) -> SnapshotBuilder {
+        self.config.service_model = model;
+        self
+    }
+
+    /// Every setting at once.
+    pub fn config(mut self, config: SnapshotConfig) -> SnapshotBuilder {
+        self.config = config;
+        self
+    }
+
+    /// Prepares a snapshot to the file `path` (written as `path.partial`, renamed to `path`
+    /// only when complete). The configuration is stored in the file's header.
+    pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared, SnapshotError> {
+        let spec = OutputSpec::File { path: path.as_ref().to_path_buf(), direct_io: false };
+        let output = open_output(&spec)?;
+        let (sink, _summary) =
+            FormatSink::for_config(output, &self.region, &self.config).map_err(|e| SnapshotError::Sink(e.0))?;
+        Snapshot::prepare(self.region, self.config, Box::new(sink))
+    }
+
+    /// Prepares a snapshot in the wpsnap format to `writer`; the slot holds the writer again
+    /// after a successful `finish`.
+    pub fn prepare_writer<W: Write + Send + 'static>(
+        self,
+        writer: W,
+    ) -> Result<(Prepared, crate::output::WriterSlot<W>), SnapshotError> {
+        let (output, slot) = WriterOutput::new(writer);
+        let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)
+            .map_err(|e| SnapshotError::Sink(e.0))?;
+        Ok((Snapshot::prepare(self.region, self.config, Box::new(sink))?, slot))
+    }
+
+    /// Takes the whole snapshot to the file `path`: prepare, arm with `pause_writers` (see
+    /// [`Prepared::arm`]), wait until every page is saved, publish the file.
+    pub fn to_file<G>(
+        self,
+        path: impl AsRef<Path>,
+        pause_writers: impl FnOnce() -> G,
+    ) -> Result<SnapshotReport, SnapshotError> {
+        self.prepare_file(path)?.arm(pause_writers)?.finish()
+    }
+
+    /// Takes the whole snapshot to `writer` and hands the writer back.
+    pub fn to_writer<W: Write + Send + 'static, G>(
+        self,
+        writer: W,
+        pause_writers: impl FnOnce() -> G,
+    ) -> Result<(SnapshotReport, W), SnapshotError> {
+        let (prepared, slot) = self.prepare_writer(writer)?;
+        let report = prepared.arm(pause_writers)?.finish()?;
+        let writer = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        writer
+            .map(|w| (report, w))
+            .ok_or_else(|| SnapshotError::Internal("the writer was not returned by the output".into()))
+    }
+}
