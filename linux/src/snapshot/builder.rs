@@ -21,6 +21,24 @@ pub struct SnapshotBuilder {
 
 impl Snapshot {
     /// A snapshot of `region` with the default configuration ([`SnapshotConfig::default`]).
+    ///
+    /// ```no_run
+    /// use std::sync::Mutex;
+    /// use wpsnap_linux::region::Region;
+    /// use wpsnap_linux::snapshot::{Snapshot, SnapshotError};
+    ///
+    /// /// Saves `len` bytes at `arena` to `path` while the store keeps serving writes.
+    /// fn bgsave(arena: *mut u8, len: usize, store_lock: &Mutex<()>, path: &str) -> Result<(), SnapshotError> {
+    ///     // SAFETY: the arena stays mapped until this function returns, and nothing else
+    ///     // registers it with a userfaultfd (docs/embedding.md, "The contract").
+    ///     let region = unsafe { Region::detect(arena, len) }?;
+    ///     let report = Snapshot::builder(region)
+    ///         // Every writer takes this lock for each write: holding it is the pause.
+    ///         .to_file(path, || store_lock.lock())?;
+    ///     eprintln!("saved {} bytes; writers paused {} us", report.region_bytes, report.pause_ns / 1000);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn builder(region: Region) -> SnapshotBuilder {
         SnapshotBuilder { region, config: SnapshotConfig::default() }
     }

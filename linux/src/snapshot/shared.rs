@@ -24,6 +24,8 @@ pub enum SnapshotError {
     Sink(String),
     #[error("the output failed: {0}")]
     Output(#[from] crate::output::OutputError),
+    #[error("the region cannot be snapshotted: {0}")]
+    Region(#[from] crate::region::RegionError),
     #[error("the region changed under the snapshot ({0}); the image would not be a point in time, so it was abandoned")]
     RegionChanged(String),
     #[error("the snapshot was cancelled: {0}")]
