@@ -123,11 +123,27 @@ fn an_unchanged_memfd_passes_and_stores_through_the_mapping_do_not_count() {
 }
 
 #[test]
-fn pwrite_to_the_memfd_after_the_instant_is_detected() {
+fn pwrite_that_grows_the_memfd_after_the_instant_is_detected() {
     let (mapping, watch) = memfd_watch();
     let fd = mapping.memfd().expect("memfd");
-    rustix::io::pwrite(fd, &[0xAB; 4096], 3 << 20).expect("pwrite");
-    expect_file_changed(&watch, "pwrite");
+    rustix::io::pwrite(fd, &[0xAB; 4096], 4 << 20).expect("pwrite");
+    expect_file_changed(&watch, "pwrite past the end");
+}
+
+#[test]
+fn pwrite_into_a_hole_after_the_instant_is_detected() {
+    let mapping = OwnedMapping::new(4 << 20, Backing::Memfd).expect("mapping");
+    // Every page but the last is populated (the session populates them all; this test
+    // drives the watch directly).
+    let region = mapping.region();
+    for page in 0..region.page_count() - 1 {
+        // SAFETY: the test owns the mapping.
+        unsafe { std::ptr::write_volatile(region.page_addr(page) as *mut u8, 1) };
+    }
+    let mut watch = ContractWatch::at_prepare(&region).expect("prepare checks");
+    watch.at_instant().expect("stamp");
+    rustix::io::pwrite(mapping.memfd().expect("memfd"), &[0xAB; 4096], (4 << 20) - 4096).expect("pwrite");
+    expect_file_changed(&watch, "pwrite into a hole");
 }
 
 #[test]

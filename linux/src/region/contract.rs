@@ -17,11 +17,18 @@
 //!   by devices or the kernel without a fault.
 //!
 //! What is enforced ([`ContractWatch`]): at `prepare`, the backing is what was declared, and
-//! the file behind a shared region is mapped nowhere else in this process; at the instant, the
-//! file's size, block count, mtime and ctime are recorded; at `finish`, they must be unchanged
-//! and the file still mapped nowhere else, or the snapshot fails and nothing is published.
-//! Not detectable: a second mapping that came and went during the snapshot, mappings in other
-//! processes, the I/O and pinned pages above. Those stay the caller's promise.
+//! the file behind a shared region is mapped nowhere else in this process (the session also
+//! populates every page of a shared region before the instant, so that nothing the snapshot
+//! itself does allocates file blocks); at the instant, the file's size and allocated blocks are
+//! recorded; at `finish`, they must be unchanged and the file still mapped nowhere else, or the
+//! snapshot fails and nothing is published. That catches `ftruncate`, `fallocate`
+//! (`PUNCH_HOLE` frees blocks) and a write into a hole, and a second mapping still present.
+//!
+//! Not detectable, and so the caller's promise: a `pwrite` into pages that already exist (it
+//! changes neither size nor blocks; mtime and ctime change, but stores through the registered
+//! mapping change them too — a write fault on a shared shmem page updates the file times — so
+//! they cannot tell a bypass from a legitimate store); a second mapping that came and went
+//! during the snapshot; mappings in other processes; the I/O and pinned pages above.
 
 use super::smaps::{self, Vma};
 use super::{DetectedBacking, Region, RegionError};
@@ -49,9 +56,9 @@ pub enum ContractError {
     )]
     MappedDuringSnapshot { path: String, other_start: usize, other_end: usize },
     #[error(
-        "the region's backing file {path} changed during the snapshot ({field}: {at_instant} at the instant, {at_end} at the end); a write bypassed write-protection (pwrite, fallocate, ftruncate, ...), so the image is not the region at one instant and was abandoned"
+        "the region's backing file {path} changed during the snapshot ({field}: {at_instant} at the instant, {at_end} at the end); a write bypassed write-protection (fallocate, ftruncate, pwrite into a hole, ...), so the image is not the region at one instant and was abandoned"
     )]
-    FileChanged { path: String, field: &'static str, at_instant: i128, at_end: i128 },
+    FileChanged { path: String, field: &'static str, at_instant: u64, at_end: u64 },
     #[error("stat of the region's backing file {path}: {source}")]
     Stat {
         path: String,
@@ -71,37 +78,24 @@ pub enum ContractError {
 }
 
 /// What a file's metadata says about its content, compared between the instant and the end.
+/// Only fields that stores through the registered mapping never change (see the module doc
+/// for why mtime and ctime are not among them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackingStamp {
     pub size: u64,
     /// 512-byte blocks allocated (`PUNCH_HOLE` lowers it, writing into a hole raises it).
     pub blocks: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
 }
 
 impl BackingStamp {
     fn of(file: &File) -> std::io::Result<BackingStamp> {
         let m = file.metadata()?;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Ok(BackingStamp {
-            size: m.size(),
-            blocks: m.blocks(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-        })
+        Ok(BackingStamp { size: m.size(), blocks: m.blocks() })
     }
 
     /// The first field that differs, with both values.
-    fn first_difference(&self, end: &BackingStamp) -> Option<(&'static str, i128, i128)> {
-        [
-            ("size", i128::from(self.size), i128::from(end.size)),
-            ("blocks", i128::from(self.blocks), i128::from(end.blocks)),
-            ("mtime_ns", self.mtime_ns, end.mtime_ns),
-            ("ctime_ns", self.ctime_ns, end.ctime_ns),
-        ]
-        .into_iter()
-        .find(|(_, a, b)| a != b)
+    fn first_difference(&self, end: &BackingStamp) -> Option<(&'static str, u64, u64)> {
+        [("size", self.size, end.size), ("blocks", self.blocks, end.blocks)].into_iter().find(|(_, a, b)| a != b)
     }
 }
 
@@ -277,9 +271,9 @@ mod tests {
 
     #[test]
     fn stamps_name_the_first_difference() {
-        let a = BackingStamp { size: 10, blocks: 8, mtime_ns: 5, ctime_ns: 5 };
+        let a = BackingStamp { size: 10, blocks: 8 };
         assert_eq!(a.first_difference(&a), None);
         assert_eq!(a.first_difference(&BackingStamp { blocks: 0, ..a }), Some(("blocks", 8, 0)));
-        assert_eq!(a.first_difference(&BackingStamp { mtime_ns: 6, ctime_ns: 6, ..a }), Some(("mtime_ns", 5, 6)));
+        assert_eq!(a.first_difference(&BackingStamp { size: 11, ..a }), Some(("size", 10, 11)));
     }
 }

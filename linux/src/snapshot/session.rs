@@ -8,7 +8,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
-use crate::region::Region;
+use crate::region::{ContractWatch, Region};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
 use crate::uffd::{UnpopulatedMethod, WpUffd};
@@ -28,9 +28,11 @@ const STAGING_WAKE_PAGES_MAX: u64 = 512;
 pub struct Snapshot;
 
 impl Snapshot {
-    /// Opens the userfaultfd, registers the region in write-protect mode and, if the kernel
-    /// cannot protect never-touched pages itself, touches each page by reading it. Nothing is
-    /// protected yet; writers may run.
+    /// Checks the region against the kernel's view and the snapshot contract
+    /// ([`crate::region::contract`]), opens the userfaultfd, registers the region in
+    /// write-protect mode and, if the kernel cannot protect never-touched pages itself or the
+    /// region is a shared file (whose blocks the contract check watches), touches each page by
+    /// reading it. Nothing is protected yet; writers may run.
     pub fn prepare(region: Region, config: SnapshotConfig, sink: Box<dyn PageSink>) -> Result<Prepared, SnapshotError> {
         let engine_config = config.engine_config(&region);
         engine_config.validate()?;
@@ -41,8 +43,12 @@ impl Snapshot {
             )
             .into());
         }
+        let contract = ContractWatch::at_prepare(&region).map_err(|e| match e {
+            crate::region::ContractError::Region(r) => SnapshotError::Region(r),
+            other => SnapshotError::Contract(other),
+        })?;
         let uffd = WpUffd::open()?;
-        let method = if config.force_touch {
+        let method = if config.force_touch || contract.file_watched() == Some(true) {
             UnpopulatedMethod::TouchByReading
         } else {
             uffd.unpopulated_method(region.backing().is_file_backed())
@@ -53,7 +59,7 @@ impl Snapshot {
             region.touch_every_page();
         }
         let touch_ns = touch_started.elapsed().as_nanos() as u64;
-        Ok(Prepared { region, config, engine_config, uffd, method, sink, touch_ns })
+        Ok(Prepared { region, config, engine_config, uffd, method, sink, touch_ns, contract })
     }
 }
 
@@ -68,6 +74,7 @@ pub struct Prepared {
     method: UnpopulatedMethod,
     sink: Box<dyn PageSink>,
     touch_ns: u64,
+    contract: ContractWatch,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -106,7 +113,7 @@ impl Prepared {
         pause_writers: impl FnOnce() -> G,
         at_instant: impl FnOnce(&Region),
     ) -> Result<Running, SnapshotError> {
-        let Prepared { region, config, engine_config, uffd, method, sink, touch_ns } = self;
+        let Prepared { region, config, engine_config, uffd, method, sink, touch_ns, mut contract } = self;
         let wake_fd =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
                 .map_err(SnapshotError::EventFd)?;
@@ -115,12 +122,14 @@ impl Prepared {
         let protect_started = Instant::now();
         let protected = uffd.protect(region.start(), region.len());
         let epoch = Instant::now();
-        if let Err(e) = protected {
+        // The backing file's state at the instant (one fstat), compared at finish.
+        let stamped = protected.map_err(SnapshotError::from).and_then(|()| Ok(contract.at_instant()?));
+        if let Err(e) = stamped {
             let _ = uffd.unprotect(region.start(), region.len());
             drop(guard);
             let _ = uffd.unregister(region.start(), region.len());
             sink.abort();
-            return Err(e.into());
+            return Err(e);
         }
         let observe_started = Instant::now();
         at_instant(&region);
@@ -165,6 +174,7 @@ impl Prepared {
             touch_ns,
             observe_ns,
             features: shared.uffd.features().names().iter().map(|s| s.to_string()).collect(),
+            contract,
         };
         let spawned = match config.service_model {
             ServiceModel::Decoupled => running
@@ -201,6 +211,7 @@ pub struct Running {
     touch_ns: u64,
     observe_ns: u64,
     features: Vec<String>,
+    contract: ContractWatch,
 }
 
 impl std::fmt::Debug for Running {
@@ -302,6 +313,11 @@ impl Running {
         let complete = self.shared.engine.inspect(|engine, _| engine.is_complete());
         match (failure, sink) {
             (None, Some(sink)) if complete => {
+                // Writes that bypassed the protection: nothing may be published then.
+                if let Err(e) = self.contract.at_finish() {
+                    sink.abort();
+                    return Err(e.into());
+                }
                 let mut report = self.report(sink.bytes_written(), String::new());
                 let json = serde_json::to_string(&report).map_err(|e| SnapshotError::Internal(e.to_string()))?;
                 report.destination = sink.finish(&json).map_err(|e| SnapshotError::Sink(e.0))?;

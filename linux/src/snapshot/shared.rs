@@ -26,6 +26,8 @@ pub enum SnapshotError {
     Output(#[from] crate::output::OutputError),
     #[error("the region cannot be snapshotted: {0}")]
     Region(#[from] crate::region::RegionError),
+    #[error("the snapshot contract was broken: {0}")]
+    Contract(#[from] crate::region::ContractError),
     #[error("the region changed under the snapshot ({0}); the image would not be a point in time, so it was abandoned")]
     RegionChanged(String),
     #[error("the snapshot was cancelled: {0}")]
