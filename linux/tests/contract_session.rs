@@ -136,3 +136,57 @@ fn a_wrong_declaration_is_refused_at_prepare() {
     let declared = unsafe { wpsnap_linux::region::Region::from_raw(mapping.as_ptr(), BYTES, Backing::Anonymous) };
     assert!(declared.is_err(), "from_raw already refuses a wrong declaration");
 }
+
+#[test]
+fn with_the_seal_every_file_bypass_is_refused_and_the_image_is_the_instant() {
+    if !uffd_or_skip("with_the_seal_every_file_bypass_is_refused_and_the_image_is_the_instant") {
+        return;
+    }
+    let mapping = OwnedMapping::new(BYTES, Backing::Memfd).expect("mapping");
+    // SAFETY: the test owns the mapping; nothing else uses it yet.
+    unsafe { std::ptr::write_bytes(mapping.as_ptr(), 0x11, BYTES) };
+    let writers = Mutex::new(());
+    let (prepared, slot) = Snapshot::builder(mapping.region())
+        .seal_shared_file(true)
+        .prepare_writer(Vec::new())
+        .expect("prepare and seal");
+    let running = prepared.arm(|| writers.lock()).expect("arm");
+    let fd = mapping.memfd().expect("memfd");
+    let eperm = |r: rustix::io::Result<()>, what: &str| {
+        assert_eq!(r.err(), Some(rustix::io::Errno::PERM), "{what} must be refused while sealed")
+    };
+    // Into pages that exist (undetectable without the seal), past the end, a hole punched, a
+    // truncation, and a second writable mapping: all refused.
+    eperm(rustix::io::pwrite(fd, &[0xAB; 2 << 20], 1 << 20).map(|_| ()), "pwrite");
+    eperm(rustix::io::pwrite(fd, &[0xAB; 4096], BYTES as u64).map(|_| ()), "pwrite past the end");
+    let punch = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    eperm(rustix::fs::fallocate(fd, punch, 0, 1 << 20), "fallocate(PUNCH_HOLE)");
+    eperm(rustix::fs::ftruncate(fd, 4096), "ftruncate");
+    let prot = rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE;
+    // SAFETY: asks for a new shared mapping of the test's memfd; the seal refuses it.
+    let second = unsafe { rustix::mm::mmap(std::ptr::null_mut(), 4096, prot, rustix::mm::MapFlags::SHARED, fd, 0) };
+    eperm(second.map(|_| ()), "a second writable mapping");
+    // A store through the region's own mapping still works (and is covered).
+    // SAFETY: the test owns the mapping.
+    unsafe { std::ptr::write_volatile(mapping.as_ptr().add(8192), 0x22) };
+    running.finish().expect("the snapshot completes");
+    let bytes = slot.lock().expect("slot").take().expect("the writer is returned");
+    let mut reader = wpsnap_format::read_snapshot(&bytes[..]).expect("header");
+    while let Some(page) = reader.next_page().expect("page") {
+        assert!(page.data.is_some_and(|d| d.iter().all(|&b| b == 0x11)), "page {} is not the instant's", page.index);
+    }
+}
+
+#[test]
+fn sealing_a_private_region_is_refused() {
+    if !uffd_or_skip("sealing_a_private_region_is_refused") {
+        return;
+    }
+    let mapping = OwnedMapping::new(BYTES, Backing::Anonymous).expect("mapping");
+    let result = Snapshot::builder(mapping.region()).seal_shared_file(true).prepare_writer(Vec::new());
+    assert!(
+        matches!(result, Err(SnapshotError::Contract(ContractError::SealUnavailable { .. }))),
+        "{:?}",
+        result.map(|_| ()).map_err(|e| e.to_string())
+    );
+}

@@ -65,6 +65,14 @@ pub enum ContractError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot seal the region's backing file {path} against writes outside the mapping: {reason}")]
+    SealUnavailable { path: String, reason: &'static str },
+    #[error("sealing the region's backing file {path} (F_ADD_SEALS): {source}")]
+    Seal {
+        path: String,
+        #[source]
+        source: crate::errno::Errno,
+    },
     #[error("reading {MAPS_PATH}: {source}")]
     ReadMaps {
         #[source]
@@ -166,6 +174,30 @@ impl ContractWatch {
         self.file.as_ref().map(|f| f.handle.is_some())
     }
 
+    /// Enforces the contract instead of detecting it, **permanently**: adds the seals
+    /// `F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW` to the backing memfd. From then on
+    /// the file can be changed only through writable mappings that already exist (the
+    /// region's): `write`/`pwrite`, `fallocate` (`PUNCH_HOLE`), `ftruncate` and new writable
+    /// mappings fail with `EPERM`, for this process and any other, forever (seals cannot be
+    /// removed). The memfd must have been created with `MFD_ALLOW_SEALING`.
+    pub fn seal(&self) -> Result<(), ContractError> {
+        let Some(file) = &self.file else {
+            return Err(ContractError::SealUnavailable {
+                path: String::new(),
+                reason: "the region is private memory, which has no file to seal",
+            });
+        };
+        let Some(handle) = &file.handle else {
+            return Err(ContractError::SealUnavailable {
+                path: file.path.clone(),
+                reason: "no descriptor of the file could be opened",
+            });
+        };
+        let seals = rustix::fs::SealFlags::FUTURE_WRITE | rustix::fs::SealFlags::SHRINK | rustix::fs::SealFlags::GROW;
+        rustix::fs::fcntl_add_seals(handle, seals)
+            .map_err(|e| ContractError::Seal { path: file.path.clone(), source: e.into() })
+    }
+
     /// Records the backing file's metadata. Call it at the instant (inside the pause, after
     /// the protect): one `fstat`.
     pub fn at_instant(&mut self) -> Result<(), ContractError> {
@@ -228,8 +260,12 @@ fn split_dev(dev: u64) -> (u32, u32) {
 /// A descriptor of the file `vma` maps: its `/proc/self/map_files` entry, else one of this
 /// process's open descriptors of the same file.
 fn open_backing_file(vma: &Vma) -> Option<File> {
+    // Read-write when allowed: adding seals needs a writable descriptor.
+    let open = |path: &std::path::Path| {
+        std::fs::OpenOptions::new().read(true).write(true).open(path).or_else(|_| File::open(path))
+    };
     let map_file = format!("/proc/self/map_files/{:x}-{:x}", vma.start, vma.end);
-    if let Ok(file) = File::open(&map_file) {
+    if let Ok(file) = open(std::path::Path::new(&map_file)) {
         return Some(file);
     }
     let fds = std::fs::read_dir("/proc/self/fd").ok()?;
@@ -237,7 +273,7 @@ fn open_backing_file(vma: &Vma) -> Option<File> {
         let path = entry.path();
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         if meta.ino() == vma.inode && split_dev(meta.dev()) == vma.dev {
-            return File::open(&path).ok();
+            return open(&path).ok();
         }
     }
     None

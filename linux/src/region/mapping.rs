@@ -67,7 +67,8 @@ impl OwnedMapping {
                 p
             }
             Backing::Memfd | Backing::HugetlbfsShared => {
-                let mut flags = rustix::fs::MemfdFlags::CLOEXEC;
+                // Sealing allowed, so a snapshot may seal it (ContractWatch::seal).
+                let mut flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
                 if backing == Backing::HugetlbfsShared {
                     check_huge_pages(len)?;
                     flags |= rustix::fs::MemfdFlags::HUGETLB;

@@ -17,6 +17,7 @@ use wpsnap_core::{PolicyConfig, ServiceModel};
 pub struct SnapshotBuilder {
     region: Region,
     config: SnapshotConfig,
+    seal: bool,
 }
 
 impl Snapshot {
@@ -40,7 +41,7 @@ impl Snapshot {
     /// }
     /// ```
     pub fn builder(region: Region) -> SnapshotBuilder {
-        SnapshotBuilder { region, config: SnapshotConfig::default() }
+        SnapshotBuilder { region, config: SnapshotConfig::default(), seal: false }
     }
 }
 
@@ -63,6 +64,21 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Seal a shared region's memfd at prepare, **permanently**, so writes that would bypass
+    /// the protection fail with `EPERM` instead (see [`Prepared::seal_backing_file`]).
+    pub fn seal_shared_file(mut self, seal: bool) -> SnapshotBuilder {
+        self.seal = seal;
+        self
+    }
+
+    fn prepare_sink(self, sink: FormatSink) -> Result<Prepared, SnapshotError> {
+        let prepared = Snapshot::prepare(self.region, self.config, Box::new(sink))?;
+        if self.seal {
+            prepared.seal_backing_file()?;
+        }
+        Ok(prepared)
+    }
+
     /// Prepares a snapshot to the file `path` (written as `path.partial`, renamed to `path`
     /// only when complete). The configuration is stored in the file's header.
     pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared, SnapshotError> {
@@ -82,7 +98,7 @@ impl SnapshotBuilder {
         let (output, slot) = WriterOutput::new(writer);
         let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)
             .map_err(|e| SnapshotError::Sink(e.0))?;
-        Ok((Snapshot::prepare(self.region, self.config, Box::new(sink))?, slot))
+        Ok((self.prepare_sink(sink)?, slot))
     }
 
     /// Takes the whole snapshot to the file `path`: prepare, arm with `pause_writers` (see

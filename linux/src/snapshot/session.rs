@@ -94,6 +94,14 @@ impl Prepared {
         self.method
     }
 
+    /// Enforces the snapshot contract on a shared region's memfd instead of only detecting
+    /// breaks: seals it **permanently** against `write`, `fallocate`, `ftruncate` and new
+    /// writable mappings (see [`ContractWatch::seal`]). Stores through existing mappings go
+    /// on as before.
+    pub fn seal_backing_file(&self) -> Result<(), SnapshotError> {
+        Ok(self.contract.seal()?)
+    }
+
     /// Arms the snapshot: calls `pause_writers`, which must stop every thread that writes the
     /// region and return a guard that lets them go on when dropped; write-protects the whole
     /// region; drops the guard; starts the snapshot threads. The image is the region's content
