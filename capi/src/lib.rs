@@ -58,12 +58,13 @@ pub enum WpsnapStatus {
 
 /// A prepared snapshot: region registered, output created, nothing protected yet.
 pub struct WpsnapPrepared {
-    prepared: Prepared,
+    // 'static: the C caller promises the region outlives the handle (wpsnap_prepare_file).
+    prepared: Prepared<'static>,
 }
 
 /// A running snapshot: pages are being saved while the writers run.
 pub struct WpsnapRunning {
-    running: Running,
+    running: Running<'static>,
 }
 
 thread_local! {
@@ -248,6 +249,8 @@ struct ResumeOnDrop {
     resume: Option<unsafe extern "C" fn(*mut c_void)>,
     context: *mut c_void,
 }
+
+impl wpsnap_linux::snapshot::PauseGuard for ResumeOnDrop {}
 
 impl Drop for ResumeOnDrop {
     fn drop(&mut self) {

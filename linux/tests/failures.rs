@@ -26,7 +26,16 @@ fn slow_scan_config(model: ServiceModel) -> SnapshotConfig {
     }
 }
 
-fn start_writers(mapping: &OwnedMapping) -> WriterSet {
+/// A mapping that lives for the rest of the test process, so its writers can be stopped on a
+/// helper thread (see `assert_writers_unblocked`); the test binary's exit reclaims it.
+/// It is filled first (`common::fill` with `untouched_every`).
+fn leaked(len: usize, backing: Backing, untouched_every: u64) -> &'static OwnedMapping {
+    let mut mapping = OwnedMapping::new(len, backing).expect("mapping");
+    fill(&mut mapping, untouched_every);
+    Box::leak(Box::new(mapping))
+}
+
+fn start_writers(mapping: &'static OwnedMapping) -> WriterSet<'static> {
     WriterSet::start(
         mapping.region(),
         &WriterConfig { threads: 3, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed: 3 },
@@ -36,7 +45,7 @@ fn start_writers(mapping: &OwnedMapping) -> WriterSet {
 
 /// Stops the writers in a helper thread and fails if that takes longer than the bound (a
 /// writer left blocked on a protected page would never return).
-fn assert_writers_unblocked(writers: WriterSet) {
+fn assert_writers_unblocked(writers: WriterSet<'static>) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(writers.stop().map(|o| o.writes));
@@ -54,10 +63,9 @@ fn sink_failing_after_some_bytes_aborts_and_releases_writers() {
         return;
     }
     for model in [ServiceModel::Decoupled, ServiceModel::Qemu] {
-        let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+        let mapping = leaked(16 << 20, Backing::Anonymous, 5);
         let region = mapping.region();
-        fill(&region, 5);
-        let writers = start_writers(&mapping);
+        let writers = start_writers(mapping);
         let failing = FailingOutput::new(2 << 20, std::io::ErrorKind::StorageFull, "no space left on device");
         let probe = failing.probe();
         let (sink, _) = FormatSink::new(Box::new(failing), &region, "{}".into()).expect("sink");
@@ -86,10 +94,9 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let dir = std::env::temp_dir().join(format!("wpsnap-cancel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("snap.wps");
-    let mapping = OwnedMapping::new(16 << 20, Backing::Memfd).expect("mapping");
+    let mapping = leaked(16 << 20, Backing::Memfd, 5);
     let region = mapping.region();
-    fill(&region, 5);
-    let writers = start_writers(&mapping);
+    let writers = start_writers(mapping);
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output");
     let (sink, _) = FormatSink::new(output, &region, "{}".into()).expect("sink");
     let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
@@ -116,10 +123,9 @@ fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], chang
     if !uffd_or_skip(test) {
         return;
     }
-    let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
+    let mapping = leaked(16 << 20, Backing::Anonymous, 0);
     let region = mapping.region();
-    fill(&region, 0);
-    let writers = with_writers.then(|| start_writers(&mapping));
+    let writers = with_writers.then(|| start_writers(mapping));
     let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
     let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
         .expect("prepare")
@@ -182,10 +188,9 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
     if !uffd_or_skip("full_staging_applies_back_pressure_without_dropping_pages") {
         return;
     }
-    let mapping = OwnedMapping::new(2 << 20, Backing::Anonymous).expect("mapping");
+    let mapping = leaked(2 << 20, Backing::Anonymous, 3);
     let region = mapping.region();
-    fill(&region, 3);
-    let writers = start_writers(&mapping);
+    let writers = start_writers(mapping);
     let (inner, image) = MemorySink::new(region.page_size(), region.page_count());
     // A sink that stalls: the staging buffer fills, writers wait (back-pressure), nothing is
     // dropped, and the image is complete.
@@ -219,10 +224,9 @@ fn dropping_a_running_session_releases_writers() {
     if !uffd_or_skip("dropping_a_running_session_releases_writers") {
         return;
     }
-    let mapping = OwnedMapping::new(16 << 20, Backing::Thp).expect("mapping");
+    let mapping = leaked(16 << 20, Backing::Thp, 5);
     let region = mapping.region();
-    fill(&region, 5);
-    let writers = start_writers(&mapping);
+    let writers = start_writers(mapping);
     let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
     let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Qemu), Box::new(sink))
         .expect("prepare")

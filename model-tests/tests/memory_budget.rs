@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use wpsnap_core::{Action, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{MemorySink, PageSink, SinkError, Snapshot, SnapshotConfig};
+use wpsnap_linux::snapshot::{MemorySink, NoWriters, PageSink, SinkError, Snapshot, SnapshotConfig};
 use wpsnap_linux::writers::{WriterConfig, WriterSet, expected_stamp_ok};
 use wpsnap_sim::SimConfig;
 use wpsnap_sim::disk::DiskPreset;
@@ -270,7 +270,7 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         budget_bytes: Some(BUDGET_PAGES * PAGE),
         ..SnapshotConfig::default()
     };
-    let running = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare").arm(|| ()).expect("arm");
+    let running = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare").arm(|| NoWriters).expect("arm");
     // The writer starts only once the sink sits stalled at its gate (the scan stages more than
     // the sink writes before it), so every fault below meets a stalled sink.
     let deadline = Instant::now() + GATE_REACHED_WAIT_MAX;

@@ -7,7 +7,7 @@ use real::uffd_available;
 use std::time::Duration;
 use wpsnap_core::PolicyConfig;
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{MemorySink, Snapshot, SnapshotConfig};
+use wpsnap_linux::snapshot::{MemorySink, NoWriters, Snapshot, SnapshotConfig};
 
 const HUGE: u64 = 2 << 20;
 const REGION_HUGE_PAGES: u64 = 32;
@@ -61,7 +61,7 @@ fn a_thp_region_keeps_its_huge_pages() {
     }
     let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
     let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare").arm(|| ()).expect("arm");
+    let running = Snapshot::prepare(region, config, Box::new(sink)).expect("prepare").arm(|| NoWriters).expect("arm");
     // Writes into every other huge page, from the top: each is a fault on a protected unit
     // unless the scan got there first; either way it is saved and unprotected whole.
     for unit in (0..REGION_HUGE_PAGES).rev().step_by(2) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use wpsnap_core::{LatencyRecorder, PolicyConfig, ServiceModel};
 use wpsnap_linux::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
 use wpsnap_linux::output::{Output, OutputSpec, SlowDevice, SlowDeviceProfile, open_output};
-use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
 use wpsnap_linux::snapshot::{FormatSink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome};
 use wpsnap_workload::Pattern;
@@ -104,9 +104,9 @@ struct FaultResults {
 fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<FaultResults> {
     let bytes = plan.fault_region_bytes;
     let floor_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: false };
-    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the fault-wait region")?;
+    let mut mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the fault-wait region")?;
+    fill(&mut mapping, true);
     let region = mapping.region();
-    fill(&region, true);
     let config_for = |service_model| SnapshotConfig { service_model, ..SnapshotConfig::default() };
     let (mut floor_wait, mut cow_wait, mut dec_wait, mut qemu_wait) =
         (LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new());
@@ -240,9 +240,9 @@ fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<
             let bare_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: backing == Backing::Thp };
             let bare = baseline::measure_write_protect(&bare_region)?;
             let fork_pause_ns = baseline::measure_fork_cow(&bare_region)?.fork_pause_ns;
-            let mapping = OwnedMapping::new(bytes as usize, backing).context("mapping the start-pause region")?;
+            let mut mapping = OwnedMapping::new(bytes as usize, backing).context("mapping the start-pause region")?;
+            fill(&mut mapping, false);
             let region = mapping.region();
-            fill(&region, false);
             let writer = WriterConfig {
                 threads: 1,
                 pattern: Pattern::Uniform,
@@ -285,9 +285,9 @@ fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<
 
 fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<ThroughputSection> {
     let bytes = plan.throughput_region_bytes;
-    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the throughput region")?;
+    let mut mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the throughput region")?;
+    fill(&mut mapping, true);
     let region = mapping.region();
-    fill(&region, true);
     let (mut memcpy_ns, mut raw_ns, mut raw_commit_ns, mut snap_ns, mut snap_commit_ns, mut to_sink) =
         (u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX, 0.0_f64);
     for round in 0..plan.rounds {
@@ -345,9 +345,9 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
 
 fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::Result<SlowDiskSection> {
     let bytes = plan.slow_disk_region_bytes;
-    let mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the slow-disk region")?;
+    let mut mapping = OwnedMapping::new(bytes as usize, Backing::Anonymous).context("mapping the slow-disk region")?;
+    fill(&mut mapping, true);
     let region = mapping.region();
-    fill(&region, true);
     let pattern = Pattern::Zipf { theta: 0.99 };
     let writer = WriterConfig {
         threads: plan.writers,
@@ -513,21 +513,8 @@ fn fork_run(plan: &BenchPlan, mapping: &OwnedMapping, config: &WriterConfig) -> 
 
 /// Gives every page data (so no page is stored as all-zero and every page is populated), or
 /// with `whole == false` only populates each page with one byte.
-fn fill(region: &Region, whole: bool) {
-    let page_size = region.page_size() as usize;
-    for page in 0..region.page_count() {
-        let addr = region.page_addr(page) as *mut u8;
-        let value = (page % 251) as u8 + 1;
-        // SAFETY: the region is a mapping this module created and owns, of page_count pages
-        // of page_size bytes, and no writer thread runs while it is filled.
-        unsafe {
-            if whole {
-                std::ptr::write_bytes(addr, value, page_size);
-            } else {
-                addr.write_volatile(value);
-            }
-        }
-    }
+fn fill(mapping: &mut OwnedMapping, whole: bool) {
+    mapping.fill(0, |_| if whole { PageFill::Pattern } else { PageFill::Touch });
 }
 
 /// Writes `data` to a file output in 1 MiB writes and commits it (fsync and rename):

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use wpsnap_core::{LatencyRecorder, LatencySummary, PolicyConfig, policy};
 use wpsnap_linux::fork::{ForkError, ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
 use wpsnap_linux::output::{FileOutput, FileTarget, Output, OutputSpec, OutputSummary, SlowDevice, SlowDeviceProfile};
-use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
 use wpsnap_linux::snapshot::{FormatSink, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::system_memory::read_memory_room;
 use wpsnap_linux::uffd::{OpenedVia, WpUffd};
@@ -172,20 +172,17 @@ fn check_memory_room(args: &RunArgs) -> anyhow::Result<()> {
 
 /// Initial content: each page gets a recognisable byte pattern, every 16th page stays
 /// all-zero and every 8th is never touched (so the snapshot has to protect unpopulated pages).
-fn fill(region: &Region) -> anyhow::Result<()> {
-    let page_size = region.page_size() as usize;
-    for page in 0..region.page_count() {
+fn fill(mapping: &mut OwnedMapping) -> anyhow::Result<()> {
+    let completed = mapping.fill(8, |page| {
         if page % FILL_PAGES_PER_CHECK == 0 && cancelled() {
-            return Err(interrupted_error(None));
+            PageFill::Stop
+        } else if page % 8 == 7 || page % 16 == 3 {
+            PageFill::Untouched
+        } else {
+            PageFill::Pattern
         }
-        if page % 8 == 7 || page % 16 == 3 {
-            continue;
-        }
-        let addr = region.page_addr(page) as *mut u8;
-        // SAFETY: the region is our own fresh mapping and no writer runs yet.
-        unsafe { std::ptr::write_bytes(addr.add(8), (page % 251) as u8 + 1, page_size - 8) };
-    }
-    Ok(())
+    });
+    if completed { Ok(()) } else { Err(interrupted_error(None)) }
 }
 
 /// Waits `ms` for the writers to warm up, ending early on a signal.
@@ -394,9 +391,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<JobReport> {
 fn run_checked(args: &RunArgs, checked: &Preflight) -> anyhow::Result<JobReport> {
     let backing: Backing = args.backing.into();
     let size = usize::try_from(args.size).context("--size")?;
-    let mapping = OwnedMapping::new(size, backing).with_context(|| format!("creating the {backing} region"))?;
+    let mut mapping = OwnedMapping::new(size, backing).with_context(|| format!("creating the {backing} region"))?;
+    fill(&mut mapping)?;
     let region = mapping.region();
-    fill(&region)?;
     let writer_config = WriterConfig {
         threads: args.writers.max(1),
         pattern: args.pattern.clone(),

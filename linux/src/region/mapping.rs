@@ -95,11 +95,9 @@ impl OwnedMapping {
         Ok(OwnedMapping { ptr: ptr.cast(), len, backing, fd })
     }
 
-    /// The region this mapping covers.
-    ///
-    /// Keep `self` alive until every snapshot of the region has finished: [`Region`] is a
-    /// plain description and does not hold the mapping.
-    pub fn region(&self) -> Region {
+    /// The region this mapping covers, borrowing the mapping: the mapping cannot be dropped
+    /// (unmapped) while the region, or a snapshot session or writer set over it, is alive.
+    pub fn region(&self) -> Region<'_> {
         // The backing is known (this value made the mapping); no need to ask the kernel.
         Region::checked_geometry(self.ptr as usize, self.len, self.backing).unwrap_or_else(|e| {
             // mmap returns page-aligned memory of a length checked in `new`.
@@ -119,6 +117,34 @@ impl OwnedMapping {
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
+    /// Writes the initial content of the test and benchmark regions, page by page, as `plan`
+    /// says for each page index: [`PageFill::Untouched`] leaves it never touched (so it is
+    /// unpopulated when a snapshot starts), [`PageFill::Pattern`] writes [`fill_byte`] over
+    /// the page from byte `skip_prefix_bytes` on (the synthetic writers stamp the first 8
+    /// bytes), [`PageFill::Touch`] writes that byte once at `skip_prefix_bytes` (populated,
+    /// not all zero). `&mut self`: no region of this mapping, and so no snapshot or writer, is
+    /// alive meanwhile. [`PageFill::Stop`] ends the fill there (a cancelled command); returns
+    /// whether every page was visited.
+    pub fn fill(&mut self, skip_prefix_bytes: usize, mut plan: impl FnMut(u64) -> PageFill) -> bool {
+        let page_size = self.backing.page_size() as usize;
+        let skip = skip_prefix_bytes.min(page_size - 1);
+        for page in 0..(self.len / page_size) as u64 {
+            let at = page as usize * page_size + skip;
+            let byte = fill_byte(page);
+            // SAFETY: `at .. page end` lies inside the mapping this value owns, and `&mut self`
+            // guarantees no other user (region, snapshot, writer) exists.
+            unsafe {
+                match plan(page) {
+                    PageFill::Untouched => {}
+                    PageFill::Pattern => std::ptr::write_bytes(self.ptr.add(at), byte, page_size - skip),
+                    PageFill::Touch => self.ptr.add(at).write_volatile(byte),
+                    PageFill::Stop => return false,
+                }
+            }
+        }
+        true
+    }
+
     /// The memfd behind a shared backing (`None` for private ones).
     pub fn memfd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
         use rustix::fd::AsFd;
@@ -131,6 +157,25 @@ impl Drop for OwnedMapping {
         // SAFETY: we mapped exactly this range and nothing else refers to it any more.
         let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// What [`OwnedMapping::fill`] does to one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageFill {
+    /// Never touched: unpopulated when a snapshot starts.
+    Untouched,
+    /// [`fill_byte`] over the page (after the skipped prefix).
+    Pattern,
+    /// [`fill_byte`] once: populated, not all zero.
+    Touch,
+    /// Stop filling here (the rest stays untouched).
+    Stop,
+}
+
+/// The byte [`OwnedMapping::fill`] writes into page `page`: never zero, different for
+/// neighbouring pages.
+pub fn fill_byte(page: u64) -> u8 {
+    (page % 251) as u8 + 1
 }
 
 /// Refuses a hugetlbfs mapping the machine has too few free huge pages for.

@@ -10,7 +10,7 @@ mod mapping;
 pub mod smaps;
 
 pub use contract::{BackingStamp, ContractError, ContractWatch};
-pub use mapping::{MapError, OwnedMapping, hugetlb_pages_free};
+pub use mapping::{MapError, OwnedMapping, PageFill, fill_byte, hugetlb_pages_free};
 pub use smaps::DetectedBacking;
 
 use serde::{Deserialize, Serialize};
@@ -164,16 +164,56 @@ pub fn detect_backing(start: usize, len: usize) -> Result<DetectedBacking, Regio
     smaps::detect(&vmas, start, end, file_system_of).map_err(|source| RegionError::Range { source })
 }
 
-/// A borrowed view of the caller's mapping. Copy, so the session's threads can each hold one;
-/// none of them owns or unmaps the memory.
+/// A view of the caller's mapping that borrows it for `'a`: a `Region` made from an
+/// [`OwnedMapping`] cannot outlive it, and a session over the region cannot outlive the
+/// region's borrow, so reading the memory after it was unmapped does not compile:
+///
+/// ```compile_fail,E0505
+/// use wpsnap_linux::region::{Backing, OwnedMapping};
+/// let mapping = OwnedMapping::new(4096, Backing::Anonymous).expect("mapping");
+/// let region = mapping.region();
+/// drop(mapping); // unmaps: `region` still borrows it
+/// let mut page = vec![0u8; 4096];
+/// region.copy_pages(0, 1, &mut page);
+/// ```
+///
+/// Nor can a snapshot session over it:
+///
+/// ```compile_fail,E0505
+/// use wpsnap_linux::region::{Backing, OwnedMapping};
+/// use wpsnap_linux::snapshot::{NoWriters, Snapshot};
+/// let mapping = OwnedMapping::new(4096, Backing::Anonymous).expect("mapping");
+/// let (prepared, _bytes) = Snapshot::builder(mapping.region()).prepare_writer(Vec::new()).expect("prepare");
+/// drop(mapping); // the session's threads would read unmapped memory
+/// let _ = prepared.arm(|| NoWriters).and_then(|running| running.finish());
+/// ```
+///
+/// The same two without the `drop` compile:
+///
+/// ```no_run
+/// use wpsnap_linux::region::{Backing, OwnedMapping};
+/// use wpsnap_linux::snapshot::{NoWriters, Snapshot};
+/// let mapping = OwnedMapping::new(4096, Backing::Anonymous).expect("mapping");
+/// let region = mapping.region();
+/// let mut page = vec![0u8; 4096];
+/// region.copy_pages(0, 1, &mut page);
+/// let (prepared, _bytes) = Snapshot::builder(mapping.region()).prepare_writer(Vec::new()).expect("prepare");
+/// let _ = prepared.arm(|| NoWriters).and_then(|running| running.finish());
+/// drop(mapping);
+/// ```
+///
+/// Copy, so a caller can hand it around; none of the copies owns or unmaps the memory.
+/// [`Region::from_raw`] and [`Region::detect`] describe memory the caller manages: there the
+/// lifetime is the caller's promise (their `# Safety`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Region {
+pub struct Region<'a> {
     start: usize,
     len: usize,
     backing: Backing,
+    _mapping: std::marker::PhantomData<&'a [u8]>,
 }
 
-impl Region {
+impl<'a> Region<'a> {
     /// This region's entry in a snapshot file's region table.
     pub fn table_entry(&self) -> wpsnap_format::RegionEntry {
         wpsnap_format::RegionEntry {
@@ -215,7 +255,7 @@ impl Region {
     /// dropped (the kernel holds it until the event is read).
     ///
     /// Writers may keep writing to it throughout; that is the point.
-    pub unsafe fn from_raw(start: *mut u8, len: usize, backing: Backing) -> Result<Region, RegionError> {
+    pub unsafe fn from_raw(start: *mut u8, len: usize, backing: Backing) -> Result<Region<'a>, RegionError> {
         let region = Region::checked_geometry(start as usize, len, backing)?;
         region.check_backing()?;
         Ok(region)
@@ -226,7 +266,7 @@ impl Region {
     ///
     /// # Safety
     /// As for [`Region::from_raw`].
-    pub unsafe fn detect(start: *mut u8, len: usize) -> Result<Region, RegionError> {
+    pub unsafe fn detect(start: *mut u8, len: usize) -> Result<Region<'a>, RegionError> {
         let start = start as usize;
         let detected = detect_backing(start, len)?;
         let backing = detected.backing().ok_or(RegionError::Unsupported { start, detected })?;
@@ -247,7 +287,7 @@ impl Region {
     }
 
     /// Alignment and length checks only.
-    pub(crate) fn checked_geometry(start: usize, len: usize, backing: Backing) -> Result<Region, RegionError> {
+    pub(crate) fn checked_geometry(start: usize, len: usize, backing: Backing) -> Result<Region<'a>, RegionError> {
         let page_size = backing.page_size();
         if !(start as u64).is_multiple_of(page_size) {
             return Err(RegionError::Unaligned { start, page_size });
@@ -255,7 +295,19 @@ impl Region {
         if len == 0 || !(len as u64).is_multiple_of(page_size) {
             return Err(RegionError::BadLength { len, page_size });
         }
-        Ok(Region { start, len, backing })
+        Ok(Region { start, len, backing, _mapping: std::marker::PhantomData })
+    }
+
+    /// The same region with its borrow erased, for the session's and the writers' threads,
+    /// which `'static` spawning requires.
+    ///
+    /// # Safety
+    /// The caller keeps the original borrow alive (by holding a value that carries `'a`)
+    /// until every user of the returned copy is done, and joins those threads in its `Drop`.
+    /// The remaining hazard is `std::mem::forget` of that value: it skips the join while the
+    /// threads keep reading (docs/embedding.md, "Soundness").
+    pub(crate) unsafe fn erase(self) -> Region<'static> {
+        Region { start: self.start, len: self.len, backing: self.backing, _mapping: std::marker::PhantomData }
     }
 
     pub fn start(&self) -> usize {

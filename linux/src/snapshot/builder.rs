@@ -2,6 +2,7 @@
 
 use super::config::SnapshotConfig;
 use super::format_sink::FormatSink;
+use super::pause::PauseGuard;
 use super::report::SnapshotReport;
 use super::session::{Prepared, Snapshot};
 use super::shared::SnapshotError;
@@ -14,8 +15,8 @@ use wpsnap_core::{PolicyConfig, ServiceModel};
 /// Settings for a snapshot of one region, then where it goes. Made by [`Snapshot::builder`].
 #[derive(Debug)]
 #[must_use = "a builder does nothing until to_file, to_writer or a prepare_* call"]
-pub struct SnapshotBuilder {
-    region: Region,
+pub struct SnapshotBuilder<'a> {
+    region: Region<'a>,
     config: SnapshotConfig,
     seal: bool,
 }
@@ -40,38 +41,38 @@ impl Snapshot {
     ///     Ok(())
     /// }
     /// ```
-    pub fn builder(region: Region) -> SnapshotBuilder {
+    pub fn builder(region: Region<'_>) -> SnapshotBuilder<'_> {
         SnapshotBuilder { region, config: SnapshotConfig::default(), seal: false }
     }
 }
 
-impl SnapshotBuilder {
+impl<'a> SnapshotBuilder<'a> {
     /// The throttle policy of the background scan (default: `latency-target`).
-    pub fn policy(mut self, policy: PolicyConfig) -> SnapshotBuilder {
+    pub fn policy(mut self, policy: PolicyConfig) -> SnapshotBuilder<'a> {
         self.config.policy = policy;
         self
     }
 
     /// The service model (default: `decoupled`).
-    pub fn service_model(mut self, model: ServiceModel) -> SnapshotBuilder {
+    pub fn service_model(mut self, model: ServiceModel) -> SnapshotBuilder<'a> {
         self.config.service_model = model;
         self
     }
 
     /// Every setting at once.
-    pub fn config(mut self, config: SnapshotConfig) -> SnapshotBuilder {
+    pub fn config(mut self, config: SnapshotConfig) -> SnapshotBuilder<'a> {
         self.config = config;
         self
     }
 
     /// Seal a shared region's memfd at prepare, **permanently**, so writes that would bypass
     /// the protection fail with `EPERM` instead (see [`Prepared::seal_backing_file`]).
-    pub fn seal_shared_file(mut self, seal: bool) -> SnapshotBuilder {
+    pub fn seal_shared_file(mut self, seal: bool) -> SnapshotBuilder<'a> {
         self.seal = seal;
         self
     }
 
-    fn prepare_sink(self, sink: FormatSink) -> Result<Prepared, SnapshotError> {
+    fn prepare_sink(self, sink: FormatSink) -> Result<Prepared<'a>, SnapshotError> {
         let prepared = Snapshot::prepare(self.region, self.config, Box::new(sink))?;
         if self.seal {
             prepared.seal_backing_file()?;
@@ -81,7 +82,7 @@ impl SnapshotBuilder {
 
     /// Prepares a snapshot to the file `path` (written as `path.partial`, renamed to `path`
     /// only when complete). The configuration is stored in the file's header.
-    pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared, SnapshotError> {
+    pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared<'a>, SnapshotError> {
         let spec = OutputSpec::File { path: path.as_ref().to_path_buf(), direct_io: false };
         let output = open_output(&spec)?;
         let (sink, _summary) =
@@ -94,7 +95,7 @@ impl SnapshotBuilder {
     pub fn prepare_writer<W: Write + Send + 'static>(
         self,
         writer: W,
-    ) -> Result<(Prepared, crate::output::WriterSlot<W>), SnapshotError> {
+    ) -> Result<(Prepared<'a>, crate::output::WriterSlot<W>), SnapshotError> {
         let (output, slot) = WriterOutput::new(writer);
         let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)
             .map_err(|e| SnapshotError::Sink(e.0))?;
@@ -103,7 +104,7 @@ impl SnapshotBuilder {
 
     /// Takes the whole snapshot to the file `path`: prepare, arm with `pause_writers` (see
     /// [`Prepared::arm`]), wait until every page is saved, publish the file.
-    pub fn to_file<G>(
+    pub fn to_file<G: PauseGuard>(
         self,
         path: impl AsRef<Path>,
         pause_writers: impl FnOnce() -> G,
@@ -112,7 +113,7 @@ impl SnapshotBuilder {
     }
 
     /// Takes the whole snapshot to `writer` and hands the writer back.
-    pub fn to_writer<W: Write + Send + 'static, G>(
+    pub fn to_writer<W: Write + Send + 'static, G: PauseGuard>(
         self,
         writer: W,
         pause_writers: impl FnOnce() -> G,

@@ -31,6 +31,7 @@ mod config;
 mod engine_handle;
 mod format_sink;
 mod lanes;
+mod pause;
 mod report;
 mod session;
 mod shared;
@@ -41,6 +42,7 @@ pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budg
 pub use builder::SnapshotBuilder;
 pub use config::{FAULT_SPIN_MAX, SnapshotConfig, capture_unit_pages};
 pub use format_sink::FormatSink;
+pub use pause::{NoWriters, PauseGuard, Resume};
 pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};

@@ -4,6 +4,7 @@
 use super::config::{FAULT_SPIN_MAX, SnapshotConfig};
 use super::engine_handle::EngineHandle;
 use super::lanes;
+use super::pause::PauseGuard;
 use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
@@ -33,7 +34,11 @@ impl Snapshot {
     /// write-protect mode and, if the kernel cannot protect never-touched pages itself or the
     /// region is a shared file (whose blocks the contract check watches), touches each page by
     /// reading it. Nothing is protected yet; writers may run.
-    pub fn prepare(region: Region, config: SnapshotConfig, sink: Box<dyn PageSink>) -> Result<Prepared, SnapshotError> {
+    pub fn prepare(
+        region: Region<'_>,
+        config: SnapshotConfig,
+        sink: Box<dyn PageSink>,
+    ) -> Result<Prepared<'_>, SnapshotError> {
         let engine_config = config.engine_config(&region);
         engine_config.validate()?;
         if config.fault_spin > FAULT_SPIN_MAX {
@@ -64,10 +69,11 @@ impl Snapshot {
 }
 
 /// Ready to arm: the uffd is open and the region registered, nothing is protected.
-/// Dropping it closes the userfaultfd, which unregisters the region.
+/// Dropping it closes the userfaultfd, which unregisters the region. Borrows the region's
+/// memory for `'a`.
 #[must_use = "arm the snapshot, or drop it to give up"]
-pub struct Prepared {
-    region: Region,
+pub struct Prepared<'a> {
+    region: Region<'a>,
     config: SnapshotConfig,
     engine_config: EngineConfig,
     uffd: WpUffd,
@@ -77,13 +83,13 @@ pub struct Prepared {
     contract: ContractWatch,
 }
 
-impl std::fmt::Debug for Prepared {
+impl std::fmt::Debug for Prepared<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared").field("region", &self.region).field("method", &self.method).finish_non_exhaustive()
     }
 }
 
-impl Prepared {
+impl<'a> Prepared<'a> {
     /// Features the kernel granted.
     pub fn uffd_features(&self) -> Vec<&'static str> {
         self.uffd.features().names()
@@ -103,12 +109,13 @@ impl Prepared {
     }
 
     /// Arms the snapshot: calls `pause_writers`, which must stop every thread that writes the
-    /// region and return a guard that lets them go on when dropped; write-protects the whole
-    /// region; drops the guard; starts the snapshot threads. The image is the region's content
-    /// at that instant.
+    /// region and return a [`PauseGuard`] that lets them go on when dropped; write-protects the
+    /// whole region; drops the guard; starts the snapshot threads. The image is the region's
+    /// content at that instant. A closure that drops its guard before returning does not
+    /// compile (see [`super::pause`]).
     ///
     /// Writers blocked on a protected page are released on every exit path.
-    pub fn arm<G>(self, pause_writers: impl FnOnce() -> G) -> Result<Running, SnapshotError> {
+    pub fn arm<G: PauseGuard>(self, pause_writers: impl FnOnce() -> G) -> Result<Running<'a>, SnapshotError> {
         self.arm_observed(pause_writers, |_| {})
     }
 
@@ -116,11 +123,11 @@ impl Prepared {
     /// writers are still paused: it sees exactly the memory the image will hold (the demo and
     /// tests take their reference copy there). Its time is reported as `observe_ns` and not
     /// counted in `pause_ns`.
-    pub fn arm_observed<G>(
+    pub fn arm_observed<G: PauseGuard>(
         self,
         pause_writers: impl FnOnce() -> G,
-        at_instant: impl FnOnce(&Region),
-    ) -> Result<Running, SnapshotError> {
+        at_instant: impl FnOnce(&Region<'a>),
+    ) -> Result<Running<'a>, SnapshotError> {
         let Prepared { region, config, engine_config, uffd, method, sink, touch_ns, mut contract } = self;
         let wake_fd =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
@@ -157,7 +164,9 @@ impl Prepared {
         let budget = engine_config.budget_pages;
         let shared = Arc::new(Shared {
             engine: EngineHandle::new(engine, epoch),
-            region,
+            // SAFETY: `Running<'a>` carries the borrow and joins every thread that uses this
+            // copy before it is dropped (its `Drop` concludes the session).
+            region: unsafe { region.erase() },
             uffd,
             staging: StagingQueue::new(budget)
                 .with_wake_pages((budget / STAGING_WAKE_FRACTION).min(STAGING_WAKE_PAGES_MAX)),
@@ -183,6 +192,7 @@ impl Prepared {
             observe_ns,
             features: shared.uffd.features().names().iter().map(|s| s.to_string()).collect(),
             contract,
+            _region: std::marker::PhantomData,
         };
         let spawned = match config.service_model {
             ServiceModel::Decoupled => running
@@ -206,10 +216,12 @@ impl Prepared {
 
 type SinkThread = JoinHandle<Box<dyn PageSink>>;
 
-/// An armed snapshot: threads are saving pages while writers run.
-/// Call [`finish`](Running::finish) or [`cancel`](Running::cancel); dropping it cancels.
+/// An armed snapshot: threads are saving pages while writers run. Borrows the region's
+/// memory for `'a`; its threads are joined by [`finish`](Running::finish),
+/// [`cancel`](Running::cancel) or drop (which cancels). Leaking it with `std::mem::forget`
+/// leaves them running over memory the borrow no longer protects: do not.
 #[must_use = "finish or cancel the snapshot; dropping it cancels"]
-pub struct Running {
+pub struct Running<'a> {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     sink_thread: Option<SinkThread>,
@@ -220,15 +232,16 @@ pub struct Running {
     observe_ns: u64,
     features: Vec<String>,
     contract: ContractWatch,
+    _region: std::marker::PhantomData<Region<'a>>,
 }
 
-impl std::fmt::Debug for Running {
+impl std::fmt::Debug for Running<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running").field("progress", &self.progress()).finish_non_exhaustive()
     }
 }
 
-impl Running {
+impl Running<'_> {
     fn spawn(&mut self, name: &str, lane: fn(&Shared) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
@@ -369,7 +382,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         if !self.threads.is_empty() || self.sink_thread.is_some() {
             let _ = self.conclude(Some("the snapshot session was dropped"));

@@ -65,7 +65,8 @@ impl StagedPages for StagedRun {
 
 pub(super) struct Shared {
     pub engine: EngineHandle,
-    pub region: Region,
+    /// Lifetime-erased: the session's `Running<'a>` holds the borrow and joins the threads.
+    pub region: Region<'static>,
     pub uffd: WpUffd,
     pub staging: StagingQueue<StagedRun>,
     pub staging_memory: StagingMemory,

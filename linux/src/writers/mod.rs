@@ -76,14 +76,16 @@ struct Control {
     recording: AtomicBool,
 }
 
-/// Running writer threads. Stop them with [`stop`](WriterSet::stop).
-pub struct WriterSet {
+/// Running writer threads over a region borrowed for `'a`. Stop them with
+/// [`stop`](WriterSet::stop); dropping the set stops and joins them too.
+pub struct WriterSet<'a> {
     control: Arc<Control>,
     handles: Vec<JoinHandle<WriterResult>>,
     page_count: u64,
+    _region: std::marker::PhantomData<Region<'a>>,
 }
 
-impl std::fmt::Debug for WriterSet {
+impl std::fmt::Debug for WriterSet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriterSet").field("threads", &self.handles.len()).finish_non_exhaustive()
     }
@@ -102,10 +104,11 @@ struct WriterResult {
     last_seq: Vec<(u64, u64)>,
 }
 
-impl WriterSet {
-    /// Starts `config.threads` writers on `region`. The caller keeps the region mapped until
-    /// [`stop`](WriterSet::stop) returns.
-    pub fn start(region: Region, config: &WriterConfig) -> Result<WriterSet, WriterError> {
+impl<'a> WriterSet<'a> {
+    /// Starts `config.threads` writers on `region`.
+    pub fn start(region: Region<'a>, config: &WriterConfig) -> Result<WriterSet<'a>, WriterError> {
+        // SAFETY: the set carries `'a` and joins every writer in `stop` or `Drop`.
+        let region = unsafe { region.erase() };
         let page_count = region.page_count();
         if config.threads == 0 || config.threads > WRITERS_MAX || config.threads as u64 > page_count {
             return Err(WriterError::Threads { threads: config.threads, page_count });
@@ -121,7 +124,8 @@ impl WriterSet {
             reporter_version: AtomicU64::new(0),
             recording: AtomicBool::new(false),
         });
-        let mut set = WriterSet { control: control.clone(), handles: Vec::new(), page_count };
+        let mut set =
+            WriterSet { control: control.clone(), handles: Vec::new(), page_count, _region: std::marker::PhantomData };
         for index in 0..config.threads {
             let sampler = PageSampler::new(&config.pattern, page_count, index)?;
             let rng = ChaCha8Rng::seed_from_u64(config.seed ^ ((index as u64 + 1) << 32));
@@ -192,7 +196,7 @@ impl WriterSet {
     }
 }
 
-impl Drop for WriterSet {
+impl Drop for WriterSet<'_> {
     fn drop(&mut self) {
         self.control.stop.store(true, Ordering::Release);
         for handle in self.handles.drain(..) {
@@ -215,7 +219,7 @@ fn owned_page(page: u64, index: u32, writers: u32, page_count: u64) -> u64 {
 }
 
 fn writer_loop(
-    region: Region,
+    region: Region<'static>,
     index: u32,
     writers: u32,
     mut sampler: PageSampler,

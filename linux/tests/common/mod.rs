@@ -3,25 +3,23 @@
 
 use std::time::Duration;
 use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
-use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
 use wpsnap_linux::snapshot::{MemorySink, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
 use wpsnap_workload::Pattern;
 
 pub use wpsnap_linux::uffd::uffd_or_skip;
 
-/// Fills pages with a recognisable pattern, leaving every `untouched_every`-th page never
-/// touched (so it is unpopulated when the snapshot starts).
-pub fn fill(region: &Region, untouched_every: u64) {
-    let page_size = region.page_size() as usize;
-    for page in 0..region.page_count() {
+/// Fills pages with a recognisable pattern (after the 8 bytes writers stamp), leaving every
+/// `untouched_every`-th page never touched (so it is unpopulated when the snapshot starts).
+pub fn fill(mapping: &mut OwnedMapping, untouched_every: u64) {
+    mapping.fill(8, |page| {
         if untouched_every != 0 && page % untouched_every == untouched_every - 1 {
-            continue;
+            PageFill::Untouched
+        } else {
+            PageFill::Pattern
         }
-        let addr = region.page_addr(page) as *mut u8;
-        // SAFETY: the test owns the mapping; no writer runs yet.
-        unsafe { std::ptr::write_bytes(addr.add(8), (page % 251) as u8 + 1, page_size - 8) };
-    }
+    });
 }
 
 /// Copies the whole region (with writers paused).
@@ -67,9 +65,9 @@ pub struct Outcome {
 /// writer's last write. `during` runs while the snapshot is running and returns the pages it
 /// wrote itself (left out of the live-memory check).
 pub fn run_and_check(s: &Scenario, during: impl FnOnce(&Region) -> Vec<u64>) -> Outcome {
-    let mapping = OwnedMapping::new(s.bytes, s.backing).expect("mapping");
+    let mut mapping = OwnedMapping::new(s.bytes, s.backing).expect("mapping");
+    fill(&mut mapping, 7);
     let region = mapping.region();
-    fill(&region, 7);
     let writers = WriterSet::start(
         region,
         &WriterConfig {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use std::time::Duration;
 use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
 use wpsnap_core::{PolicyConfig, ServiceModel};
-use wpsnap_linux::region::{Backing, OwnedMapping, Region};
+use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
 use wpsnap_linux::snapshot::{DelayedSink, MemorySink, PageSink, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
@@ -79,16 +79,15 @@ pub fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-fn fill(region: &Region, untouched_every: u64) {
-    let page_size = region.page_size() as usize;
-    for page in 0..region.page_count() {
+/// Every `untouched_every`-th page never touched, the others filled whole.
+fn fill(mapping: &mut OwnedMapping, untouched_every: u64) {
+    mapping.fill(0, |page| {
         if untouched_every != 0 && page % untouched_every == untouched_every - 1 {
-            continue;
+            PageFill::Untouched
+        } else {
+            PageFill::Pattern
         }
-        let addr = region.page_addr(page) as *mut u8;
-        // SAFETY: the mapping is ours and no writer runs yet.
-        unsafe { std::ptr::write_bytes(addr, (page % 251) as u8 + 1, page_size) };
-    }
+    });
 }
 
 fn copy_region(region: &Region) -> Vec<u8> {
@@ -126,9 +125,9 @@ pub struct Run {
 /// instant, and live memory against every writer's last write.
 pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     let page_size = c.backing.page_size();
-    let mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
+    let mut mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
+    fill(&mut mapping, c.untouched_every);
     let region = mapping.region();
-    fill(&region, c.untouched_every);
     let writers = WriterSet::start(
         region,
         &WriterConfig {
