@@ -74,6 +74,18 @@ fn pwrite_growing_the_memfd_fails_the_snapshot() {
 }
 
 #[test]
+fn fallocate_punch_hole_fails_the_snapshot() {
+    if !uffd_or_skip("fallocate_punch_hole_fails_the_snapshot") {
+        return;
+    }
+    let outcome = snapshot_with("punch", |m| {
+        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+        rustix::fs::fallocate(m.memfd().expect("memfd"), flags, 1 << 20, 2 << 20).expect("fallocate");
+    });
+    expect_loud_failure("fallocate(PUNCH_HOLE)", outcome);
+}
+
+#[test]
 fn a_second_mapping_made_during_the_snapshot_fails_it() {
     if !uffd_or_skip("a_second_mapping_made_during_the_snapshot_fails_it") {
         return;

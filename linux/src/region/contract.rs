@@ -23,6 +23,8 @@
 //! recorded; at `finish`, they must be unchanged and the file still mapped nowhere else, or the
 //! snapshot fails and nothing is published. That catches `ftruncate`, `fallocate`
 //! (`PUNCH_HOLE` frees blocks) and a write into a hole, and a second mapping still present.
+//! Because the copy's own read would refill a punched hole (with zeros), the session also
+//! checks that pages are present right before it copies them ([`ContractError::Discarded`]).
 //!
 //! Not detectable, and so the caller's promise: a `pwrite` into pages that already exist (it
 //! changes neither size nor blocks; mtime and ctime change, but stores through the registered
@@ -59,6 +61,15 @@ pub enum ContractError {
         "the region's backing file {path} changed during the snapshot ({field}: {at_instant} at the instant, {at_end} at the end); a write bypassed write-protection (fallocate, ftruncate, pwrite into a hole, ...), so the image is not the region at one instant and was abandoned"
     )]
     FileChanged { path: String, field: &'static str, at_instant: u64, at_end: u64 },
+    #[error(
+        "page {page} (at {addr:#x}) of the region's backing file was discarded during the snapshot (fallocate PUNCH_HOLE or similar, behind the mapping's back); its saved content would be zeros, so the snapshot was abandoned"
+    )]
+    Discarded { page: u64, addr: usize },
+    #[error("checking which pages of the region are present (mincore): {source}")]
+    Residency {
+        #[source]
+        source: crate::errno::Errno,
+    },
     #[error("stat of the region's backing file {path}: {source}")]
     Stat {
         path: String,

@@ -356,6 +356,25 @@ impl<'a> Region<'a> {
         unsafe { std::ptr::copy_nonoverlapping(self.page_addr(first) as *const u8, out.as_mut_ptr(), bytes) };
     }
 
+    /// The first of pages `first .. first + count` whose memory is not in the page cache
+    /// (`mincore`), if any. For a shared region that was populated at `prepare`, a page that is
+    /// gone was discarded behind the mapping's back (`fallocate(PUNCH_HOLE)` on the file).
+    pub fn first_absent(&self, first: u64, count: u64) -> Result<Option<u64>, crate::errno::Errno> {
+        let bytes = (count * self.page_size()) as usize;
+        assert!(first + count <= self.page_count(), "residency check outside the region");
+        // mincore reports per base page, whatever the mapping's page size.
+        let mut resident = vec![0u8; bytes.div_ceil(BASE_PAGE_BYTES as usize)];
+        // SAFETY: the range lies inside the region (checked above), which `from_raw`'s contract
+        // keeps mapped; `resident` has one byte per base page of it, as mincore writes.
+        let rc = unsafe { libc::mincore(self.page_addr(first) as *mut libc::c_void, bytes, resident.as_mut_ptr()) };
+        if rc != 0 {
+            let code = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+            return Err(crate::errno::Errno::from_code(code));
+        }
+        let per_page = (self.page_size() / BASE_PAGE_BYTES) as usize;
+        Ok(resident.iter().position(|b| b & 1 == 0).map(|i| first + (i / per_page) as u64))
+    }
+
     /// Reads one byte of every page, so each has a page-table entry that can be protected
     /// (the fallback when the kernel cannot protect unpopulated pages).
     pub fn touch_every_page(&self) {

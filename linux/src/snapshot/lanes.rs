@@ -94,6 +94,7 @@ fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     let run = capture.run();
     let page_size = shared.region.page_size();
     let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
+    shared.check_present(run.first.0, run.count)?;
     shared.region.copy_pages(run.first.0, run.count, data.as_mut_slice());
     shared.turn(|t| t.captured(capture))??;
     let digests = data
@@ -280,6 +281,7 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             Some(capture) => {
                 let run = capture.run();
                 data.resize((run.count * shared.region.page_size()) as usize, 0);
+                shared.check_present(run.first.0, run.count)?;
                 shared.region.copy_pages(run.first.0, run.count, &mut data);
                 // The page stays protected until the stream has it, written and flushed: QEMU's
                 // behaviour (a fault waits for its page's stream write, not for a later flush).

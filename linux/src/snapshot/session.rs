@@ -178,6 +178,7 @@ impl<'a> Prepared<'a> {
             scan_wait: AtomicU8::new(0),
             failure: Mutex::new(None),
             fault_spin: config.fault_spin,
+            check_present: contract.file_watched() == Some(true),
             unprotect_calls: AtomicU64::new(0),
             unprotect_pages: AtomicU64::new(0),
         });

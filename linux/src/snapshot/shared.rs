@@ -84,6 +84,9 @@ pub(super) struct Shared {
     pub failure: Mutex<Option<SnapshotError>>,
     /// How long the event-reading thread spins on the uffd before sleeping in `poll`.
     pub fault_spin: Duration,
+    /// Check that pages are still present before copying them (a watched shared region,
+    /// populated at prepare: a missing page was discarded behind the mapping's back).
+    pub check_present: bool,
     pub unprotect_calls: AtomicU64,
     pub unprotect_pages: AtomicU64,
 }
@@ -125,6 +128,22 @@ impl ActionTarget for Shared {
 }
 
 impl Shared {
+    /// Fails when a page of `first .. first + count` of a watched shared region is no longer
+    /// present (see [`Shared::check_present`]). Call it before copying the pages: the copy's
+    /// own read would bring a discarded page back as zeros.
+    pub fn check_present(&self, first: u64, count: u64) -> Result<(), SnapshotError> {
+        if !self.check_present {
+            return Ok(());
+        }
+        match self.region.first_absent(first, count) {
+            Ok(None) => Ok(()),
+            Ok(Some(page)) => {
+                Err(crate::region::ContractError::Discarded { page, addr: self.region.page_addr(page) }.into())
+            }
+            Err(source) => Err(crate::region::ContractError::Residency { source }.into()),
+        }
+    }
+
     /// One turn with the engine (see [`EngineHandle::turn`]); its actions act on this session.
     pub fn turn<R>(&self, body: impl FnOnce(&mut Turn<'_>) -> R) -> Result<R, SnapshotError> {
         self.engine.turn(self, body)
