@@ -77,7 +77,7 @@ fn sink_failing_after_some_bytes_aborts_and_releases_writers() {
         let result = running.finish();
         writers.set_reporter(None);
         match result {
-            Err(SnapshotError::Sink(message)) => assert!(message.contains("no space"), "{message}"),
+            Err(SnapshotError::Sink(e)) => assert!(e.to_string().contains("no space"), "{e}"),
             other => panic!("{model:?}: expected a sink error, got {other:?}"),
         }
         assert!(probe.failed() && !probe.committed(), "{model:?}: output committed after failing");

@@ -210,10 +210,10 @@ impl PageSink for GatedStallSink {
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
         if self.written >= self.pages_before_gate {
             let (open, cv) = &*self.gate;
-            let mut open = open.lock().map_err(|_| SinkError("gate poisoned".into()))?;
+            let mut open = open.lock().map_err(|_| SinkError::custom("gate poisoned"))?;
             while !*open {
-                *self.stalls.lock().map_err(|_| SinkError("stalls poisoned".into()))? += 1;
-                open = cv.wait_timeout(open, SINK_STALL).map_err(|_| SinkError("gate poisoned".into()))?.0;
+                *self.stalls.lock().map_err(|_| SinkError::custom("stalls poisoned"))? += 1;
+                open = cv.wait_timeout(open, SINK_STALL).map_err(|_| SinkError::custom("gate poisoned"))?.0;
             }
         }
         self.written += 1;

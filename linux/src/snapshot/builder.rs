@@ -85,8 +85,7 @@ impl<'a> SnapshotBuilder<'a> {
     pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared<'a>, SnapshotError> {
         let spec = OutputSpec::File { path: path.as_ref().to_path_buf(), direct_io: false };
         let output = open_output(&spec)?;
-        let (sink, _summary) =
-            FormatSink::for_config(output, &self.region, &self.config).map_err(|e| SnapshotError::Sink(e.0))?;
+        let (sink, _summary) = FormatSink::for_config(output, &self.region, &self.config)?;
         Snapshot::prepare(self.region, self.config, Box::new(sink))
     }
 
@@ -97,8 +96,7 @@ impl<'a> SnapshotBuilder<'a> {
         writer: W,
     ) -> Result<(Prepared<'a>, crate::output::WriterSlot<W>), SnapshotError> {
         let (output, slot) = WriterOutput::new(writer);
-        let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)
-            .map_err(|e| SnapshotError::Sink(e.0))?;
+        let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)?;
         Ok((self.prepare_sink(sink)?, slot))
     }
 
@@ -121,8 +119,6 @@ impl<'a> SnapshotBuilder<'a> {
         let (prepared, slot) = self.prepare_writer(writer)?;
         let report = prepared.arm(pause_writers)?.finish()?;
         let writer = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        writer
-            .map(|w| (report, w))
-            .ok_or_else(|| SnapshotError::Internal("the writer was not returned by the output".into()))
+        writer.map(|w| (report, w)).ok_or(SnapshotError::WriterNotReturned)
     }
 }

@@ -38,7 +38,7 @@ impl FormatSink {
         let header = region.snapshot_header(config_json);
         let writer =
             SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
-                .map_err(|e| SinkError(format!("writing the header: {e}")))?;
+                .map_err(SinkError::Format)?;
         let summary = Arc::new(Mutex::new(None));
         Ok((FormatSink { writer, summary: summary.clone() }, summary))
     }
@@ -52,32 +52,33 @@ impl FormatSink {
         region: &Region,
         config: &super::SnapshotConfig,
     ) -> Result<(FormatSink, SummarySlot), SinkError> {
-        let json =
-            serde_json::to_string(config).map_err(|e| SinkError(format!("serializing the configuration: {e}")))?;
+        let json = serde_json::to_string(config).map_err(SinkError::Config)?;
         FormatSink::new(output, region, json)
     }
 }
 
 impl PageSink for FormatSink {
     fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
-        self.writer.write_page(index, data).map_err(|e| SinkError(e.to_string()))
+        self.writer.write_page(index, data).map_err(SinkError::Format)
     }
     fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
-        self.writer.write_page_digested(index, data, digest).map_err(|e| SinkError(e.to_string()))
+        self.writer.write_page_digested(index, data, digest).map_err(SinkError::Format)
     }
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.writer.flush().map_err(|e| SinkError(e.to_string()))
+        self.writer.flush().map_err(SinkError::Format)
     }
     fn bytes_written(&self) -> u64 {
         self.writer.bytes_written()
     }
     fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
         let FormatSink { writer, summary } = *self;
-        let mut buffered = writer.finish(report_json).map_err(|e| SinkError(e.to_string()))?;
-        buffered.flush().map_err(|e| SinkError(format!("flushing the output: {e}")))?;
-        let mut output = buffered.into_inner().map_err(|e| SinkError(format!("flushing the output: {}", e.error())))?;
-        let output = output.0.take().ok_or_else(|| SinkError("the output was already finished".into()))?;
-        let done = output.commit().map_err(|e| SinkError(e.to_string()))?;
+        let mut buffered = writer.finish(report_json).map_err(SinkError::Format)?;
+        buffered.flush().map_err(|source| SinkError::Io { context: "flushing the output", source })?;
+        let mut output = buffered
+            .into_inner()
+            .map_err(|e| SinkError::Io { context: "flushing the output", source: e.into_error() })?;
+        let output = output.0.take().ok_or(SinkError::AlreadyFinished)?;
+        let done = output.commit()?;
         let destination = done.destination.clone();
         *lock(&summary) = Some(done);
         Ok(destination)

@@ -29,10 +29,10 @@ fn read_events(
         match *event {
             UffdEvent::WriteProtectFault { addr } => match region.page_of(addr) {
                 Some(page) => faults.push(page),
-                None => return Err(SnapshotError::Internal(format!("fault at {addr:#x} outside the region"))),
+                None => return Err(SnapshotError::FaultOutsideRegion { addr }),
             },
             UffdEvent::OtherFault { addr } => {
-                return Err(SnapshotError::Internal(format!("unexpected missing-page fault at {addr:#x}")));
+                return Err(SnapshotError::UnexpectedMissingFault { addr });
             }
             UffdEvent::Remove { start, end } if region.overlaps(start, end) => {
                 return Err(SnapshotError::RegionChanged(format!(
@@ -60,13 +60,13 @@ fn poll_fds(shared: &Shared, timeout: Duration, watch_uffd: bool) -> Result<(), 
     let mut fds = [PollFd::new(&shared.uffd, uffd_flags), PollFd::new(&shared.wake_fd, PollFlags::IN)];
     match rustix::event::poll(&mut fds, Some(&spec)) {
         Ok(_) | Err(rustix::io::Errno::INTR) => {}
-        Err(e) => return Err(SnapshotError::Internal(format!("poll on the userfaultfd: {e}"))),
+        Err(e) => return Err(SnapshotError::Poll(e.into())),
     }
     if fds[1].revents().contains(PollFlags::IN) {
         shared.drain_wake();
     }
     if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) {
-        return Err(SnapshotError::Internal("the userfaultfd reported an error".into()));
+        return Err(SnapshotError::UffdHangup);
     }
     Ok(())
 }
@@ -107,9 +107,9 @@ fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
         Ok(()) => Ok(()),
         // Closed means the snapshot is stopping; the copy is not needed any more.
         Err(crate::sync::PushError::Closed) => Ok(()),
-        Err(crate::sync::PushError::Full { pages_used, pages_max }) => Err(SnapshotError::Internal(format!(
-            "staging queue over its bound ({pages_used} of {pages_max} pages used): the engine's budget was overrun"
-        ))),
+        Err(crate::sync::PushError::Full { pages_used, pages_max }) => {
+            Err(SnapshotError::StagingOverrun { pages_used, pages_max })
+        }
     }
 }
 
@@ -231,7 +231,7 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
         debug_assert_eq!(run.digests.len() as u64, run.count, "one digest per staged page");
         let bytes_before = sink.bytes_written();
         for ((page, index), digest) in run.data.as_slice().chunks_exact(page_size).zip(run.first..).zip(&run.digests) {
-            sink.write_page_digested(index, page, digest).map_err(|e| SnapshotError::Sink(e.0))?;
+            sink.write_page_digested(index, page, digest)?;
         }
         let bytes = sink.bytes_written().saturating_sub(bytes_before);
         let count = run.count;
@@ -287,9 +287,9 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
                 // behaviour (a fault waits for its page's stream write, not for a later flush).
                 let bytes_before = sink.bytes_written();
                 for (i, page) in data.chunks_exact(page_size).enumerate() {
-                    sink.write_page(run.first.0 + i as u64, page).map_err(|e| SnapshotError::Sink(e.0))?;
+                    sink.write_page(run.first.0 + i as u64, page)?;
                 }
-                sink.flush().map_err(|e| SnapshotError::Sink(e.0))?;
+                sink.flush()?;
                 let bytes = sink.bytes_written().saturating_sub(bytes_before);
                 asleep_until = shared.turn(|t| -> Result<_, SnapshotError> {
                     t.stream_bytes(bytes);

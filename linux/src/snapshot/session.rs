@@ -303,7 +303,7 @@ impl Running<'_> {
     /// Stops the snapshot: protection removed, writers woken, the sink aborted.
     pub fn cancel(mut self, reason: &str) -> SnapshotError {
         match self.conclude(Some(reason)) {
-            Ok(_) => SnapshotError::Internal("cancel completed the snapshot".into()),
+            Ok(_) => SnapshotError::CancelCompleted,
             Err(e) => e,
         }
     }
@@ -325,7 +325,7 @@ impl Running<'_> {
             None => None,
         };
         if panicked {
-            self.shared.fail(SnapshotError::Internal("a snapshot thread panicked".into()));
+            self.shared.fail(SnapshotError::ThreadPanicked);
         }
         // Whatever happened, no writer stays blocked and the region leaves the uffd.
         let _ = self.shared.release_writers();
@@ -341,15 +341,15 @@ impl Running<'_> {
                     return Err(e.into());
                 }
                 let mut report = self.report(sink.bytes_written(), String::new());
-                let json = serde_json::to_string(&report).map_err(|e| SnapshotError::Internal(e.to_string()))?;
-                report.destination = sink.finish(&json).map_err(|e| SnapshotError::Sink(e.0))?;
+                let json = serde_json::to_string(&report).map_err(SnapshotError::Report)?;
+                report.destination = sink.finish(&json)?;
                 Ok(report)
             }
             (failure, sink) => {
                 if let Some(sink) = sink {
                     sink.abort();
                 }
-                Err(failure.unwrap_or_else(|| SnapshotError::Internal("threads stopped before completion".into())))
+                Err(failure.unwrap_or(SnapshotError::StoppedEarly))
             }
         }
     }

@@ -21,7 +21,7 @@ pub enum SnapshotError {
     #[error("invalid snapshot configuration: {0}")]
     Config(#[from] wpsnap_core::ConfigError),
     #[error("the sink failed: {0}")]
-    Sink(String),
+    Sink(#[from] super::sink::SinkError),
     #[error("the output failed: {0}")]
     Output(#[from] crate::output::OutputError),
     #[error("the region cannot be snapshotted: {0}")]
@@ -38,8 +38,30 @@ pub enum SnapshotError {
     Engine(#[from] wpsnap_core::EngineError),
     #[error(transparent)]
     StagingMemory(#[from] StagingMemoryError),
-    #[error("internal error in the snapshot driver: {0}")]
-    Internal(String),
+    #[error("the kernel reported a fault at {addr:#x}, outside the region")]
+    FaultOutsideRegion { addr: usize },
+    #[error(
+        "the kernel reported a missing-page fault at {addr:#x} (the region is registered for write-protect faults only)"
+    )]
+    UnexpectedMissingFault { addr: usize },
+    #[error("poll on the userfaultfd: {0}")]
+    Poll(#[source] crate::errno::Errno),
+    #[error("the userfaultfd reported an error or hang-up to poll")]
+    UffdHangup,
+    #[error(
+        "the staging queue went over its bound ({pages_used} of {pages_max} pages used): the engine's budget was overrun"
+    )]
+    StagingOverrun { pages_used: u64, pages_max: u64 },
+    #[error("a snapshot thread panicked")]
+    ThreadPanicked,
+    #[error("the snapshot threads stopped before every page was saved, without naming an error")]
+    StoppedEarly,
+    #[error("cancel found the snapshot already complete")]
+    CancelCompleted,
+    #[error("serializing the report: {0}")]
+    Report(#[source] serde_json::Error),
+    #[error("the output did not hand the writer back after commit")]
+    WriterNotReturned,
     #[error("creating the wake-up eventfd: {0}")]
     EventFd(rustix::io::Errno),
     #[error("starting a snapshot thread: {0}")]
@@ -124,6 +146,22 @@ impl ActionTarget for Shared {
     }
     fn complete(&self) {
         self.request_stop();
+    }
+}
+
+impl SnapshotError {
+    /// The errno behind the failure, when the operating system reported one (a full disk,
+    /// a broken pipe, a uffd ioctl's refusal).
+    pub fn errno(&self) -> Option<crate::errno::Errno> {
+        match self {
+            SnapshotError::Uffd(e) => e.errno(),
+            SnapshotError::Sink(e) => e.errno(),
+            SnapshotError::Output(e) => e.errno(),
+            SnapshotError::Poll(e) => Some(*e),
+            SnapshotError::Spawn(e) => crate::errno::Errno::of_io(e),
+            SnapshotError::EventFd(e) => Some((*e).into()),
+            _ => None,
+        }
     }
 }
 

@@ -4,10 +4,55 @@ use crate::sync::shim::{Arc, Mutex, lock};
 use thiserror::Error;
 use wpsnap_format::PageDigest;
 
-/// A sink failed; the text names what and where.
+/// A sink failed, with the cause kept: [`SinkError::errno`] tells a full disk (`ENOSPC`)
+/// from a reader that went away (`EPIPE`).
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+pub enum SinkError {
+    /// The snapshot stream could not be written (the format's error names the page or the
+    /// trailer, and keeps the I/O error).
+    #[error("writing the snapshot stream: {0}")]
+    Format(#[source] wpsnap_format::FormatError),
+    /// The output could not be flushed or committed.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// An I/O error outside the format writer (flushing the output buffer).
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration stored in the header could not be serialized.
+    #[error("serializing the configuration: {0}")]
+    Config(#[source] serde_json::Error),
+    /// A page given to a sink does not fit it.
+    #[error("page {index} of {len} bytes does not fit the sink ({pages} pages of {page_size} bytes)")]
+    BadPage { index: u64, len: usize, pages: u64, page_size: usize },
+    /// `finish` was reached twice.
+    #[error("the output was already finished")]
+    AlreadyFinished,
+    /// A caller's own sink failed.
+    #[error("{0}")]
+    Custom(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SinkError {
+    /// Wraps an error of a caller's own [`PageSink`].
+    pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SinkError {
+        SinkError::Custom(error.into())
+    }
+
+    /// The errno behind the failure, when the operating system reported one.
+    pub fn errno(&self) -> Option<crate::errno::Errno> {
+        match self {
+            SinkError::Format(e) => e.raw_os_error().map(crate::errno::Errno::from_code),
+            SinkError::Output(e) => e.errno(),
+            SinkError::Io { source, .. } => crate::errno::Errno::of_io(source),
+            SinkError::Custom(e) => e.downcast_ref::<std::io::Error>().and_then(crate::errno::Errno::of_io),
+            SinkError::Config(_) | SinkError::BadPage { .. } | SinkError::AlreadyFinished => None,
+        }
+    }
+}
 
 /// Receives each page once, in any order, then a finish with the report.
 pub trait PageSink: Send {
@@ -70,7 +115,12 @@ impl PageSink for MemorySink {
         let size = image.page_size;
         let i = index as usize;
         if data.len() != size || i >= image.writes.len() {
-            return Err(SinkError(format!("memory sink: bad page {index} of {} bytes", data.len())));
+            return Err(SinkError::BadPage {
+                index,
+                len: data.len(),
+                pages: image.writes.len() as u64,
+                page_size: size,
+            });
         }
         image.data[i * size..(i + 1) * size].copy_from_slice(data);
         image.writes[i] += 1;
