@@ -10,10 +10,10 @@ use crate::layout::{
     BACKING_LEN_MAX, CONFIG_JSON_LEN_MAX, FORMAT_VERSION, HEADER_V2_FIXED_BYTES, MAGIC, PAGE_COUNT_MAX, PAGE_SIZE_MAX,
     PAGE_SIZE_MIN, REGION_ENTRY_FIXED_BYTES, REGION_LEN_MAX, REGIONS_MAX,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One region of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegionEntry {
     /// Virtual address the region had in the snapshotted process (aligned to `page_size`);
     /// 0 when unknown (version-1 files, or a writer that does not say).

@@ -205,7 +205,7 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
     let mut reference = Vec::new();
     let running = Snapshot::prepare(region, config, Box::new(sink))
         .expect("prepare")
-        .arm_observed(|| writers.pause(), |r| reference = common::copy_region(r))
+        .arm_observed(|| writers.pause(), |r| reference = r.copy_all())
         .expect("arm");
     writers.set_reporter(Some(running.fault_wait_reporter()));
     let report = running.finish().expect("snapshot");

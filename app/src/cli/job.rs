@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use wpsnap_core::{LatencyRecorder, LatencySummary, PolicyConfig, policy};
 use wpsnap_linux::fork::{ForkError, ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
 use wpsnap_linux::output::{FileOutput, FileTarget, Output, OutputSpec, OutputSummary, SlowDevice, SlowDeviceProfile};
-use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
+use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region, Regions};
 use wpsnap_linux::snapshot::{FormatSink, Snapshot, SnapshotConfig, SnapshotReport};
 use wpsnap_linux::system_memory::read_memory_room;
 use wpsnap_linux::uffd::{OpenedVia, WpUffd};
@@ -238,7 +238,7 @@ fn open_sink_output(args: &RunArgs, out_target: Option<&FileTarget>) -> anyhow::
 }
 
 /// Reference copy for `--check`, taken at the snapshot instant (writers paused).
-fn take_reference(check: bool, region: &Region, out: &mut Vec<u8>) {
+fn take_reference(check: bool, region: &Regions, out: &mut Vec<u8>) {
     if check {
         out.resize(region.len(), 0);
         region.copy_pages(0, region.page_count(), out);
@@ -309,7 +309,7 @@ fn snapshot_fork(
     let region_ref = unsafe { RegionRef::new(mapping.as_ptr(), mapping.len()) };
     let started = {
         let _paused = writers.map(WriterSet::pause);
-        take_reference(args.check, &region, reference);
+        take_reference(args.check, &Regions::from(region), reference);
         start_fork_snapshot(region_ref, &header, output, &ForkOptions::default())
     };
     if let Some(w) = writers {

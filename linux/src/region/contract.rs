@@ -251,6 +251,41 @@ impl ContractWatch {
     }
 }
 
+/// The contract checks of a session over several regions, one [`ContractWatch`] each.
+#[derive(Debug)]
+pub struct ContractWatches(Vec<ContractWatch>);
+
+impl ContractWatches {
+    /// [`ContractWatch::at_prepare`] for each region.
+    pub fn at_prepare(regions: &super::Regions<'_>) -> Result<ContractWatches, ContractError> {
+        regions.iter().map(ContractWatch::at_prepare).collect::<Result<Vec<_>, _>>().map(ContractWatches)
+    }
+    /// Per region, whether its backing file is watched (a shared region whose file could be
+    /// opened).
+    pub fn watched(&self) -> Vec<bool> {
+        self.0.iter().map(|w| w.file_watched() == Some(true)).collect()
+    }
+    /// [`ContractWatch::seal`] for every shared region; refused if none is shared.
+    pub fn seal(&self) -> Result<(), ContractError> {
+        let shared: Vec<&ContractWatch> = self.0.iter().filter(|w| w.file.is_some()).collect();
+        if shared.is_empty() {
+            return Err(ContractError::SealUnavailable {
+                path: String::new(),
+                reason: "no region is shared memory with a file to seal",
+            });
+        }
+        shared.iter().try_for_each(|w| w.seal())
+    }
+    /// [`ContractWatch::at_instant`] for each region.
+    pub fn at_instant(&mut self) -> Result<(), ContractError> {
+        self.0.iter_mut().try_for_each(ContractWatch::at_instant)
+    }
+    /// [`ContractWatch::at_finish`] for each region.
+    pub fn at_finish(&self) -> Result<(), ContractError> {
+        self.0.iter().try_for_each(ContractWatch::at_finish)
+    }
+}
+
 /// A mapping outside `[start, end)` of the same file as `own`.
 fn mapped_elsewhere<'a>(vmas: &'a [Vma], own: &Vma, start: usize, end: usize) -> Option<&'a Vma> {
     vmas.iter().find(|v| v.dev == own.dev && v.inode == own.inode && (v.end <= start || v.start >= end))

@@ -7,10 +7,12 @@
 
 pub mod contract;
 mod mapping;
+mod set;
 pub mod smaps;
 
-pub use contract::{BackingStamp, ContractError, ContractWatch};
+pub use contract::{BackingStamp, ContractError, ContractWatch, ContractWatches};
 pub use mapping::{MapError, OwnedMapping, PageFill, fill_byte, hugetlb_pages_free};
+pub use set::{REGIONS_MAX, Regions};
 pub use smaps::DetectedBacking;
 
 use serde::{Deserialize, Serialize};
@@ -118,6 +120,12 @@ pub enum RegionError {
     Unsupported { start: usize, detected: DetectedBacking },
     #[error("the region at {start:#x} was declared {declared} but the kernel says it is {detected}")]
     BackingMismatch { start: usize, declared: Backing, detected: DetectedBacking },
+    #[error("a session covers 1 to {max} regions, not {count}")]
+    RegionCount { count: usize, max: usize },
+    #[error("the regions of one session share a page size: {first} bytes, but the region at {start:#x} has {other}")]
+    MixedPageSizes { first: u64, other: u64, start: usize },
+    #[error("the regions at {first:#x} and {second:#x} overlap")]
+    Overlap { first: usize, second: usize },
 }
 
 /// Where the kernel lists this process's mappings with their backing details.

@@ -7,7 +7,7 @@ use super::report::SnapshotReport;
 use super::session::{Prepared, Snapshot};
 use super::shared::SnapshotError;
 use crate::output::{OutputSpec, WriterOutput, open_output};
-use crate::region::Region;
+use crate::region::{Region, Regions};
 use std::io::Write;
 use std::path::Path;
 use wpsnap_core::{PolicyConfig, ServiceModel};
@@ -16,7 +16,7 @@ use wpsnap_core::{PolicyConfig, ServiceModel};
 #[derive(Debug)]
 #[must_use = "a builder does nothing until to_file, to_writer or a prepare_* call"]
 pub struct SnapshotBuilder<'a> {
-    region: Region<'a>,
+    regions: Regions<'a>,
     config: SnapshotConfig,
     seal: bool,
 }
@@ -42,7 +42,12 @@ impl Snapshot {
     /// }
     /// ```
     pub fn builder(region: Region<'_>) -> SnapshotBuilder<'_> {
-        SnapshotBuilder { region, config: SnapshotConfig::default(), seal: false }
+        Snapshot::builder_regions(Regions::from(region))
+    }
+
+    /// A snapshot of several regions at one instant (see [`Snapshot::prepare_regions`]).
+    pub fn builder_regions(regions: Regions<'_>) -> SnapshotBuilder<'_> {
+        SnapshotBuilder { regions, config: SnapshotConfig::default(), seal: false }
     }
 }
 
@@ -73,7 +78,7 @@ impl<'a> SnapshotBuilder<'a> {
     }
 
     fn prepare_sink(self, sink: FormatSink) -> Result<Prepared<'a>, SnapshotError> {
-        let prepared = Snapshot::prepare(self.region, self.config, Box::new(sink))?;
+        let prepared = Snapshot::prepare_regions(self.regions, self.config, Box::new(sink))?;
         if self.seal {
             prepared.seal_backing_file()?;
         }
@@ -85,8 +90,8 @@ impl<'a> SnapshotBuilder<'a> {
     pub fn prepare_file(self, path: impl AsRef<Path>) -> Result<Prepared<'a>, SnapshotError> {
         let spec = OutputSpec::File { path: path.as_ref().to_path_buf(), direct_io: false };
         let output = open_output(&spec)?;
-        let (sink, _summary) = FormatSink::for_config(output, &self.region, &self.config)?;
-        Snapshot::prepare(self.region, self.config, Box::new(sink))
+        let (sink, _summary) = FormatSink::for_config(output, &self.regions, &self.config)?;
+        self.prepare_sink(sink)
     }
 
     /// Prepares a snapshot in the wpsnap format to `writer`; the slot holds the writer again
@@ -96,7 +101,7 @@ impl<'a> SnapshotBuilder<'a> {
         writer: W,
     ) -> Result<(Prepared<'a>, crate::output::WriterSlot<W>), SnapshotError> {
         let (output, slot) = WriterOutput::new(writer);
-        let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.region, &self.config)?;
+        let (sink, _summary) = FormatSink::for_config(Box::new(output), &self.regions, &self.config)?;
         Ok((self.prepare_sink(sink)?, slot))
     }
 

@@ -1,7 +1,7 @@
 //! What a session needs to know beyond the region.
 
 use super::budget::default_budget_bytes;
-use crate::region::{Backing, Region};
+use crate::region::{Backing, Region, Regions};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wpsnap_core::{EngineConfig, PolicyConfig, ServiceModel};
@@ -50,11 +50,20 @@ impl SnapshotConfig {
     /// /proc/meminfo and the cgroup), and whole 2 MiB capture units on a THP region whose
     /// start is 2 MiB-aligned, so huge pages are unprotected whole and not split.
     pub fn engine_config(&self, region: &Region) -> EngineConfig {
-        let page_size = region.page_size();
-        let mut config = EngineConfig::new(page_size, region.page_count(), self.service_model, self.policy.clone());
+        self.engine_config_for(&Regions::from(*region))
+    }
+
+    /// The engine configuration for a session over several regions: one engine over their
+    /// pages in order; whole 2 MiB capture units only when every region is an aligned THP
+    /// region whose pages start on a unit boundary of the concatenated page space.
+    pub fn engine_config_for(&self, regions: &Regions) -> EngineConfig {
+        let page_size = regions.page_size();
+        let mut config = EngineConfig::new(page_size, regions.page_count(), self.service_model, self.policy.clone());
         config.scan_batch_pages = self.scan_batch_pages;
-        config.capture_unit_pages = capture_unit_pages(region);
-        let budget_bytes = self.budget_bytes.unwrap_or_else(|| default_budget_bytes(region.len() as u64));
+        let unit = regions.iter().map(capture_unit_pages).min().unwrap_or(1);
+        let aligned = (0..regions.count()).all(|i| regions.first_page_of(i).is_multiple_of(unit));
+        config.capture_unit_pages = if aligned { unit } else { 1 };
+        let budget_bytes = self.budget_bytes.unwrap_or_else(|| default_budget_bytes(regions.len() as u64));
         config.budget_pages = (budget_bytes / page_size).max(config.capture_unit_pages);
         config
     }

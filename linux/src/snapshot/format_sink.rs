@@ -3,7 +3,7 @@
 
 use super::sink::{PageSink, SinkError};
 use crate::output::{Output, OutputSummary};
-use crate::region::Region;
+use crate::region::{Region, Regions};
 use crate::sync::shim::{Arc, Mutex, lock};
 use std::io::{BufWriter, Write};
 use wpsnap_format::{PageDigest, SnapshotWriter};
@@ -11,6 +11,24 @@ use wpsnap_format::{PageDigest, SnapshotWriter};
 /// Output buffer: big enough to batch page records into large writes, small enough to keep
 /// the sink's latency per flush low.
 const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+
+/// What the snapshot file's region table is made of: a [`Region`] or [`Regions`].
+pub trait RegionTable {
+    /// The table's entries, in page order.
+    fn region_table(&self) -> Vec<wpsnap_format::RegionEntry>;
+}
+
+impl RegionTable for Region<'_> {
+    fn region_table(&self) -> Vec<wpsnap_format::RegionEntry> {
+        vec![self.table_entry()]
+    }
+}
+
+impl RegionTable for Regions<'_> {
+    fn region_table(&self) -> Vec<wpsnap_format::RegionEntry> {
+        self.table()
+    }
+}
 
 /// Receives the output's summary when a [`FormatSink`] is finished.
 pub type SummarySlot = Arc<Mutex<Option<OutputSummary>>>;
@@ -32,10 +50,16 @@ impl FormatSink {
     /// summary when the sink is finished.
     pub fn new(
         output: Box<dyn Output>,
-        region: &Region,
+        regions: &impl RegionTable,
         config_json: String,
     ) -> Result<(FormatSink, SummarySlot), SinkError> {
-        let header = region.snapshot_header(config_json);
+        let header = wpsnap_format::Header {
+            regions: regions.region_table(),
+            created_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            config_json,
+        };
         let writer =
             SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
                 .map_err(SinkError::Format)?;
@@ -49,11 +73,11 @@ impl FormatSink {
     /// (typed, serialized as JSON) so `inspect` shows how the snapshot was taken.
     pub fn for_config(
         output: Box<dyn Output>,
-        region: &Region,
+        regions: &impl RegionTable,
         config: &super::SnapshotConfig,
     ) -> Result<(FormatSink, SummarySlot), SinkError> {
         let json = serde_json::to_string(config).map_err(SinkError::Config)?;
-        FormatSink::new(output, region, json)
+        FormatSink::new(output, regions, json)
     }
 }
 

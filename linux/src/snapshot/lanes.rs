@@ -24,7 +24,7 @@ fn read_events(
     events.clear();
     faults.clear();
     shared.uffd.read_events(buf, events)?;
-    let region = &shared.region;
+    let region = &shared.regions;
     for event in events.iter() {
         match *event {
             UffdEvent::WriteProtectFault { addr } => match region.page_of(addr) {
@@ -92,10 +92,10 @@ fn wait_for_events(shared: &Shared, timeout: Duration) -> Result<(), SnapshotErr
 /// and hands it to the sink thread.
 fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     let run = capture.run();
-    let page_size = shared.region.page_size();
+    let page_size = shared.regions.page_size();
     let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
     shared.check_present(run.first.0, run.count)?;
-    shared.region.copy_pages(run.first.0, run.count, data.as_mut_slice());
+    shared.regions.copy_pages(run.first.0, run.count, data.as_mut_slice());
     shared.turn(|t| t.captured(capture))??;
     let digests = data
         .as_slice()
@@ -139,7 +139,7 @@ pub(super) fn drain_and_release(shared: &Shared) {
             if let UffdEvent::WriteProtectFault { addr } | UffdEvent::OtherFault { addr } = *event {
                 let _ = shared
                     .uffd
-                    .wake(addr & !(shared.region.page_size() as usize - 1), shared.region.page_size() as usize);
+                    .wake(addr & !(shared.regions.page_size() as usize - 1), shared.regions.page_size() as usize);
             }
         }
         if shared.release_writers() && read == 0 {
@@ -216,7 +216,7 @@ pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
 /// Decoupled model: writes staged pages to the sink, then frees their memory and their room in
 /// the budget, and tells the engine how many stream bytes they took.
 pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
-    let page_size = shared.region.page_size() as usize;
+    let page_size = shared.regions.page_size() as usize;
     loop {
         let Some(run) = shared.staging.pop(SINK_POLL) else {
             if shared.stopped() {
@@ -252,7 +252,7 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
 /// then unprotects; it scans in between. After an iteration end with the bandwidth limit used
 /// up it sleeps, reading no fault, as QEMU's migration thread does.
 pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), SnapshotError> {
-    let page_size = shared.region.page_size() as usize;
+    let page_size = shared.regions.page_size() as usize;
     let mut buf = WpUffd::event_buffer();
     let mut events = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
     let mut faults = Vec::with_capacity(crate::uffd::EVENTS_PER_READ_MAX);
@@ -280,9 +280,9 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
         match capture {
             Some(capture) => {
                 let run = capture.run();
-                data.resize((run.count * shared.region.page_size()) as usize, 0);
+                data.resize((run.count * shared.regions.page_size()) as usize, 0);
                 shared.check_present(run.first.0, run.count)?;
-                shared.region.copy_pages(run.first.0, run.count, &mut data);
+                shared.regions.copy_pages(run.first.0, run.count, &mut data);
                 // The page stays protected until the stream has it, written and flushed: QEMU's
                 // behaviour (a fault waits for its page's stream write, not for a later flush).
                 let bytes_before = sink.bytes_written();

@@ -41,7 +41,7 @@ mod staging_memory;
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
 pub use builder::SnapshotBuilder;
 pub use config::{FAULT_SPIN_MAX, SnapshotConfig, capture_unit_pages};
-pub use format_sink::FormatSink;
+pub use format_sink::{FormatSink, RegionTable};
 pub use pause::{NoWriters, PauseGuard, Resume};
 pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};

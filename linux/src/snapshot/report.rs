@@ -16,7 +16,12 @@ pub struct Progress {
 /// The measurements of one snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
+    /// The backing of the first region (every region's is in `regions`).
     pub backing: Backing,
+    /// Each region: address, length, page size, backing (one entry for a one-region session).
+    #[serde(default)]
+    pub regions: Vec<wpsnap_format::RegionEntry>,
+    /// Bytes of all regions.
     pub region_bytes: u64,
     pub page_size: u64,
     /// userfaultfd features the kernel granted.

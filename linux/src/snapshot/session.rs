@@ -9,7 +9,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
-use crate::region::{ContractWatch, Region};
+use crate::region::{ContractWatches, Region, Regions};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
 use crate::uffd::{UnpopulatedMethod, WpUffd};
@@ -39,7 +39,19 @@ impl Snapshot {
         config: SnapshotConfig,
         sink: Box<dyn PageSink>,
     ) -> Result<Prepared<'_>, SnapshotError> {
-        let engine_config = config.engine_config(&region);
+        Snapshot::prepare_regions(Regions::from(region), config, sink)
+    }
+
+    /// [`Snapshot::prepare`] for several regions snapshotted at one instant: one userfaultfd
+    /// with one registration per region, all protected in the same pause, and one engine over
+    /// their pages in order (global page `i` of the sink is page `i` of that order; the file's
+    /// region table says which region it belongs to).
+    pub fn prepare_regions(
+        regions: Regions<'_>,
+        config: SnapshotConfig,
+        sink: Box<dyn PageSink>,
+    ) -> Result<Prepared<'_>, SnapshotError> {
+        let engine_config = config.engine_config_for(&regions);
         engine_config.validate()?;
         if config.fault_spin > FAULT_SPIN_MAX {
             return Err(ConfigError::field(
@@ -48,23 +60,35 @@ impl Snapshot {
             )
             .into());
         }
-        let contract = ContractWatch::at_prepare(&region).map_err(|e| match e {
+        let contracts = ContractWatches::at_prepare(&regions).map_err(|e| match e {
             crate::region::ContractError::Region(r) => SnapshotError::Region(r),
             other => SnapshotError::Contract(other),
         })?;
         let uffd = WpUffd::open()?;
-        let method = if config.force_touch || contract.file_watched() == Some(true) {
-            UnpopulatedMethod::TouchByReading
-        } else {
-            uffd.unpopulated_method(region.backing().is_file_backed())
-        };
-        uffd.register_wp(region.start(), region.len())?;
+        let touch: Vec<bool> = regions
+            .iter()
+            .zip(contracts.watched())
+            .map(|(region, watched)| {
+                config.force_touch
+                    || watched
+                    || uffd.unpopulated_method(region.backing().is_file_backed()) == UnpopulatedMethod::TouchByReading
+            })
+            .collect();
+        // Dropping the uffd on an error unregisters what was registered.
+        for region in regions.iter() {
+            uffd.register_wp(region.start(), region.len())?;
+        }
         let touch_started = Instant::now();
-        if method == UnpopulatedMethod::TouchByReading {
+        for (region, _) in regions.iter().zip(&touch).filter(|(_, t)| **t) {
             region.touch_every_page();
         }
         let touch_ns = touch_started.elapsed().as_nanos() as u64;
-        Ok(Prepared { region, config, engine_config, uffd, method, sink, touch_ns, contract })
+        let method = if touch.contains(&true) {
+            UnpopulatedMethod::TouchByReading
+        } else {
+            UnpopulatedMethod::KernelWpUnpopulated
+        };
+        Ok(Prepared { regions, config, engine_config, uffd, method, sink, touch_ns, contracts })
     }
 }
 
@@ -73,19 +97,19 @@ impl Snapshot {
 /// memory for `'a`.
 #[must_use = "arm the snapshot, or drop it to give up"]
 pub struct Prepared<'a> {
-    region: Region<'a>,
+    regions: Regions<'a>,
     config: SnapshotConfig,
     engine_config: EngineConfig,
     uffd: WpUffd,
     method: UnpopulatedMethod,
     sink: Box<dyn PageSink>,
     touch_ns: u64,
-    contract: ContractWatch,
+    contracts: ContractWatches,
 }
 
 impl std::fmt::Debug for Prepared<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("region", &self.region).field("method", &self.method).finish_non_exhaustive()
+        f.debug_struct("Prepared").field("regions", &self.regions).field("method", &self.method).finish_non_exhaustive()
     }
 }
 
@@ -95,7 +119,7 @@ impl<'a> Prepared<'a> {
         self.uffd.features().names()
     }
 
-    /// How never-touched pages are protected.
+    /// How never-touched pages are protected (`TouchByReading` if any region needed it).
     pub fn unpopulated_method(&self) -> UnpopulatedMethod {
         self.method
     }
@@ -105,7 +129,7 @@ impl<'a> Prepared<'a> {
     /// writable mappings (see [`ContractWatch::seal`]). Stores through existing mappings go
     /// on as before.
     pub fn seal_backing_file(&self) -> Result<(), SnapshotError> {
-        Ok(self.contract.seal()?)
+        Ok(self.contracts.seal()?)
     }
 
     /// Arms the snapshot: calls `pause_writers`, which must stop every thread that writes the
@@ -119,35 +143,41 @@ impl<'a> Prepared<'a> {
         self.arm_observed(pause_writers, |_| {})
     }
 
-    /// [`arm`](Prepared::arm), and run `at_instant` after the region is protected, while the
-    /// writers are still paused: it sees exactly the memory the image will hold (the demo and
-    /// tests take their reference copy there). Its time is reported as `observe_ns` and not
+    /// [`arm`](Prepared::arm), and run `at_instant` after the regions are protected, while
+    /// the writers are still paused: it sees exactly the memory the image will hold (the demo
+    /// and tests take their reference copy there). Its time is reported as `observe_ns` and not
     /// counted in `pause_ns`.
     pub fn arm_observed<G: PauseGuard>(
         self,
         pause_writers: impl FnOnce() -> G,
-        at_instant: impl FnOnce(&Region<'a>),
+        at_instant: impl FnOnce(&Regions<'a>),
     ) -> Result<Running<'a>, SnapshotError> {
-        let Prepared { region, config, engine_config, uffd, method, sink, touch_ns, mut contract } = self;
+        let Prepared { regions, config, engine_config, uffd, method, sink, touch_ns, mut contracts } = self;
         let wake_fd =
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
                 .map_err(SnapshotError::EventFd)?;
+        let release = |uffd: &WpUffd| {
+            for region in regions.iter() {
+                let _ = uffd.unprotect(region.start(), region.len());
+                let _ = uffd.unregister(region.start(), region.len());
+            }
+        };
         let pause_started = Instant::now();
         let guard = pause_writers();
         let protect_started = Instant::now();
-        let protected = uffd.protect(region.start(), region.len());
+        // Every region in the same pause: the image is all of them at one instant.
+        let protected = regions.iter().try_for_each(|r| uffd.protect(r.start(), r.len()));
         let epoch = Instant::now();
-        // The backing file's state at the instant (one fstat), compared at finish.
-        let stamped = protected.map_err(SnapshotError::from).and_then(|()| Ok(contract.at_instant()?));
+        // The backing files' state at the instant (one fstat each), compared at finish.
+        let stamped = protected.map_err(SnapshotError::from).and_then(|()| Ok(contracts.at_instant()?));
         if let Err(e) = stamped {
-            let _ = uffd.unprotect(region.start(), region.len());
+            release(&uffd);
             drop(guard);
-            let _ = uffd.unregister(region.start(), region.len());
             sink.abort();
             return Err(e);
         }
         let observe_started = Instant::now();
-        at_instant(&region);
+        at_instant(&regions);
         let observe_ns = observe_started.elapsed().as_nanos() as u64;
         drop(guard);
         let pause_ns = (pause_started.elapsed().as_nanos() as u64).saturating_sub(observe_ns);
@@ -155,8 +185,7 @@ impl<'a> Prepared<'a> {
         let engine = match Engine::new(engine_config.clone(), Nanos::ZERO) {
             Ok(engine) => engine,
             Err(e) => {
-                let _ = uffd.unprotect(region.start(), region.len());
-                let _ = uffd.unregister(region.start(), region.len());
+                release(&uffd);
                 sink.abort();
                 return Err(e.into());
             }
@@ -166,7 +195,7 @@ impl<'a> Prepared<'a> {
             engine: EngineHandle::new(engine, epoch),
             // SAFETY: `Running<'a>` carries the borrow and joins every thread that uses this
             // copy before it is dropped (its `Drop` concludes the session).
-            region: unsafe { region.erase() },
+            regions: unsafe { regions.erase() },
             uffd,
             staging: StagingQueue::new(budget)
                 .with_wake_pages((budget / STAGING_WAKE_FRACTION).min(STAGING_WAKE_PAGES_MAX)),
@@ -178,7 +207,7 @@ impl<'a> Prepared<'a> {
             scan_wait: AtomicU8::new(0),
             failure: Mutex::new(None),
             fault_spin: config.fault_spin,
-            check_present: contract.file_watched() == Some(true),
+            check_present: contracts.watched(),
             unprotect_calls: AtomicU64::new(0),
             unprotect_pages: AtomicU64::new(0),
         });
@@ -192,7 +221,7 @@ impl<'a> Prepared<'a> {
             touch_ns,
             observe_ns,
             features: shared.uffd.features().names().iter().map(|s| s.to_string()).collect(),
-            contract,
+            contracts,
             _region: std::marker::PhantomData,
         };
         let spawned = match config.service_model {
@@ -232,7 +261,7 @@ pub struct Running<'a> {
     touch_ns: u64,
     observe_ns: u64,
     features: Vec<String>,
-    contract: ContractWatch,
+    contracts: ContractWatches,
     _region: std::marker::PhantomData<Region<'a>>,
 }
 
@@ -329,14 +358,15 @@ impl Running<'_> {
         }
         // Whatever happened, no writer stays blocked and the region leaves the uffd.
         let _ = self.shared.release_writers();
-        let region = self.shared.region;
-        let _ = self.shared.uffd.unregister(region.start(), region.len());
+        for region in self.shared.regions.iter() {
+            let _ = self.shared.uffd.unregister(region.start(), region.len());
+        }
         let failure = lock(&self.shared.failure).take();
         let complete = self.shared.engine.inspect(|engine, _| engine.is_complete());
         match (failure, sink) {
             (None, Some(sink)) if complete => {
                 // Writes that bypassed the protection: nothing may be published then.
-                if let Err(e) = self.contract.at_finish() {
+                if let Err(e) = self.contracts.at_finish() {
                     sink.abort();
                     return Err(e.into());
                 }
@@ -357,11 +387,12 @@ impl Running<'_> {
     fn report(&self, sink_bytes: u64, destination: String) -> SnapshotReport {
         let (engine, last_now) = self.shared.engine.inspect(|engine, last_now| (engine.report(), last_now));
         let duration_ns = engine.stats.finished_at.map_or(last_now.as_ns(), |t| t.as_ns());
-        let region = self.shared.region;
+        let regions = &self.shared.regions;
         SnapshotReport {
-            backing: region.backing(),
-            region_bytes: region.len() as u64,
-            page_size: region.page_size(),
+            backing: regions.iter().next().map_or(crate::region::Backing::Anonymous, Region::backing),
+            regions: regions.table(),
+            region_bytes: regions.len() as u64,
+            page_size: regions.page_size(),
             uffd_features: self.features.clone(),
             unpopulated_method: self.method,
             pause_ns: self.pause_ns,
@@ -371,10 +402,10 @@ impl Running<'_> {
             protection_window_ns: engine.protection_window_ns.unwrap_or(duration_ns),
             duration_ns,
             sink_bytes,
-            throughput_bytes_per_sec: region.len() as f64 / (duration_ns.max(1) as f64 / 1e9),
+            throughput_bytes_per_sec: regions.len() as f64 / (duration_ns.max(1) as f64 / 1e9),
             unprotect_calls: self.shared.unprotect_calls.load(Ordering::Relaxed),
             unprotect_pages: self.shared.unprotect_pages.load(Ordering::Relaxed),
-            budget_bytes: engine.config.budget_pages * region.page_size(),
+            budget_bytes: engine.config.budget_pages * regions.page_size(),
             staging_mapped_peak_bytes: self.shared.staging_memory.mapped_peak_bytes(),
             fault_spin_ns: self.shared.fault_spin.as_nanos() as u64,
             destination,

@@ -4,7 +4,7 @@
 
 use super::engine_handle::{ActionTarget, EngineHandle, Turn};
 use super::staging_memory::{StagedBuf, StagingMemory, StagingMemoryError};
-use crate::region::Region;
+use crate::region::Regions;
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagedPages, StagingQueue};
 use crate::uffd::{UffdError, WpUffd};
@@ -87,8 +87,9 @@ impl StagedPages for StagedRun {
 
 pub(super) struct Shared {
     pub engine: EngineHandle,
-    /// Lifetime-erased: the session's `Running<'a>` holds the borrow and joins the threads.
-    pub region: Region<'static>,
+    /// The regions, their pages numbered in order. Lifetime-erased: the session's
+    /// `Running<'a>` holds the borrow and joins the threads.
+    pub regions: Regions<'static>,
     pub uffd: WpUffd,
     pub staging: StagingQueue<StagedRun>,
     pub staging_memory: StagingMemory,
@@ -106,9 +107,10 @@ pub(super) struct Shared {
     pub failure: Mutex<Option<SnapshotError>>,
     /// How long the event-reading thread spins on the uffd before sleeping in `poll`.
     pub fault_spin: Duration,
-    /// Check that pages are still present before copying them (a watched shared region,
-    /// populated at prepare: a missing page was discarded behind the mapping's back).
-    pub check_present: bool,
+    /// Per region: check that its pages are still present before copying them (a watched
+    /// shared region, populated at prepare: a missing page was discarded behind the mapping's
+    /// back).
+    pub check_present: Vec<bool>,
     pub unprotect_calls: AtomicU64,
     pub unprotect_pages: AtomicU64,
 }
@@ -132,13 +134,16 @@ fn region_error(e: UffdError) -> SnapshotError {
 
 impl ActionTarget for Shared {
     fn unprotect(&self, run: PageRun) -> Result<(), SnapshotError> {
-        self.unprotect_calls.fetch_add(1, Ordering::Relaxed);
         self.unprotect_pages.fetch_add(run.count, Ordering::Relaxed);
-        let start = self.region.page_addr(run.first.0);
-        self.uffd.unprotect(start, (run.count * self.region.page_size()) as usize).map_err(region_error)
+        // One ioctl per region the run touches (a run may cross a region boundary).
+        for (start, len) in self.regions.byte_ranges(run.first.0, run.count) {
+            self.unprotect_calls.fetch_add(1, Ordering::Relaxed);
+            self.uffd.unprotect(start, len).map_err(region_error)?;
+        }
+        Ok(())
     }
     fn wake(&self, page: PageIndex) -> Result<(), SnapshotError> {
-        self.uffd.wake(self.region.page_addr(page.0), self.region.page_size() as usize).map_err(region_error)
+        self.uffd.wake(self.regions.page_addr(page.0), self.regions.page_size() as usize).map_err(region_error)
     }
     fn unprotect_all(&self) {
         // If an event blocks it now, the event-reading lane retries after reading it.
@@ -170,13 +175,13 @@ impl Shared {
     /// present (see [`Shared::check_present`]). Call it before copying the pages: the copy's
     /// own read would bring a discarded page back as zeros.
     pub fn check_present(&self, first: u64, count: u64) -> Result<(), SnapshotError> {
-        if !self.check_present {
+        if !self.check_present.contains(&true) {
             return Ok(());
         }
-        match self.region.first_absent(first, count) {
+        match self.regions.first_absent(first, count, |region| self.check_present.get(region) == Some(&true)) {
             Ok(None) => Ok(()),
             Ok(Some(page)) => {
-                Err(crate::region::ContractError::Discarded { page, addr: self.region.page_addr(page) }.into())
+                Err(crate::region::ContractError::Discarded { page, addr: self.regions.page_addr(page) }.into())
             }
             Err(source) => Err(crate::region::ContractError::Residency { source }.into()),
         }
@@ -220,9 +225,13 @@ impl Shared {
     /// Returns false when the kernel refused because a remove/unmap/remap event is pending:
     /// the event must be read first (see `lanes::drain_and_release`).
     pub fn release_writers(&self) -> bool {
-        let unprotected = self.uffd.unprotect(self.region.start(), self.region.len());
-        let _ = self.uffd.wake(self.region.start(), self.region.len());
-        !unprotected.as_ref().is_err_and(UffdError::is_mm_changing)
+        let mut released = true;
+        for region in self.regions.iter() {
+            let unprotected = self.uffd.unprotect(region.start(), region.len());
+            let _ = self.uffd.wake(region.start(), region.len());
+            released &= !unprotected.as_ref().is_err_and(UffdError::is_mm_changing);
+        }
+        released
     }
 
     /// Tells every thread to finish and wakes the ones that sleep.
