@@ -375,6 +375,10 @@ impl Engine {
             self.sleep = None;
             self.stats.iteration_sleep_ns += now.saturating_since(sleep.since).as_ns();
         }
+        // A writer blocked behind a queued fault: its wait so far, the driver's own measure.
+        if let Some(oldest) = self.faults.front() {
+            self.policy.observe(now, Observation::FaultQueueAge(now.saturating_since(oldest.read_at)));
+        }
         if lane.serves_faults() && !self.faults.is_empty() {
             return self.start_fault_capture(now, lane);
         }
@@ -642,6 +646,13 @@ impl Engine {
             fault_wait: self.fault_wait.summary(),
             seed_latency: self.seed_latency.summary(),
             service_latency: self.service_latency.summary(),
+            latency_measure: self.policy.latency_measure(),
+            policy_slowdowns: self.policy.slowdowns(),
         }
+    }
+
+    /// How often the policy has slowed the scan for latency so far.
+    pub fn policy_slowdowns(&self) -> u64 {
+        self.policy.slowdowns()
     }
 }

@@ -82,4 +82,10 @@ pub struct EngineReport {
     pub seed_latency: LatencySummary,
     /// Fault event read to unprotect issued.
     pub service_latency: LatencySummary,
+    /// Which fault-latency measure drove the policy (`None`: the policy uses none, or saw none).
+    #[serde(default)]
+    pub latency_measure: Option<crate::policy::LatencyMeasure>,
+    /// How often the policy slowed the scan for latency.
+    #[serde(default)]
+    pub policy_slowdowns: u64,
 }

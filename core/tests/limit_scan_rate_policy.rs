@@ -147,3 +147,17 @@ fn limit_scan_rate_true_latency_ignores_a_slow_seed_measure() {
     let (starts, _) = scan(&mut e, t, 20);
     assert!(gaps(&starts, t).iter().all(|&g| g == Nanos::ZERO));
 }
+
+#[test]
+fn limit_scan_rate_true_latency_without_writer_reports_throttles_on_the_driver_measure() {
+    let mut e = engine(PolicyConfig::LimitScanRateTrueLatency(LimitScanRateParams::default()));
+    // No writer reports a wait: the fault's service latency (6 ms) stands in for it.
+    let t = slow_fault(&mut e, Nanos::ZERO, 5000, Nanos::from_ms(6));
+    let (starts, _) = scan(&mut e, t, 3);
+    let gaps = gaps(&starts, t);
+    assert_eq!(gaps[0], Nanos::ZERO);
+    assert_eq!(gaps[1], Nanos::from_ms(5), "{gaps:?}");
+    let report = e.report();
+    assert_eq!(report.latency_measure, Some(wpsnap_core::policy::LatencyMeasure::DriverMeasured));
+    assert_eq!(report.policy_slowdowns, 1);
+}

@@ -9,10 +9,14 @@
 //! 4. After a clean window, raise the paced rate by a quarter; once it exceeds twice what the
 //!    scan achieved unpaced, drop pacing altogether.
 //!
-//! It listens to the writers' real waits when the driver reports them, and to the engine's
-//! own service latency (event read to unprotect) until it has seen a real wait.
+//! It listens to the writers' real waits when the driver reports them. Until it has seen a real
+//! wait it uses what the driver measures itself, so it works with writers that do not time
+//! themselves: the service latency (event read to unprotect) of every served fault, and the age
+//! of the oldest fault still queued (a writer blocked that long), which counts as one wait over
+//! target whenever it exceeds the target. The report says which measure drove it
+//! ([`LatencyMeasure`]).
 
-use super::{Gate, LatencyTargetParams, Observation, ThrottlePolicy, TokenBucket};
+use super::{Gate, LatencyMeasure, LatencyTargetParams, Observation, ThrottlePolicy, TokenBucket};
 use crate::time::Nanos;
 
 #[derive(Debug)]
@@ -27,6 +31,7 @@ pub struct LatencyTargetPolicy {
     window_over: u64,
     window_scan_pages: u64,
     true_waits_seen: bool,
+    driver_measures_seen: bool,
     /// Times the controller lowered / raised the rate, for reports.
     pub decreases: u64,
     pub increases: u64,
@@ -43,6 +48,7 @@ impl LatencyTargetPolicy {
             window_over: 0,
             window_scan_pages: 0,
             true_waits_seen: false,
+            driver_measures_seen: false,
             decreases: 0,
             increases: 0,
         }
@@ -107,7 +113,15 @@ impl ThrottlePolicy for LatencyTargetPolicy {
                 self.true_waits_seen = true;
                 self.record_wait(wait);
             }
-            Observation::ServiceLatency(latency) if !self.true_waits_seen => self.record_wait(latency),
+            Observation::ServiceLatency(latency) if !self.true_waits_seen => {
+                self.driver_measures_seen = true;
+                self.record_wait(latency);
+            }
+            // Only an age over target is evidence: a young queued fault may still be served fast.
+            Observation::FaultQueueAge(age) if !self.true_waits_seen && age.as_ns() > self.params.target_p99_ns => {
+                self.driver_measures_seen = true;
+                self.record_wait(age);
+            }
             Observation::ScanStarted { pages } => {
                 self.window_scan_pages += pages;
                 if let Some(bucket) = &mut self.bucket {
@@ -116,6 +130,20 @@ impl ThrottlePolicy for LatencyTargetPolicy {
             }
             _ => {}
         }
+    }
+
+    fn latency_measure(&self) -> Option<LatencyMeasure> {
+        if self.true_waits_seen {
+            Some(LatencyMeasure::WriterReported)
+        } else if self.driver_measures_seen {
+            Some(LatencyMeasure::DriverMeasured)
+        } else {
+            None
+        }
+    }
+
+    fn slowdowns(&self) -> u64 {
+        self.decreases
     }
 
     fn scan_gate(&mut self, now: Nanos) -> Gate {
@@ -174,6 +202,24 @@ mod tests {
         }
         p.scan_gate(window());
         assert_eq!(p.rate_pages_per_sec(), None);
+    }
+
+    #[test]
+    fn without_writer_waits_the_driver_measures_drive_it_and_a_stuck_fault_slows_the_scan() {
+        let mut p = LatencyTargetPolicy::new(LatencyTargetParams::default());
+        assert_eq!(p.latency_measure(), None);
+        p.observe(Nanos::ZERO, Observation::ScanStarted { pages: 1000 });
+        // A young queued fault says nothing; one queued past the target is a wait over it.
+        p.observe(Nanos(1), Observation::FaultQueueAge(Nanos::from_us(10)));
+        assert_eq!(p.latency_measure(), None);
+        p.observe(Nanos(2), Observation::FaultQueueAge(Nanos::from_ms(5)));
+        assert_eq!(p.latency_measure(), Some(LatencyMeasure::DriverMeasured));
+        p.scan_gate(window());
+        assert_eq!(p.slowdowns(), 1);
+        assert!(p.rate_pages_per_sec().is_some());
+        // Once a writer reports, its waits take over.
+        p.observe(window() + Nanos(1), Observation::FaultWait(Nanos::from_us(5)));
+        assert_eq!(p.latency_measure(), Some(LatencyMeasure::WriterReported));
     }
 
     #[test]

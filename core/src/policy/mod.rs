@@ -46,6 +46,21 @@ pub enum Observation {
     ScanStarted { pages: u64 },
     /// `bytes` went into the snapshot stream (page records: a zero page costs its header).
     StreamBytes { bytes: u64 },
+    /// The oldest fault still queued (not yet captured: no room, or its lane busy) has waited
+    /// this long since its event was read: a writer is blocked at least that long. The
+    /// driver's own measure of a wait still in progress, observed whenever a lane polls.
+    FaultQueueAge(Nanos),
+}
+
+/// Which measure of fault latency drove a policy's decisions, for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyMeasure {
+    /// The writers' own waits, reported by the driver's writers (`FaultWait`).
+    WriterReported,
+    /// What the driver measures itself: event read to unprotect (`ServiceLatency`) and the
+    /// age of queued faults (`FaultQueueAge`), because no writer reported a wait.
+    DriverMeasured,
 }
 
 /// A policy's answer to "may the scan capture now?".
@@ -63,6 +78,15 @@ pub trait ThrottlePolicy: std::fmt::Debug + Send {
     fn observe(&mut self, now: Nanos, observation: Observation);
     /// May the scan capture now, and how much?
     fn scan_gate(&mut self, now: Nanos) -> Gate;
+    /// The latency measure that drove the decisions so far; `None` for a policy that uses
+    /// no latency, or before any was seen.
+    fn latency_measure(&self) -> Option<LatencyMeasure> {
+        None
+    }
+    /// How often the policy slowed the scan down because of latency.
+    fn slowdowns(&self) -> u64 {
+        0
+    }
     /// QEMU's rate limit: `Some(until)` while the stream has used up its bandwidth for now.
     /// In the qemu model that ends the iteration and the one thread sleeps until then, reading
     /// no fault (`migration_rate_limit`). Only `bandwidth` limits the rate.

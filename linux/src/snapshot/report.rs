@@ -11,6 +11,10 @@ pub struct Progress {
     pub pages_saved: u64,
     pub page_count: u64,
     pub pages_by_fault: u64,
+    /// Faults read but not captured yet (their writers are blocked).
+    pub faults_queued: u64,
+    /// How often the policy slowed the scan for latency so far.
+    pub policy_slowdowns: u64,
 }
 
 /// The measurements of one snapshot.

@@ -311,6 +311,8 @@ impl Running<'_> {
             pages_saved: engine.stats().pages_saved(),
             page_count: engine.config().page_count,
             pages_by_fault: engine.stats().pages_by_fault,
+            faults_queued: engine.faults_queued() as u64,
+            policy_slowdowns: engine.policy_slowdowns(),
         })
     }
 
