@@ -41,5 +41,5 @@ pub use error::FormatError;
 pub use header::Header;
 pub use layout::*;
 pub use reader::{PageRecord, SnapshotReader, Trailer, read_snapshot};
-pub use writer::{PageDigest, SnapshotWriter};
+pub use writer::{DigestedRun, PageDigest, SnapshotWriter};
 pub use zero::is_all_zero;

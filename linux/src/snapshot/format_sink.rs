@@ -6,11 +6,12 @@ use crate::output::{Output, OutputSummary};
 use crate::region::Region;
 use crate::sync::shim::{Arc, Mutex, lock};
 use std::io::{BufWriter, Write};
-use wpsnap_format::{PageDigest, SnapshotWriter};
+use wpsnap_format::{DigestedRun, PageDigest, SnapshotWriter};
 
-/// Output buffer: big enough to batch page records into large writes, small enough to keep
-/// the sink's latency per flush low.
-const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+/// Output buffer for the small writes (header, single pages, trailer). Runs of pages of at
+/// least this size skip it: [`PageSink::write_runs`] writes them with vectored writes straight
+/// from staging memory.
+const OUTPUT_BUFFER_BYTES: usize = 64 << 10;
 
 /// Receives the output's summary when a [`FormatSink`] is finished.
 pub type SummarySlot = Arc<Mutex<Option<OutputSummary>>>;
@@ -51,6 +52,9 @@ impl PageSink for FormatSink {
     fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
         self.writer.write_page_digested(index, data, digest).map_err(|e| SinkError(e.to_string()))
     }
+    fn write_runs(&mut self, runs: &[DigestedRun<'_>]) -> Result<(), SinkError> {
+        self.writer.write_runs_digested(runs).map_err(|e| SinkError(e.to_string()))
+    }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.writer.flush().map_err(|e| SinkError(e.to_string()))
     }
@@ -83,6 +87,12 @@ impl Write for AbortOnDrop {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &mut self.0 {
             Some(output) => output.write(buf),
+            None => Err(std::io::Error::other("output already finished")),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(output) => output.write_vectored(bufs),
             None => Err(std::io::Error::other("output already finished")),
         }
     }
