@@ -10,6 +10,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use wpsnap_core::PolicyConfig;
 use wpsnap_linux::output::OutputSpec;
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
 use wpsnap_linux::snapshot::SnapshotConfig;
@@ -24,8 +25,8 @@ const WINDOW_TARGET_RATIO: f64 = 2.0;
 const THP_KEPT_TARGET: f64 = 0.95;
 /// The loop-disk preset and the dirty limits of the write-back row.
 const LOOP_PRESET: &str = "hdd";
-const LOOP_DIRTY_BYTES: &str = "64M";
-const LOOP_DIRTY_BACKGROUND_BYTES: &str = "32M";
+const LOOP_DIRTY_BYTES: &str = "67108864";
+const LOOP_DIRTY_BACKGROUND_BYTES: &str = "33554432";
 /// Sparse image size of the loop disk.
 const LOOP_IMAGE_SIZE: &str = "2G";
 /// Times memcpy is repeated per round (the first pays the buffer's page faults).
@@ -132,7 +133,7 @@ pub(super) fn bursty_pipe(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::
 /// taken down again.
 pub(super) fn write_back(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<StallRow> {
     let name = "write-back";
-    let destination = format!("file on the {LOOP_PRESET} loop disk, vm.dirty_bytes {LOOP_DIRTY_BYTES}");
+    let destination = format!("file on the {LOOP_PRESET} loop disk, vm.dirty_bytes 64 MiB (background 32 MiB)");
     let bytes = plan.fault_region_bytes;
     if plan.quick {
         return Ok(skipped(name, &destination, bytes, "skipped in quick mode (needs the loop disk)".into()));
@@ -218,7 +219,10 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
         drop(copy);
         unprotect.push(baseline::measure_unprotect(&bare_region)?);
         let path = plan.dir.join("window.wps");
-        let config = SnapshotConfig { budget_bytes: Some(bytes), ..SnapshotConfig::default() };
+        // Policy none: the window measures the engine's copy and unprotect, not a throttle the
+        // default policy may choose (the default-budget run below keeps the default policy).
+        let config =
+            SnapshotConfig { budget_bytes: Some(bytes), policy: PolicyConfig::None, ..SnapshotConfig::default() };
         let run = file_run_at(&path, &region, config, Some(&writer), None);
         let _ = std::fs::remove_file(&path);
         full.push(run?.report.protection_window_ns);

@@ -304,8 +304,8 @@ impl BenchReport {
         );
         let _ = writeln!(
             o,
-            "memcpy {} + bare whole-region unprotect {} = {}. Budget {}: window {} ({}). Default budget {}: \
-             window {} ({}); {:.4} unprotect calls per page.\n",
+            "memcpy {} + bare whole-region unprotect {} = {}. Budget {} (policy none): window {} ({}). \
+             Default budget {} and policy: window {} ({}); {:.4} unprotect calls per page.\n",
             format_ns(p.memcpy_ns),
             format_ns(p.bare_unprotect_ns),
             format_ns(p.ideal_ns),

@@ -53,7 +53,7 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
     let p = &report.protection_window;
     rows.push(row(
         "protection_window.full_budget",
-        format!("{} (budget {})", format_ns(p.full_budget_window_ns), mib(p.full_budget_bytes)),
+        format!("{} (budget {}, policy none)", format_ns(p.full_budget_window_ns), mib(p.full_budget_bytes)),
         format!("memcpy {} + unprotect {}", format_ns(p.memcpy_ns), format_ns(p.bare_unprotect_ns)),
         p.full_budget_ratio,
         "<= 2x",
@@ -61,7 +61,11 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
     ));
     let mut default = row(
         "protection_window.default_budget",
-        format!("{} (budget {})", format_ns(p.default_budget_window_ns), mib(p.default_budget_bytes)),
+        format!(
+            "{} (default budget {} and policy)",
+            format_ns(p.default_budget_window_ns),
+            mib(p.default_budget_bytes)
+        ),
         format!("memcpy + unprotect {}", format_ns(p.ideal_ns)),
         p.default_budget_ratio,
         "stated",
