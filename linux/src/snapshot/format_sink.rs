@@ -5,7 +5,7 @@ use super::sink::{PageSink, SinkError};
 use crate::output::{Output, OutputSummary};
 use crate::region::Region;
 use crate::sync::shim::{Arc, Mutex, lock};
-use std::io::{BufWriter, Write};
+use std::io::{IoSlice, Write};
 use wpsnap_format::{DigestedRun, PageDigest, SnapshotWriter};
 
 /// Output buffer for the small writes (header, single pages, trailer). Runs of pages of at
@@ -18,7 +18,7 @@ pub type SummarySlot = Arc<Mutex<Option<OutputSummary>>>;
 
 /// Writes pages as wpsnap records; `finish` writes the trailer and commits the output.
 pub struct FormatSink {
-    writer: SnapshotWriter<BufWriter<AbortOnDrop>>,
+    writer: SnapshotWriter<SmallWriteBuffer>,
     summary: SummarySlot,
 }
 
@@ -37,9 +37,8 @@ impl FormatSink {
         config_json: String,
     ) -> Result<(FormatSink, SummarySlot), SinkError> {
         let header = region.snapshot_header(config_json);
-        let writer =
-            SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
-                .map_err(|e| SinkError(format!("writing the header: {e}")))?;
+        let out = SmallWriteBuffer { out: AbortOnDrop(Some(output)), buf: Vec::with_capacity(OUTPUT_BUFFER_BYTES) };
+        let writer = SnapshotWriter::new(out, &header).map_err(|e| SinkError(format!("writing the header: {e}")))?;
         let summary = Arc::new(Mutex::new(None));
         Ok((FormatSink { writer, summary: summary.clone() }, summary))
     }
@@ -65,8 +64,7 @@ impl PageSink for FormatSink {
         let FormatSink { writer, summary } = *self;
         let mut buffered = writer.finish(report_json).map_err(|e| SinkError(e.to_string()))?;
         buffered.flush().map_err(|e| SinkError(format!("flushing the output: {e}")))?;
-        let mut output = buffered.into_inner().map_err(|e| SinkError(format!("flushing the output: {}", e.error())))?;
-        let output = output.0.take().ok_or_else(|| SinkError("the output was already finished".into()))?;
+        let output = buffered.out.0.take().ok_or_else(|| SinkError("the output was already finished".into()))?;
         let done = output.commit().map_err(|e| SinkError(e.to_string()))?;
         let destination = done.destination.clone();
         *lock(&summary) = Some(done);
@@ -77,6 +75,46 @@ impl PageSink for FormatSink {
         // AbortOnDrop aborts the output: NAME.partial is left (file), the stream is closed
         // without a trailer (pipe, TCP).
         drop(writer);
+    }
+}
+
+/// A write buffer that, unlike `std::io::BufWriter`, hands large vectored writes to the output
+/// as they are: `BufWriter` copies them unless the inner writer says it is vectored, which
+/// only standard-library types can say (`is_write_vectored` is unstable).
+struct SmallWriteBuffer {
+    out: AbortOnDrop,
+    /// Bytes not yet written; never more than [`OUTPUT_BUFFER_BYTES`].
+    buf: Vec<u8>,
+}
+
+impl SmallWriteBuffer {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        let result = self.out.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+impl Write for SmallWriteBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(data)])
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.buf.len() + total > OUTPUT_BUFFER_BYTES {
+            self.flush_buf()?;
+        }
+        if total >= OUTPUT_BUFFER_BYTES {
+            return self.out.write_vectored(bufs);
+        }
+        for b in bufs {
+            self.buf.extend_from_slice(b);
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf()?;
+        self.out.flush()
     }
 }
 
