@@ -58,6 +58,41 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
     assert!(m.fork_ratio.is_some(), "writers ran during the fork, so pages were copied: {m:?}");
     assert!(report.slow_disk.emulated);
     assert!(report.slow_disk.fault_wait.samples == 0 || report.slow_disk.target_met.is_some());
+    // Issue 15: the busy-polling floor, the stall rows (skipped in quick mode, with the reason),
+    // the protection window, THP and the met/missed table.
+    assert_eq!(f.busy_floor.samples, f.region_bytes / 4096, "the busy floor times one first write per page");
+    assert_eq!(f.busy_floor.p50_ratio, Some(1.0));
+    assert!(f.decoupled_faults_only_vs_busy.p50_ratio.is_some() && f.target_p99_met_busy_floor.is_some());
+    assert_eq!(report.stalls.len(), 2);
+    for s in &report.stalls {
+        assert!(!s.measured && s.note.contains("quick"), "{s:?}");
+        assert!(s.target_met.is_none());
+    }
+    let p = &report.protection_window;
+    assert!(p.memcpy_ns > 0 && p.bare_unprotect_ns > 0 && p.full_budget_window_ns > 0, "{p:?}");
+    assert!(p.full_budget_ratio.is_some() && p.default_budget_ratio.is_some() && p.target_met.is_some(), "{p:?}");
+    assert!(p.unprotect_calls_per_page.is_some_and(|c| c > 0.0 && c <= 1.0), "{p:?}");
+    let thp = &report.thp;
+    assert!(thp.pause_ratio.is_some() && thp.pause_target_met.is_some(), "{thp:?}");
+    // Huge pages may be unavailable (THP disabled): then there is nothing to keep.
+    assert_eq!(thp.kept_target_met.is_some(), thp.anon_huge_before_bytes > 0, "{thp:?}");
+    assert!(w.decoupled_to_fork_ratio.is_some() && w.decoupled_vs_fork_target_met.is_some(), "{w:?}");
+    assert!(m.wpsnap_mapped_peak_bytes > 0 && m.wpsnap_vs_fork_target_met.is_some(), "{m:?}");
+    let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    for name in [
+        "stalls.bursty-pipe",
+        "stalls.write-back",
+        "writer_rate.decoupled_vs_fork",
+        "extra_memory.decoupled_vs_fork",
+        "protection_window.full_budget",
+        "protection_window.default_budget",
+        "thp.anon_huge_pages_kept",
+        "thp.start_pause",
+        "fault_wait.faults_only.p50_vs_busy_floor",
+        "fault_wait.faults_only.p99_vs_busy_floor",
+    ] {
+        assert!(names.contains(&name), "no target row {name}: {names:?}");
+    }
     assert!(!report.simulator.measured);
     assert!(report.simulator.note.starts_with("not measured"), "{}", report.simulator.note);
     assert!(report.simulator.simulated_per_wall_ratio.is_none());
@@ -79,8 +114,13 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
         "### Extra memory",
         "### Slow disk",
         "### Simulator",
+        "### Writer stalls",
+        "### Protection window",
+        "### THP",
+        "### Targets",
     ] {
         assert!(md.contains(section), "markdown lacks {section}");
     }
     assert!(md.contains("not measured"), "the simulator's absence is stated");
+    assert!(md.contains("skipped in quick mode"), "the skipped rows say why");
 }

@@ -43,5 +43,5 @@ pub use error::FormatError;
 pub use header::{Header, PageLayout, PageLocation, RegionEntry};
 pub use layout::*;
 pub use reader::{PageRecord, SnapshotReader, Trailer, read_snapshot};
-pub use writer::{PageDigest, SnapshotWriter};
+pub use writer::{DigestedRun, PageDigest, SnapshotWriter};
 pub use zero::is_all_zero;

@@ -8,7 +8,20 @@ use crate::layout::{
 };
 use crate::page_set::PageSet;
 use crate::zero::is_all_zero;
-use std::io::Write;
+use std::io::{IoSlice, Write};
+
+/// Most slices one vectored write gets (Linux's IOV_MAX is 1024).
+const IO_SLICES_MAX: usize = 1024;
+
+/// Consecutive pages `first..first + digests.len()` in one buffer, each with its digest: what
+/// [`SnapshotWriter::write_runs_digested`] writes with vectored writes, straight from `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct DigestedRun<'a> {
+    pub first: u64,
+    /// `digests.len()` pages back to back.
+    pub data: &'a [u8],
+    pub digests: &'a [PageDigest],
+}
 
 /// Writes one snapshot to any [`Write`]. No per-page allocation: each record is a stack header
 /// plus the caller's page slice. Wrap slow sinks in a `BufWriter` (or use [`crate::DurableFile`]).
@@ -69,6 +82,32 @@ pub(crate) fn record_crc(flags_and_index: &[u8], data: Option<&[u8]>) -> u32 {
     }
 }
 
+/// The 20-byte header of page `index`'s record (docs/format.md, "Page record").
+fn record_header(index: u64, digest: &PageDigest) -> [u8; PAGE_RECORD_HEADER_BYTES] {
+    let flags = if digest.zero { PAGE_FLAG_ZERO } else { 0 };
+    let mut rec = [0u8; PAGE_RECORD_HEADER_BYTES];
+    rec[0..4].copy_from_slice(&TAG_PAGE.to_le_bytes());
+    rec[4..8].copy_from_slice(&flags.to_le_bytes());
+    rec[8..16].copy_from_slice(&index.to_le_bytes());
+    rec[16..20].copy_from_slice(&digest.crc32c.to_le_bytes());
+    rec
+}
+
+/// `Write::write_all_vectored` (not stable yet): writes every slice, retrying short writes.
+fn write_all_vectored<W: Write>(out: &mut W, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    // Bounded: each round writes at least one byte or returns.
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "failed to write whole buffer")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl<W: Write> SnapshotWriter<W> {
     /// Validates `header` and writes it.
     pub fn new(mut out: W, header: &Header) -> Result<Self, FormatError> {
@@ -108,6 +147,58 @@ impl<W: Write> SnapshotWriter<W> {
         self.write_record(index, data, *digest)
     }
 
+    /// Writes every page of `runs` as [`SnapshotWriter::write_page_digested`] would, byte for
+    /// byte the same records, but with vectored writes (record headers and the callers' page
+    /// slices, up to 1024 slices a call), so the page data is not copied into a buffer first.
+    /// Every page is checked before anything is written; a bad page leaves the writer usable.
+    pub fn write_runs_digested(&mut self, runs: &[DigestedRun<'_>]) -> Result<(), FormatError> {
+        let mut headers = Vec::new();
+        let mut pages = Vec::new();
+        for run in runs {
+            // A run lies in one region, so its first page's size is every page's.
+            let page_size = self.layout.locate(run.first).map_or(0, |l| l.page_size);
+            if page_size == 0 || run.data.len() as u64 != run.digests.len() as u64 * page_size {
+                return Err(FormatError::WrongPageLength { index: run.first, len: run.data.len() as u64, page_size });
+            }
+            let page_size = page_size as usize;
+            for (i, (digest, page)) in run.digests.iter().zip(run.data.chunks_exact(page_size)).enumerate() {
+                let index = run.first + i as u64;
+                self.check_page(index, page)?;
+                if digest.index != index {
+                    return Err(FormatError::DigestMismatch { index, digest_index: digest.index });
+                }
+                debug_assert_eq!(*digest, PageDigest::of(index, page), "page {index} changed after its digest");
+                headers.push(record_header(index, digest));
+                pages.push((digest, page));
+            }
+        }
+        // A run list with the same page twice is refused before anything is written: sorted by
+        // first page, each run must end before the next begins.
+        let mut ranges: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.first + r.digests.len() as u64)).collect();
+        ranges.sort_unstable();
+        if let Some(pair) = ranges.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(FormatError::DuplicatePage { offset: self.bytes_written, index: pair[1].0 });
+        }
+        self.poisoned = true;
+        let mut slices = Vec::with_capacity(IO_SLICES_MAX);
+        for (chunk_headers, chunk_pages) in headers.chunks(IO_SLICES_MAX / 2).zip(pages.chunks(IO_SLICES_MAX / 2)) {
+            slices.clear();
+            for (header, (digest, page)) in chunk_headers.iter().zip(chunk_pages) {
+                slices.push(IoSlice::new(header));
+                if !digest.zero {
+                    slices.push(IoSlice::new(page));
+                }
+            }
+            write_all_vectored(&mut self.out, &mut slices)
+                .map_err(|e| FormatError::io(format!("writing page records from {}", chunk_pages[0].0.index), e))?;
+        }
+        self.poisoned = false;
+        for (digest, page) in &pages {
+            self.account(digest, page.len() as u64);
+        }
+        Ok(())
+    }
+
     fn check_page(&self, index: u64, data: &[u8]) -> Result<(), FormatError> {
         if self.poisoned {
             return Err(FormatError::Poisoned { what: "writer" });
@@ -129,12 +220,7 @@ impl<W: Write> SnapshotWriter<W> {
     }
 
     fn write_record(&mut self, index: u64, data: &[u8], digest: PageDigest) -> Result<(), FormatError> {
-        let flags = if digest.zero { PAGE_FLAG_ZERO } else { 0 };
-        let mut rec = [0u8; PAGE_RECORD_HEADER_BYTES];
-        rec[0..4].copy_from_slice(&TAG_PAGE.to_le_bytes());
-        rec[4..8].copy_from_slice(&flags.to_le_bytes());
-        rec[8..16].copy_from_slice(&index.to_le_bytes());
-        rec[16..20].copy_from_slice(&digest.crc32c.to_le_bytes());
+        let rec = record_header(index, &digest);
         let payload = (!digest.zero).then_some(data);
         // Poisoned until both writes succeed: on error an unknown prefix reached the sink.
         self.poisoned = true;
@@ -143,12 +229,18 @@ impl<W: Write> SnapshotWriter<W> {
             self.out.write_all(d).map_err(|e| FormatError::io(format!("writing page data {index}"), e))?;
         }
         self.poisoned = false;
-        self.seen.insert(index);
+        self.account(&digest, data.len() as u64);
+        Ok(())
+    }
+
+    /// Counts a record that reached the sink.
+    fn account(&mut self, digest: &PageDigest, page_bytes: u64) {
+        self.seen.insert(digest.index);
         self.records_crc = crc32c::crc32c_append(self.records_crc, &digest.crc32c.to_le_bytes());
         self.pages_written += 1;
         self.zero_pages += u64::from(digest.zero);
-        self.bytes_written += (PAGE_RECORD_HEADER_BYTES + payload.map_or(0, <[u8]>::len)) as u64;
-        Ok(())
+        let payload = if digest.zero { 0 } else { page_bytes };
+        self.bytes_written += PAGE_RECORD_HEADER_BYTES as u64 + payload;
     }
 
     /// Pushes what the sink buffers down to its destination (a stream flush, as QEMU does after

@@ -148,3 +148,88 @@ fn a_failed_flush_is_reported_and_poisons_the_writer() {
     assert!(matches!(w.write_page(1, &page), Err(FormatError::Poisoned { .. })));
     assert!(matches!(w.finish("{}"), Err(FormatError::Poisoned { .. })));
 }
+
+/// A writer that takes at most `step` bytes per call, vectored or not, so short writes occur.
+struct Trickle {
+    out: Vec<u8>,
+    step: usize,
+}
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step);
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut left = self.step;
+        for b in bufs {
+            let n = b.len().min(left);
+            self.out.extend_from_slice(&b[..n]);
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        Ok(self.step - left)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn vectored_runs_write_the_same_bytes_as_page_by_page() {
+    use wpsnap_format::{DigestedRun, PageDigest};
+    let h = header(700);
+    // Page data with every 5th page all zero (stored without data).
+    let data: Vec<u8> =
+        (0..700u64).flat_map(|i| if i % 5 == 0 { vec![0u8; 4096] } else { page_bytes(i, 4096) }).collect();
+    let digests: Vec<PageDigest> = (0..700u64).map(|i| PageDigest::of(i, &data[i as usize * 4096..][..4096])).collect();
+    // Runs out of order and of uneven lengths, one batch of more than 1024 slices.
+    let cuts = [(600u64, 700u64), (0, 3), (3, 4), (4, 600)];
+    for step in [1_000_000, 4099, 7] {
+        let mut vectored = SnapshotWriter::new(Trickle { out: Vec::new(), step }, &h).expect("header");
+        let run = |&(a, b): &(u64, u64)| DigestedRun {
+            first: a,
+            data: &data[a as usize * 4096..b as usize * 4096],
+            digests: &digests[a as usize..b as usize],
+        };
+        vectored.write_runs_digested(&[run(&cuts[0]), run(&cuts[1])]).expect("runs");
+        vectored.write_runs_digested(&[run(&cuts[2]), run(&cuts[3])]).expect("runs");
+        assert_eq!(vectored.pages_written(), 700);
+        assert_eq!(vectored.zero_pages_written(), 140);
+        let got = vectored.finish("{}").expect("trailer").out;
+        let mut reference = SnapshotWriter::new(Vec::new(), &h).expect("header");
+        for &(a, b) in &cuts {
+            for i in a..b {
+                reference
+                    .write_page_digested(i, &data[i as usize * 4096..][..4096], &digests[i as usize])
+                    .expect("page");
+            }
+        }
+        assert_eq!(got, reference.finish("{}").expect("trailer"), "step {step}");
+        assert_eq!(verify_stream(&got[..]).expect("verify").stream_bytes, got.len() as u64);
+    }
+}
+
+#[test]
+fn vectored_runs_refuse_overlaps_duplicates_and_stale_digests_before_writing() {
+    use wpsnap_format::{DigestedRun, PageDigest};
+    let h = header(8);
+    let data: Vec<u8> = (0..8u64).flat_map(|i| page_bytes(i, 4096)).collect();
+    let digests: Vec<PageDigest> = (0..8u64).map(|i| PageDigest::of(i, &data[i as usize * 4096..][..4096])).collect();
+    let run =
+        |a: usize, b: usize| DigestedRun { first: a as u64, data: &data[a * 4096..b * 4096], digests: &digests[a..b] };
+    let mut w = SnapshotWriter::new(Vec::new(), &h).expect("header");
+    let before = w.bytes_written();
+    assert!(matches!(w.write_runs_digested(&[run(0, 4), run(3, 6)]), Err(FormatError::DuplicatePage { index: 3, .. })));
+    let shifted = DigestedRun { first: 1, data: &data[..4096], digests: &digests[..1] };
+    assert!(matches!(w.write_runs_digested(&[shifted]), Err(FormatError::DigestMismatch { index: 1, .. })));
+    let short = DigestedRun { first: 0, data: &data[..100], digests: &digests[..1] };
+    assert!(matches!(w.write_runs_digested(&[short]), Err(FormatError::WrongPageLength { .. })));
+    assert_eq!(w.bytes_written(), before, "nothing written");
+    w.write_runs_digested(&[run(0, 8)]).expect("all pages");
+    assert!(matches!(w.write_runs_digested(&[run(2, 3)]), Err(FormatError::DuplicatePage { index: 2, .. })));
+    w.finish("{}").expect("complete");
+}

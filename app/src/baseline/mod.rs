@@ -5,7 +5,11 @@
 //! - [`measure_uffd_round_trip`]: a bare userfaultfd write-protect round trip. One handler
 //!   thread reads a fault, copies the 4 KiB page into a buffer and unprotects it (waking the
 //!   writer); the writer times its first write to each protected page. This is the floor of
-//!   wpsnap's fault wait.
+//!   wpsnap's fault wait. [`measure_uffd_round_trip_with`] with [`HandlerWait::BusyPolling`]
+//!   gives the steadier floor: the handler spins on the non-blocking uffd instead of sleeping
+//!   in poll(2), so no scheduler wake-up sits between the fault and the handler.
+//! - [`measure_unprotect`]: removing write protection from a whole protected region with one
+//!   ioctl (the floor of the protection window's unprotect work).
 //! - [`measure_write_protect`]: registering a populated region and write-protecting it whole
 //!   with one ioctl: the floor of wpsnap's start pause.
 //! - [`measure_fork_cow`]: the `fork()` call's duration with a populated region, and the
@@ -25,7 +29,10 @@ mod uffd_round_trip;
 
 pub use fork_cow::{ForkCow, measure_fork_cow, measure_fork_pause};
 pub use mapping::BASELINE_PAGE_SIZE;
-pub use uffd_round_trip::{UffdRoundTrip, WriteProtectTiming, measure_uffd_round_trip, measure_write_protect};
+pub use uffd_round_trip::{
+    HandlerWait, UffdRoundTrip, WriteProtectTiming, measure_uffd_round_trip, measure_uffd_round_trip_with,
+    measure_unprotect, measure_write_protect,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +107,21 @@ mod tests {
         // Every page was protected, so every first write faulted and was served once.
         assert_eq!(trip.faults_handled, 256);
         assert!(trip.first_write_wait.quantile(0.5).as_ns() > 0);
+    }
+
+    #[test]
+    fn busy_polling_round_trip_serves_one_fault_per_page() {
+        let Some(trip) = uffd_or_skip(measure_uffd_round_trip_with(&REGION, HandlerWait::BusyPolling)) else {
+            return;
+        };
+        assert_eq!(trip.first_write_wait.count(), 256);
+        assert_eq!(trip.faults_handled, 256);
+    }
+
+    #[test]
+    fn unprotect_timing_is_measured() {
+        let Some(ns) = uffd_or_skip(measure_unprotect(&REGION)) else { return };
+        assert!(ns > 0);
     }
 
     #[test]

@@ -45,9 +45,39 @@ pub fn measure_write_protect(region: &BaselineRegion) -> Result<WriteProtectTimi
     Ok(timing)
 }
 
+/// Registers and write-protects a populated region, then times one ioctl that removes the
+/// protection from the whole region (no wake: nothing waits).
+pub fn measure_unprotect(region: &BaselineRegion) -> Result<u64, BaselineError> {
+    let mapping = Mapping::populated(region)?;
+    let uffd = open_uffd()?;
+    protect(&uffd, &mapping, region)?;
+    let started = Instant::now();
+    uffd.remove_write_protection(mapping.ptr().cast(), mapping.len(), false)
+        .map_err(|e| BaselineError::Uffd { what: "unprotect", detail: error_chain(&e) })?;
+    Ok(started.elapsed().as_nanos() as u64)
+}
+
+/// How the bare handler waits for the next fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandlerWait {
+    /// Sleeps in poll(2) until the uffd is readable (wake-up latency included in the floor).
+    Sleeping,
+    /// Reads the non-blocking uffd in a loop without sleeping (burns its core; the steadier
+    /// floor: no scheduler wake-up between the fault and the handler).
+    BusyPolling,
+}
+
 /// Protects a populated region, then writes once to every page from this thread while a
-/// handler thread serves the faults, timing each write.
+/// handler thread that sleeps in poll(2) serves the faults, timing each write.
 pub fn measure_uffd_round_trip(region: &BaselineRegion) -> Result<UffdRoundTrip, BaselineError> {
+    measure_uffd_round_trip_with(region, HandlerWait::Sleeping)
+}
+
+/// [`measure_uffd_round_trip`] with the handler's way of waiting chosen.
+pub fn measure_uffd_round_trip_with(
+    region: &BaselineRegion,
+    wait: HandlerWait,
+) -> Result<UffdRoundTrip, BaselineError> {
     let mapping = Arc::new(Mapping::populated(region)?);
     let uffd = Arc::new(open_uffd()?);
     let write_protect = protect(&uffd, &mapping, region)?;
@@ -57,7 +87,7 @@ pub fn measure_uffd_round_trip(region: &BaselineRegion) -> Result<UffdRoundTrip,
         std::thread::Builder::new()
             .name("baseline-uffd".into())
             .spawn(move || {
-                let served = serve_faults(&uffd, &mapping, &stop);
+                let served = serve_faults(&uffd, &mapping, &stop, wait);
                 // Whatever happened, leave nothing protected: a writer must never wait forever.
                 unprotect_all(&uffd, &mapping);
                 served
@@ -122,13 +152,24 @@ fn unprotect_all(uffd: &Uffd, mapping: &Mapping) {
 }
 
 /// The minimal handler: read a fault, copy its page, unprotect it with a wake.
-fn serve_faults(uffd: &Uffd, mapping: &Mapping, stop: &AtomicBool) -> Result<u64, String> {
+fn serve_faults(uffd: &Uffd, mapping: &Mapping, stop: &AtomicBool, wait: HandlerWait) -> Result<u64, String> {
     let mut staging = vec![0_u8; BASELINE_PAGE_SIZE];
-    let base = mapping.ptr() as usize;
     let mut served: u64 = 0;
     // SAFETY: the uffd outlives this function (the caller holds it).
     let fd = unsafe { BorrowedFd::borrow_raw(uffd.as_raw_fd()) };
+    // Bounded by `stop`: the writer sets it after its last page.
     while !stop.load(Ordering::SeqCst) {
+        if wait == HandlerWait::BusyPolling {
+            match uffd.read_event() {
+                Ok(Some(Event::Pagefault { addr, .. })) => {
+                    serve_one(uffd, mapping, addr, &mut staging)?;
+                    served += 1;
+                }
+                Ok(_) => std::hint::spin_loop(),
+                Err(e) => return Err(format!("read_event: {}", error_chain(&e))),
+            }
+            continue;
+        }
         let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
         let timeout = rustix::event::Timespec::try_from(Duration::from_millis(u64::from(HANDLER_POLL_MS))).ok();
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
@@ -142,17 +183,24 @@ fn serve_faults(uffd: &Uffd, mapping: &Mapping, stop: &AtomicBool) -> Result<u64
             Err(e) => return Err(format!("read_event: {}", error_chain(&e))),
         };
         let Event::Pagefault { addr, .. } = event else { continue };
-        let page_start = (addr as usize) & !(BASELINE_PAGE_SIZE - 1);
-        if page_start < base || page_start >= base + mapping.len() {
-            return Err(format!("fault at {addr:p} outside the region"));
-        }
-        // SAFETY: the page lies inside our mapping (checked above); reading a write-protected
-        // page is allowed; the staging buffer is a separate allocation of one page.
-        unsafe { std::ptr::copy_nonoverlapping(page_start as *const u8, staging.as_mut_ptr(), BASELINE_PAGE_SIZE) };
-        std::hint::black_box(&staging);
-        uffd.remove_write_protection(page_start as *mut _, BASELINE_PAGE_SIZE, true)
-            .map_err(|e| format!("unprotect: {}", error_chain(&e)))?;
+        serve_one(uffd, mapping, addr, &mut staging)?;
         served += 1;
     }
     Ok(served)
+}
+
+/// Copies the faulting page and unprotects it with a wake.
+fn serve_one(uffd: &Uffd, mapping: &Mapping, addr: *mut std::ffi::c_void, staging: &mut [u8]) -> Result<(), String> {
+    let base = mapping.ptr() as usize;
+    let page_start = (addr as usize) & !(BASELINE_PAGE_SIZE - 1);
+    if page_start < base || page_start >= base + mapping.len() {
+        return Err(format!("fault at {addr:p} outside the region"));
+    }
+    // SAFETY: the page lies inside our mapping (checked above); reading a write-protected
+    // page is allowed; the staging buffer is a separate allocation of one page.
+    unsafe { std::ptr::copy_nonoverlapping(page_start as *const u8, staging.as_mut_ptr(), BASELINE_PAGE_SIZE) };
+    std::hint::black_box(&staging);
+    uffd.remove_write_protection(page_start as *mut _, BASELINE_PAGE_SIZE, true)
+        .map_err(|e| format!("unprotect: {}", error_chain(&e)))?;
+    Ok(())
 }

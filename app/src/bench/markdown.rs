@@ -1,6 +1,6 @@
 //! The report as markdown tables.
 
-use super::report::{BenchReport, LatencyRow};
+use super::report::{BenchReport, LatencyRow, ratio};
 use std::fmt::Write;
 use wpsnap_plot::format_ns;
 
@@ -59,6 +59,9 @@ impl BenchReport {
         self.extra_memory_markdown(&mut o);
         self.slow_disk_markdown(&mut o);
         self.simulator_markdown(&mut o);
+        self.stalls_markdown(&mut o);
+        self.window_and_thp_markdown(&mut o);
+        self.targets_markdown(&mut o);
         let _ = writeln!(o, "Notes:\n");
         for n in &self.notes {
             let _ = writeln!(o, "- {n}");
@@ -80,6 +83,10 @@ impl BenchReport {
         for row in [&f.floor, &f.decoupled, &f.decoupled_faults_only, &f.qemu, &f.qemu_faults_only, &f.fork_cow] {
             latency_line(o, row);
         }
+        let _ = writeln!(o, "\nAgainst the busy-polling floor (the steadier one):\n");
+        let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
+        latency_line(o, &f.busy_floor);
+        latency_line(o, &f.decoupled_faults_only_vs_busy);
         let _ = writeln!(
             o,
             "\nThe wpsnap rows count every write of 1 µs or more; the engine read {} (decoupled) and {} (qemu) \
@@ -196,6 +203,12 @@ impl BenchReport {
             mib(m.wpsnap_staging_peak_bytes),
             r(m.wpsnap_ratio)
         );
+        let _ = writeln!(
+            o,
+            "| wpsnap staging mapped at once (RSS growth) | {} | {} |",
+            mib(m.wpsnap_mapped_peak_bytes),
+            r(ratio(m.wpsnap_mapped_peak_bytes as f64, m.region_bytes as f64))
+        );
         let _ = writeln!(o, "| fork copy-on-write | {} | {} |", mib(m.fork_cow_peak_bytes), r(m.fork_ratio));
     }
 
@@ -246,5 +259,95 @@ impl BenchReport {
         } else {
             let _ = writeln!(o, "{}\n", sim.note);
         }
+    }
+
+    /// Writer stalls with a stalling sink, against the writers alone.
+    fn stalls_markdown(&self, o: &mut String) {
+        let _ = writeln!(o, "### Writer stalls with a stalling sink (writes >= 16 ms; background: writers alone)\n");
+        let _ = writeln!(
+            o,
+            "| row | destination | >= 16 ms (max) | background (max) | window | protection window | budget / mapped peak | faults blocked on budget |\n|---|---|---|---|---|---|---|---|"
+        );
+        for s in &self.stalls {
+            if !s.measured {
+                let _ = writeln!(o, "| {} | {} | {} | | | | | |", s.name, s.destination, s.note);
+                continue;
+            }
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} ({}) | {} ({}) | {:.0} ms | {} | {} / {} | {} ({}) |",
+                s.name,
+                s.destination,
+                s.snapshot_slow_writes,
+                format_ns(s.snapshot_max_ns),
+                s.background_slow_writes,
+                format_ns(s.background_max_ns),
+                s.snapshot_window_ms,
+                format_ns(s.protection_window_ns),
+                mib(s.budget_bytes),
+                mib(s.staging_mapped_peak_bytes),
+                s.fault_blocked_on_budget,
+                format_ns(s.fault_blocked_on_budget_ns)
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    /// The protection window against memcpy + unprotect, and huge pages kept.
+    fn window_and_thp_markdown(&self, o: &mut String) {
+        let p = &self.protection_window;
+        let _ = writeln!(
+            o,
+            "### Protection window ({} region, 1 full-rate writer, median of {} round(s))\n",
+            mib(p.region_bytes),
+            p.rounds
+        );
+        let _ = writeln!(
+            o,
+            "memcpy {} + bare whole-region unprotect {} = {}. Budget {} (policy none): window {} ({}). \
+             Default budget {} and policy: window {} ({}); {:.4} unprotect calls per page.\n",
+            format_ns(p.memcpy_ns),
+            format_ns(p.bare_unprotect_ns),
+            format_ns(p.ideal_ns),
+            mib(p.full_budget_bytes),
+            format_ns(p.full_budget_window_ns),
+            r(p.full_budget_ratio),
+            mib(p.default_budget_bytes),
+            format_ns(p.default_budget_window_ns),
+            r(p.default_budget_ratio),
+            p.unprotect_calls_per_page.unwrap_or(0.0)
+        );
+        let t = &self.thp;
+        let _ = writeln!(
+            o,
+            "### THP ({} region, 1 full-rate writer)\n\nAnonHugePages before {}, after {} ({}).\n",
+            mib(t.region_bytes),
+            mib(t.anon_huge_before_bytes),
+            mib(t.anon_huge_after_bytes),
+            r(t.kept_ratio)
+        );
+    }
+
+    /// Every target, met or missed.
+    fn targets_markdown(&self, o: &mut String) {
+        let _ = writeln!(o, "### Targets (issue 15)\n");
+        let _ = writeln!(
+            o,
+            "| target | figure | same-run baseline | ratio | target | result | note |\n|---|---|---|---|---|---|---|"
+        );
+        for t in &self.targets {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | **{}** | {} |",
+                t.name,
+                t.value,
+                t.baseline,
+                r(t.ratio),
+                t.target,
+                met(t.met),
+                t.note
+            );
+        }
+        let _ = writeln!(o);
     }
 }

@@ -7,8 +7,8 @@ use super::report::{
     BenchReport, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SlowDiskSection, SlowdownSection,
     ThroughputSection, ratio,
 };
-use super::sim;
-use crate::baseline::{self, BaselineRegion};
+use super::{disturbance, sim, targets};
+use crate::baseline::{self, BaselineRegion, HandlerWait};
 use anyhow::{Context, anyhow, bail};
 use std::io::Write;
 use std::path::Path;
@@ -36,7 +36,10 @@ const SLOW_DISK_P99_TARGET_NS: u64 = 1_000_000;
 /// Issue 4's targets, as ratios to the floors.
 const FAULT_P50_TARGET_RATIO: f64 = 1.5;
 const FAULT_P99_TARGET_RATIO: f64 = 2.0;
-const PAUSE_TARGET_RATIO: f64 = 1.1;
+pub(super) const PAUSE_TARGET_RATIO: f64 = 1.1;
+/// Issue 15: a THP start pause within this of the bare write-protect meets its target too
+/// (the protect itself takes microseconds there, so 1.1x of it is below the noise).
+pub(super) const THP_PAUSE_ALLOWANCE_NS: u64 = 20_000;
 const THROUGHPUT_TARGET_RATIO: f64 = 0.9;
 /// Writes per second of the one writer that runs during the start-pause step (so the pause
 /// includes pausing a real writer).
@@ -51,6 +54,9 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     let throughput = throughput(plan, progress)?;
     progress("slow disk: decoupled with the hdd-7200 emulation");
     let slow_disk = slow_disk(plan, &fault.floor)?;
+    let stalls = vec![disturbance::bursty_pipe(plan, progress)?, disturbance::write_back(plan, progress)?];
+    let protection_window = disturbance::protection_window(plan, progress)?;
+    let thp = disturbance::thp(plan, &start_pause, progress)?;
     progress("simulator: wpsnap-sim bench");
     let simulator = sim::measure(plan);
     let notes = vec![
@@ -78,7 +84,7 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
             plan.rounds
         ),
     ];
-    Ok(BenchReport {
+    let mut report = BenchReport {
         started_unix_s,
         machine: machine(),
         plan: plan.clone(),
@@ -89,9 +95,15 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         extra_memory: fault.memory,
         slow_disk,
         simulator,
+        stalls,
+        protection_window,
+        thp,
+        targets: Vec::new(),
         notes,
         elapsed_s: 0.0,
-    })
+    };
+    report.targets = targets::target_rows(&report);
+    Ok(report)
 }
 
 struct FaultResults {
@@ -108,11 +120,16 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     fill(&mut mapping, true);
     let region = mapping.region();
     let config_for = |service_model| SnapshotConfig { service_model, ..SnapshotConfig::default() };
-    let (mut floor_wait, mut cow_wait, mut dec_wait, mut qemu_wait) =
-        (LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new(), LatencyRecorder::new());
+    let (mut floor_wait, mut busy_wait, mut cow_wait, mut dec_wait, mut qemu_wait) = (
+        LatencyRecorder::new(),
+        LatencyRecorder::new(),
+        LatencyRecorder::new(),
+        LatencyRecorder::new(),
+        LatencyRecorder::new(),
+    );
     // (writes, window ns) summed over rounds.
     let (mut free, mut dec, mut qemu, mut fork) = ((0, 0), (0, 0), (0, 0), (0, 0));
-    let (mut staging_peak, mut staging_limit, mut cow_peak) = (0, 0, 0);
+    let (mut staging_peak, mut staging_limit, mut cow_peak, mut mapped_peak) = (0, 0, 0, 0);
     let (mut dec_faults, mut qemu_faults) = (0, 0);
     let add = |sum: &mut (u64, u64), writes: u64, ns: u64| {
         sum.0 += writes;
@@ -129,6 +146,9 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         };
         step("bare userfaultfd round trip (the floor)");
         floor_wait.merge(&baseline::measure_uffd_round_trip(&floor_region)?.first_write_wait);
+        step("bare userfaultfd round trip, busy-polling handler (the steadier floor)");
+        let busy = baseline::measure_uffd_round_trip_with(&floor_region, HandlerWait::BusyPolling)?;
+        busy_wait.merge(&busy.first_write_wait);
         step("fork copy-on-write first writes");
         cow_wait.merge(&baseline::measure_fork_cow(&floor_region)?.first_write_wait);
         step("wpsnap decoupled");
@@ -139,6 +159,7 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         let page_size = d.report.page_size;
         staging_peak = staging_peak.max(d.report.engine.stats.staging_peak_pages * page_size);
         staging_limit = d.report.budget_bytes;
+        mapped_peak = mapped_peak.max(d.report.staging_mapped_peak_bytes);
         step("wpsnap qemu model");
         let q = file_run(plan, &region, config_for(ServiceModel::Qemu), Some(&writer_config), "qemu")?;
         qemu_wait.merge(&q.writers.fault_wait);
@@ -156,10 +177,17 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     drop(mapping);
 
     let floor = floor_wait.summary();
+    let busy_floor = busy_wait.summary();
     let per_sec = |(writes, ns): (u64, u64)| writes as f64 / (ns.max(1) as f64 / 1e9);
     let row_dec = LatencyRow::new("decoupled", &dec_wait.summary(), &floor);
-    let dec_only = LatencyRow::new("decoupled-faults-only-est", &slowest(&dec_wait, dec_faults), &floor);
+    let dec_only_summary = slowest(&dec_wait, dec_faults);
+    let dec_only = LatencyRow::new("decoupled-faults-only-est", &dec_only_summary, &floor);
+    let dec_only_busy = LatencyRow::new("decoupled-faults-only-est-vs-busy", &dec_only_summary, &busy_floor);
     let section = FaultWaitSection {
+        busy_floor: LatencyRow::new("bare-uffd-busy-polling", &busy_floor, &busy_floor),
+        target_p50_met_busy_floor: dec_only_busy.p50_ratio.map(|r| r <= FAULT_P50_TARGET_RATIO),
+        target_p99_met_busy_floor: dec_only_busy.p99_ratio.map(|r| r <= FAULT_P99_TARGET_RATIO),
+        decoupled_faults_only_vs_busy: dec_only_busy,
         region_bytes: bytes,
         rounds: plan.rounds,
         writers: plan.writers,
@@ -192,12 +220,17 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         decoupled_ratio: ratio(dec_rate, free_rate),
         qemu_ratio: ratio(qemu_rate, free_rate),
         fork_ratio: ratio(fork_rate, free_rate),
+        decoupled_to_fork_ratio: ratio(dec_rate, fork_rate),
+        decoupled_vs_fork_target_met: ratio(dec_rate, fork_rate).map(|r| r >= 1.0),
     };
     let memory = MemorySection {
         region_bytes: bytes,
         wpsnap_staging_peak_bytes: staging_peak,
         wpsnap_staging_limit_bytes: staging_limit,
         fork_cow_peak_bytes: cow_peak,
+        wpsnap_mapped_peak_bytes: mapped_peak,
+        wpsnap_to_fork_ratio: ratio(mapped_peak as f64, cow_peak as f64),
+        wpsnap_vs_fork_target_met: (cow_peak > 0).then_some(mapped_peak <= cow_peak),
         wpsnap_ratio: ratio(staging_peak as f64, bytes as f64),
         fork_ratio: ratio(cow_peak as f64, bytes as f64),
     };
@@ -224,7 +257,7 @@ fn slowest(all: &LatencyRecorder, count: u64) -> wpsnap_core::LatencySummary {
 }
 
 /// The middle value (the upper middle of an even count); 0 for none.
-fn median(mut values: Vec<u64>) -> u64 {
+pub(super) fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
@@ -276,7 +309,10 @@ fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<
                 fork_pause_ns: fork,
                 wpsnap_ratio,
                 fork_ratio: ratio(fork as f64, protect as f64),
-                target_met: wpsnap_ratio.map(|r| r <= PAUSE_TARGET_RATIO),
+                target_met: wpsnap_ratio.map(|r| {
+                    r <= PAUSE_TARGET_RATIO
+                        || (backing == Backing::Thp && pause.saturating_sub(protect) <= THP_PAUSE_ALLOWANCE_NS)
+                }),
             }
         })
         .collect();
@@ -385,11 +421,11 @@ fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::R
 }
 
 /// One wpsnap snapshot and what its writers did.
-struct UffdRun {
-    report: SnapshotReport,
-    writers: WritersOutcome,
+pub(super) struct UffdRun {
+    pub(super) report: SnapshotReport,
+    pub(super) writers: WritersOutcome,
     /// From starting the writers to their stop (the writer-slowdown window).
-    window_ns: u64,
+    pub(super) window_ns: u64,
     /// From arming to `finish` returned (the output committed).
     armed_to_finished_ns: u64,
     /// Stalls the slow-device emulation injected (0 without it).
@@ -410,15 +446,25 @@ fn file_run(
 }
 
 /// A snapshot into a wpsnap file at `path` (through the slow-device emulation if given).
-fn file_run_at(
+pub(super) fn file_run_at(
     path: &Path,
     region: &Region,
     config: SnapshotConfig,
     writers: Option<&WriterConfig>,
     slow_device: Option<SlowDeviceProfile>,
 ) -> anyhow::Result<UffdRun> {
-    let output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io: false })
-        .with_context(|| format!("opening {}", path.display()))?;
+    spec_run(&OutputSpec::File { path: path.to_path_buf(), direct_io: false }, region, config, writers, slow_device)
+}
+
+/// A snapshot in the wpsnap format to `spec` (through the slow-device emulation if given).
+pub(super) fn spec_run(
+    spec: &OutputSpec,
+    region: &Region,
+    config: SnapshotConfig,
+    writers: Option<&WriterConfig>,
+    slow_device: Option<SlowDeviceProfile>,
+) -> anyhow::Result<UffdRun> {
+    let output = open_output(spec).with_context(|| format!("opening {}", spec.destination()))?;
     let output: Box<dyn Output> = match slow_device {
         Some(profile) => Box::new(SlowDevice::new(output, profile)),
         None => output,
@@ -432,7 +478,7 @@ fn file_run_at(
     Ok(run)
 }
 
-fn uffd_run(
+pub(super) fn uffd_run(
     region: &Region,
     config: SnapshotConfig,
     sink: Box<dyn PageSink>,
@@ -488,6 +534,21 @@ fn writers_alone(region: &Region, config: &WriterConfig, window: Duration) -> an
     Ok((outcome.writes, started.elapsed().as_nanos() as u64))
 }
 
+/// The same writers for `window` with no snapshot, recording their slow writes as during a
+/// snapshot: (outcome, window in ns).
+pub(super) fn writers_alone_recorded(
+    region: &Region,
+    config: &WriterConfig,
+    window: Duration,
+) -> anyhow::Result<(WritersOutcome, u64)> {
+    let started = Instant::now();
+    let set = WriterSet::start(*region, config)?;
+    set.set_recording(true);
+    std::thread::sleep(window);
+    let outcome = set.stop()?;
+    Ok((outcome, started.elapsed().as_nanos() as u64))
+}
+
 /// A fork snapshot into a file while the writers run: (report, writes, window in ns).
 fn fork_run(plan: &BenchPlan, mapping: &OwnedMapping, config: &WriterConfig) -> anyhow::Result<(ForkReport, u64, u64)> {
     let region = mapping.region();
@@ -513,7 +574,7 @@ fn fork_run(plan: &BenchPlan, mapping: &OwnedMapping, config: &WriterConfig) -> 
 
 /// Gives every page data (so no page is stored as all-zero and every page is populated), or
 /// with `whole == false` only populates each page with one byte.
-fn fill(mapping: &mut OwnedMapping, whole: bool) {
+pub(super) fn fill(mapping: &mut OwnedMapping, whole: bool) {
     mapping.fill(0, |_| if whole { PageFill::Pattern } else { PageFill::Touch });
 }
 

@@ -13,6 +13,11 @@
 //!   writers with no snapshot;
 //! - extra memory: wpsnap's peak staging, fork's copy-on-write growth, against the region size;
 //! - decoupled p99 fault wait with the `hdd-7200` slow-device *emulation* as the sink;
+//! - issue 15: writer stalls (writes of 16 ms or more) with a bursty `pv -qL 50m` pipe and with a
+//!   file on the throttled loop disk, against the same writers alone; the protection window
+//!   against memcpy + a bare whole-region unprotect; huge pages kept on a THP region; the
+//!   faults-only fault wait against the busy-polling floor; every target in one met/missed
+//!   table ([`TargetRow`]);
 //! - the simulator's events per second, by running the `wpsnap-sim bench` binary when it is
 //!   built (this crate does not depend on `wpsnap-sim`).
 //!
@@ -20,16 +25,18 @@
 //! missed); it does not repeat measurements to build confidence intervals (one run each,
 //! except memcpy which takes the best of three); it does not run the throttle-policy study.
 
+mod disturbance;
 mod markdown;
 mod measure;
 mod options;
 mod report;
 mod sim;
+mod targets;
 
 pub use options::{BenchOptions, BenchPlan};
 pub use report::{
-    BenchReport, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SimSection, SlowDiskSection, SlowdownSection,
-    ThroughputSection, ratio,
+    BenchReport, FaultWaitSection, LatencyRow, MemorySection, PauseRow, ProtectionWindowSection, STALL_THRESHOLD_MS,
+    SimSection, SlowDiskSection, SlowdownSection, StallRow, TargetRow, ThpSection, ThroughputSection, ratio,
 };
 
 use anyhow::Context;

@@ -52,8 +52,16 @@ pub struct FaultWaitSection {
     /// Rounds merged into each distribution (each round measures every side once).
     pub rounds: u32,
     pub writers: u32,
-    /// The floor: bare round trip (one handler copies 4 KiB and unprotects).
+    /// The floor: bare round trip (one handler sleeping in poll(2) copies 4 KiB and
+    /// unprotects).
     pub floor: LatencyRow,
+    /// The steadier floor: the same with a busy-polling handler; ratios to itself.
+    pub busy_floor: LatencyRow,
+    /// The faults-only estimate against the busy-polling floor.
+    pub decoupled_faults_only_vs_busy: LatencyRow,
+    /// Issue 15: faults-only p50 within 1.5x and p99 within 2x of the busy-polling floor.
+    pub target_p50_met_busy_floor: Option<bool>,
+    pub target_p99_met_busy_floor: Option<bool>,
     pub decoupled: LatencyRow,
     pub qemu: LatencyRow,
     /// The parent's first write to each page after `fork()` (copy-on-write fault).
@@ -142,6 +150,9 @@ pub struct SlowdownSection {
     pub decoupled_ratio: Option<f64>,
     pub qemu_ratio: Option<f64>,
     pub fork_ratio: Option<f64>,
+    /// Decoupled writes/s divided by fork's; issue 15: at least 1.
+    pub decoupled_to_fork_ratio: Option<f64>,
+    pub decoupled_vs_fork_target_met: Option<bool>,
 }
 
 /// Memory a snapshot costs beyond the region, against the region size.
@@ -154,8 +165,13 @@ pub struct MemorySection {
     pub wpsnap_staging_limit_bytes: u64,
     /// Peak of the fork child's private bytes in the region (pages copied on write).
     pub fork_cow_peak_bytes: u64,
+    /// Most staging bytes mapped at once (decoupled run): what the process's RSS grew by.
+    pub wpsnap_mapped_peak_bytes: u64,
     pub wpsnap_ratio: Option<f64>,
     pub fork_ratio: Option<f64>,
+    /// Mapped staging peak divided by fork's copy-on-write peak; issue 15: at most 1.
+    pub wpsnap_to_fork_ratio: Option<f64>,
+    pub wpsnap_vs_fork_target_met: Option<bool>,
 }
 
 /// Decoupled fault wait with the slow-device emulation as the sink.
@@ -210,6 +226,12 @@ pub struct BenchReport {
     pub extra_memory: MemorySection,
     pub slow_disk: SlowDiskSection,
     pub simulator: SimSection,
+    /// Issue 15: writer stalls with a bursty pipe and with the real write-back path.
+    pub stalls: Vec<StallRow>,
+    pub protection_window: ProtectionWindowSection,
+    pub thp: ThpSection,
+    /// Every target of the run, met or missed, in one table.
+    pub targets: Vec<TargetRow>,
     /// What the reader must know to read the figures (methods, caveats).
     pub notes: Vec<String>,
     pub elapsed_s: f64,
@@ -225,9 +247,8 @@ impl BenchReport {
     /// Every ratio in the report, named, for checks and summaries.
     pub fn ratios(&self) -> Vec<(String, Option<f64>)> {
         let mut out = Vec::new();
-        for row in
-            [&self.fault_wait.floor, &self.fault_wait.decoupled, &self.fault_wait.qemu, &self.fault_wait.fork_cow]
-        {
+        let f = &self.fault_wait;
+        for row in [&f.floor, &f.busy_floor, &f.decoupled, &f.decoupled_faults_only_vs_busy, &f.qemu, &f.fork_cow] {
             for (q, r) in
                 [("p50", row.p50_ratio), ("p99", row.p99_ratio), ("p999", row.p999_ratio), ("max", row.max_ratio)]
             {
@@ -251,6 +272,105 @@ impl BenchReport {
         out.push(("slow_disk.p99_to_target".into(), self.slow_disk.p99_ratio_to_target));
         out.push(("slow_disk.p99_to_floor".into(), self.slow_disk.fault_wait.p99_ratio));
         out.push(("simulator.simulated_per_wall".into(), self.simulator.simulated_per_wall_ratio));
+        for t in &self.targets {
+            out.push((format!("target.{}", t.name), t.ratio));
+        }
         out
     }
+}
+
+/// Writer stalls of a snapshot whose sink stalls (a bursty pipe or the real write-back path),
+/// against the same writers with no snapshot for as long (the background: a loaded machine
+/// stalls writers too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StallRow {
+    /// "bursty-pipe" or "write-back".
+    pub name: String,
+    /// Where the snapshot went ("cmd:pv -qL 50m > /dev/null", a file on the loop disk).
+    pub destination: String,
+    /// False when the row was skipped; `note` says why.
+    pub measured: bool,
+    pub note: String,
+    pub region_bytes: u64,
+    /// Writes of at least [`STALL_THRESHOLD_MS`] with no snapshot, and that window.
+    pub background_slow_writes: u64,
+    pub background_window_ms: f64,
+    /// Writes of at least [`STALL_THRESHOLD_MS`] during the snapshot, and that window.
+    pub snapshot_slow_writes: u64,
+    pub snapshot_window_ms: f64,
+    /// `snapshot_slow_writes - background_slow_writes` (0 when the background had more).
+    pub slow_writes_beyond_background: u64,
+    /// Slowest write during the snapshot and with none.
+    pub snapshot_max_ns: u64,
+    pub background_max_ns: u64,
+    pub protection_window_ns: u64,
+    pub duration_ns: u64,
+    pub budget_bytes: u64,
+    pub staging_mapped_peak_bytes: u64,
+    /// Faults that waited for the sink because the budget was exhausted, and how long.
+    pub fault_blocked_on_budget: u64,
+    pub fault_blocked_on_budget_ns: u64,
+    /// Issue 15: no write of 16 ms or more beyond the background.
+    pub target_met: Option<bool>,
+}
+
+/// The slow-write threshold of the stall rows (issue 15: faults of 16 ms or more).
+pub const STALL_THRESHOLD_MS: u64 = 16;
+
+/// The protection window against what copying and unprotecting the region costs bare.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProtectionWindowSection {
+    pub region_bytes: u64,
+    pub rounds: u32,
+    /// Copying the region into a buffer (best of three per round, best round).
+    pub memcpy_ns: u64,
+    /// One ioctl removing write protection from the whole region (median of the rounds).
+    pub bare_unprotect_ns: u64,
+    /// `memcpy_ns + bare_unprotect_ns`: the ideal window.
+    pub ideal_ns: u64,
+    /// Budget of the whole region: the window (median) and its ratio to the ideal.
+    pub full_budget_bytes: u64,
+    pub full_budget_window_ns: u64,
+    pub full_budget_ratio: Option<f64>,
+    /// Issue 15: `full_budget_ratio <= 2`.
+    pub target_met: Option<bool>,
+    /// The default budget: its size, window (median) and ratio (stated, no target).
+    pub default_budget_bytes: u64,
+    pub default_budget_window_ns: u64,
+    pub default_budget_ratio: Option<f64>,
+    /// Unprotect ioctls per page saved in the default-budget run (coalescing: far below 1).
+    pub unprotect_calls_per_page: Option<f64>,
+}
+
+/// Huge pages kept across a snapshot of a THP region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThpSection {
+    pub region_bytes: u64,
+    /// AnonHugePages of the region's mapping (from /proc/self/smaps) before and after.
+    pub anon_huge_before_bytes: u64,
+    pub anon_huge_after_bytes: u64,
+    pub kept_ratio: Option<f64>,
+    /// Issue 15: at least 95 % kept.
+    pub kept_target_met: Option<bool>,
+    /// The largest THP start-pause row: wpsnap's pause against the bare write-protect.
+    pub pause_ns: u64,
+    pub bare_write_protect_ns: u64,
+    pub pause_ratio: Option<f64>,
+    /// Issue 15: pause within 1.1x of the bare write-protect, or within 20 µs of it.
+    pub pause_target_met: Option<bool>,
+}
+
+/// One line of the met/missed table: a figure, its same-run baseline, the ratio and target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetRow {
+    pub name: String,
+    /// The figure and the baseline, as text with units.
+    pub value: String,
+    pub baseline: String,
+    pub ratio: Option<f64>,
+    /// The target in words ("<= 2x", "none beyond background").
+    pub target: String,
+    /// `None`: not measured (the note says why).
+    pub met: Option<bool>,
+    pub note: String,
 }

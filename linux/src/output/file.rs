@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// Buffer in front of the file, so page-sized writes do not each cost a syscall.
 const FILE_BUFFER_BYTES: usize = 1024 * 1024;
+/// A vectored write of at least this many bytes goes to the file without the buffer (the
+/// syscall costs little next to copying that much).
+const VECTORED_UNBUFFERED_BYTES_MIN: usize = 64 * 1024;
 
 /// A snapshot file. For a regular file, bytes go to `NAME.partial`; [`Output::commit`]
 /// flushes, fsyncs, renames to `NAME` and fsyncs the folder; [`Output::abort`] (or a drop)
@@ -53,6 +56,20 @@ impl FileOutput {
 impl Write for FileOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(buf).map_err(|e| name_io_error(&self.destination, e))?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    // Forwarded so a vectored record write reaches writev(2) (the default writes one slice);
+    // a large one skips the buffer (flushed first, to keep the order): no copy of its bytes.
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let result = if total >= VECTORED_UNBUFFERED_BYTES_MIN {
+            self.file.flush().and_then(|()| self.file.get_mut().write_vectored(bufs))
+        } else {
+            self.file.write_vectored(bufs)
+        };
+        let n = result.map_err(|e| name_io_error(&self.destination, e))?;
         self.bytes += n as u64;
         Ok(n)
     }

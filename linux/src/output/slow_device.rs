@@ -295,10 +295,30 @@ impl<W: Write> SlowDevice<W> {
     }
 }
 
+/// Most slices one vectored write passes on (Linux's IOV_MAX).
+const WRITE_SLICES_MAX: usize = 1024;
+
 impl<W: Write> Write for SlowDevice<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let chunk = &buf[..buf.len().min(WRITE_CHUNK_BYTES_MAX)];
         let n = self.inner.write(chunk)?;
+        self.pacer.pace(n as u64);
+        Ok(n)
+    }
+
+    // Paced the same way: at most WRITE_CHUNK_BYTES_MAX per call, the slices' prefix.
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut room = WRITE_CHUNK_BYTES_MAX;
+        let mut prefix = Vec::new();
+        for b in bufs.iter().take(WRITE_SLICES_MAX) {
+            if room == 0 {
+                break;
+            }
+            let take = b.len().min(room);
+            prefix.push(std::io::IoSlice::new(&b[..take]));
+            room -= take;
+        }
+        let n = self.inner.write_vectored(&prefix)?;
         self.pacer.pace(n as u64);
         Ok(n)
     }

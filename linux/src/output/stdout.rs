@@ -32,6 +32,12 @@ impl Write for StdoutOutput {
         Ok(n)
     }
 
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.out.write_vectored(bufs).map_err(|e| name_io_error("stdout", e))?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush().map_err(|e| name_io_error("stdout", e))
     }

@@ -252,6 +252,13 @@ impl Write for TargetWriter {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            TargetWriter::Durable(f) => f.write_vectored(bufs),
+            TargetWriter::Direct { file, .. } => file.write_vectored(bufs),
+        }
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match self {
             TargetWriter::Durable(f) => f.write_all(buf),

@@ -85,6 +85,12 @@ impl Write for TcpOutput {
         Ok(n)
     }
 
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.stream.write_vectored(bufs).map_err(|e| name_io_error(&self.destination, e))?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         self.stream.flush().map_err(|e| name_io_error(&self.destination, e))
     }

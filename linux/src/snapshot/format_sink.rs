@@ -5,12 +5,13 @@ use super::sink::{PageSink, SinkError};
 use crate::output::{Output, OutputSummary};
 use crate::region::{Region, Regions};
 use crate::sync::shim::{Arc, Mutex, lock};
-use std::io::{BufWriter, Write};
-use wpsnap_format::{PageDigest, SnapshotWriter};
+use std::io::{IoSlice, Write};
+use wpsnap_format::{DigestedRun, PageDigest, SnapshotWriter};
 
-/// Output buffer: big enough to batch page records into large writes, small enough to keep
-/// the sink's latency per flush low.
-const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+/// Output buffer for the small writes (header, single pages, trailer). Runs of pages of at
+/// least this size skip it: [`PageSink::write_runs`] writes them with vectored writes straight
+/// from staging memory.
+const OUTPUT_BUFFER_BYTES: usize = 64 << 10;
 
 /// What the snapshot file's region table is made of: a [`Region`] or [`Regions`].
 pub trait RegionTable {
@@ -35,7 +36,7 @@ pub type SummarySlot = Arc<Mutex<Option<OutputSummary>>>;
 
 /// Writes pages as wpsnap records; `finish` writes the trailer and commits the output.
 pub struct FormatSink {
-    writer: SnapshotWriter<BufWriter<AbortOnDrop>>,
+    writer: SnapshotWriter<SmallWriteBuffer>,
     summary: SummarySlot,
 }
 
@@ -60,9 +61,8 @@ impl FormatSink {
                 .map_or(0, |d| d.as_nanos() as u64),
             config_json,
         };
-        let writer =
-            SnapshotWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER_BYTES, AbortOnDrop(Some(output))), &header)
-                .map_err(SinkError::Format)?;
+        let out = SmallWriteBuffer { out: AbortOnDrop(Some(output)), buf: Vec::with_capacity(OUTPUT_BUFFER_BYTES) };
+        let writer = SnapshotWriter::new(out, &header).map_err(SinkError::Format)?;
         let summary = Arc::new(Mutex::new(None));
         Ok((FormatSink { writer, summary: summary.clone() }, summary))
     }
@@ -88,6 +88,9 @@ impl PageSink for FormatSink {
     fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
         self.writer.write_page_digested(index, data, digest).map_err(SinkError::Format)
     }
+    fn write_runs(&mut self, runs: &[DigestedRun<'_>]) -> Result<(), SinkError> {
+        self.writer.write_runs_digested(runs).map_err(SinkError::Format)
+    }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.writer.flush().map_err(SinkError::Format)
     }
@@ -98,10 +101,7 @@ impl PageSink for FormatSink {
         let FormatSink { writer, summary } = *self;
         let mut buffered = writer.finish(report_json).map_err(SinkError::Format)?;
         buffered.flush().map_err(|source| SinkError::Io { context: "flushing the output", source })?;
-        let mut output = buffered
-            .into_inner()
-            .map_err(|e| SinkError::Io { context: "flushing the output", source: e.into_error() })?;
-        let output = output.0.take().ok_or(SinkError::AlreadyFinished)?;
+        let output = buffered.out.0.take().ok_or(SinkError::AlreadyFinished)?;
         let done = output.commit()?;
         let destination = done.destination.clone();
         *lock(&summary) = Some(done);
@@ -115,6 +115,46 @@ impl PageSink for FormatSink {
     }
 }
 
+/// A write buffer that, unlike `std::io::BufWriter`, hands large vectored writes to the output
+/// as they are: `BufWriter` copies them unless the inner writer says it is vectored, which
+/// only standard-library types can say (`is_write_vectored` is unstable).
+struct SmallWriteBuffer {
+    out: AbortOnDrop,
+    /// Bytes not yet written; never more than [`OUTPUT_BUFFER_BYTES`].
+    buf: Vec<u8>,
+}
+
+impl SmallWriteBuffer {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        let result = self.out.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+impl Write for SmallWriteBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(data)])
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.buf.len() + total > OUTPUT_BUFFER_BYTES {
+            self.flush_buf()?;
+        }
+        if total >= OUTPUT_BUFFER_BYTES {
+            return self.out.write_vectored(bufs);
+        }
+        for b in bufs {
+            self.buf.extend_from_slice(b);
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf()?;
+        self.out.flush()
+    }
+}
+
 /// Owns the output until commit; aborts it if dropped before.
 struct AbortOnDrop(Option<Box<dyn Output>>);
 
@@ -122,6 +162,12 @@ impl Write for AbortOnDrop {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &mut self.0 {
             Some(output) => output.write(buf),
+            None => Err(std::io::Error::other("output already finished")),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(output) => output.write_vectored(bufs),
             None => Err(std::io::Error::other("output already finished")),
         }
     }

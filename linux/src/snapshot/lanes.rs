@@ -11,7 +11,7 @@ use crate::uffd::{UffdEvent, WpUffd};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use std::time::{Duration, Instant};
 use wpsnap_core::{Capture, Lane, Nanos};
-use wpsnap_format::PageDigest;
+use wpsnap_format::{DigestedRun, PageDigest};
 
 /// Reads every ready event: page faults into `faults` (at most `EVENTS_PER_READ_MAX` per
 /// read, so bounded), region changes abort the snapshot. Returns how many events were read.
@@ -116,6 +116,10 @@ fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
 /// How often the sink looks at the staging queue when it was not woken (pushes wake it only
 /// once the queue is fuller, see `StagingQueue::with_wake_pages`).
 pub(super) const SINK_POLL: Duration = Duration::from_millis(1);
+/// Most staged runs, and about the most bytes, the sink thread writes in one batch: large
+/// enough for few syscalls, small enough to hand memory back to the budget often.
+const SINK_BATCH_RUNS_MAX: usize = 256;
+const SINK_BATCH_BYTES_MAX: usize = 4 << 20;
 
 /// Longest the event-reading lane keeps answering events after a failure, until the
 /// protection is off and no event is pending.
@@ -228,15 +232,28 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             // Complete leaves nothing staged; after a cancel the copies are not wanted.
             return Ok(());
         }
-        debug_assert_eq!(run.digests.len() as u64, run.count, "one digest per staged page");
-        let bytes_before = sink.bytes_written();
-        for ((page, index), digest) in run.data.as_slice().chunks_exact(page_size).zip(run.first..).zip(&run.digests) {
-            sink.write_page_digested(index, page, digest)?;
+        // Whatever else is already staged goes out in the same vectored writes.
+        let mut batch = vec![run];
+        let mut batch_bytes = batch[0].count as usize * page_size;
+        while batch.len() < SINK_BATCH_RUNS_MAX && batch_bytes < SINK_BATCH_BYTES_MAX {
+            let Some(more) = shared.staging.try_pop() else { break };
+            batch_bytes += more.count as usize * page_size;
+            batch.push(more);
         }
+        let runs: Vec<DigestedRun<'_>> = batch
+            .iter()
+            .map(|r| {
+                debug_assert_eq!(r.digests.len() as u64, r.count, "one digest per staged page");
+                DigestedRun { first: r.first, data: r.data.as_slice(), digests: &r.digests }
+            })
+            .collect();
+        let bytes_before = sink.bytes_written();
+        sink.write_runs(&runs).map_err(SnapshotError::Sink)?;
+        drop(runs);
         let bytes = sink.bytes_written().saturating_sub(bytes_before);
-        let count = run.count;
+        let count = batch.iter().map(|r| r.count).sum();
         // Frees the staging memory (a chunk is unmapped with its last run).
-        drop(run);
+        drop(batch);
         shared.turn(|t| {
             t.stream_bytes(bytes);
             t.sink_drained(count)

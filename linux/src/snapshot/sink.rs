@@ -2,7 +2,7 @@
 
 use crate::sync::shim::{Arc, Mutex, lock};
 use thiserror::Error;
-use wpsnap_format::PageDigest;
+use wpsnap_format::{DigestedRun, PageDigest};
 
 /// A sink failed, with the cause kept: [`SinkError::errno`] tells a full disk (`ENOSPC`)
 /// from a reader that went away (`EPIPE`).
@@ -63,6 +63,18 @@ pub trait PageSink: Send {
     fn write_page_digested(&mut self, index: u64, data: &[u8], digest: &PageDigest) -> Result<(), SinkError> {
         let _ = digest;
         self.write_page(index, data)
+    }
+    /// Saves runs of consecutive pages with their digests (the decoupled model's sink thread
+    /// hands over several staged runs at once). The default writes page by page; the format
+    /// sink writes them with vectored writes, without copying the pages.
+    fn write_runs(&mut self, runs: &[DigestedRun<'_>]) -> Result<(), SinkError> {
+        for run in runs {
+            let page_size = (run.data.len() / run.digests.len().max(1)).max(1);
+            for ((page, index), digest) in run.data.chunks_exact(page_size).zip(run.first..).zip(run.digests) {
+                self.write_page_digested(index, page, digest)?;
+            }
+        }
+        Ok(())
     }
     /// Pushes buffered bytes to the output. The qemu model flushes after every capture, as QEMU
     /// flushes its stream after each page before unprotecting it.

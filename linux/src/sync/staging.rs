@@ -80,6 +80,14 @@ impl<T: StagedPages> StagingQueue<T> {
         Ok(())
     }
 
+    /// The oldest run if one is queued, without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        let mut state = lock(&self.state);
+        let run = state.runs.pop_front()?;
+        state.pages_used -= run.pages();
+        Some(run)
+    }
+
     /// The oldest run, waiting up to `timeout`; `None` on timeout or once closed and empty.
     pub fn pop(&self, timeout: Duration) -> Option<T> {
         let mut state = lock(&self.state);

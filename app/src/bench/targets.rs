@@ -1,0 +1,121 @@
+//! The met/missed table: every target of the run, with its figure, its same-run baseline and
+//! the ratio between them.
+
+use super::measure::{PAUSE_TARGET_RATIO, THP_PAUSE_ALLOWANCE_NS};
+use super::report::{BenchReport, TargetRow};
+use wpsnap_plot::format_ns;
+
+fn row(name: &str, value: String, baseline: String, ratio: Option<f64>, target: &str, met: Option<bool>) -> TargetRow {
+    TargetRow { name: name.to_string(), value, baseline, ratio, target: target.to_string(), met, note: String::new() }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The table for `report` (whose sections are filled in).
+pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
+    let mut rows = Vec::new();
+    for s in &report.stalls {
+        let mut r = row(
+            &format!("stalls.{}", s.name),
+            format!("{} writes >= 16 ms (max {})", s.snapshot_slow_writes, format_ns(s.snapshot_max_ns)),
+            format!("{} in the background (max {})", s.background_slow_writes, format_ns(s.background_max_ns)),
+            None,
+            "none beyond background",
+            s.target_met,
+        );
+        r.note = if s.measured {
+            format!("{}; {} beyond background", s.destination, s.slow_writes_beyond_background)
+        } else {
+            s.note.clone()
+        };
+        rows.push(r);
+    }
+    let w = &report.writer_slowdown;
+    rows.push(row(
+        "writer_rate.decoupled_vs_fork",
+        format!("{:.0} writes/s", w.decoupled_writes_per_sec),
+        format!("fork {:.0} writes/s", w.fork_writes_per_sec),
+        w.decoupled_to_fork_ratio,
+        ">= 1x",
+        w.decoupled_vs_fork_target_met,
+    ));
+    let m = &report.extra_memory;
+    rows.push(row(
+        "extra_memory.decoupled_vs_fork",
+        format!("staging mapped peak {}", mib(m.wpsnap_mapped_peak_bytes)),
+        format!("fork copy-on-write {}", mib(m.fork_cow_peak_bytes)),
+        m.wpsnap_to_fork_ratio,
+        "<= 1x",
+        m.wpsnap_vs_fork_target_met,
+    ));
+    let p = &report.protection_window;
+    rows.push(row(
+        "protection_window.full_budget",
+        format!("{} (budget {}, policy none)", format_ns(p.full_budget_window_ns), mib(p.full_budget_bytes)),
+        format!("memcpy {} + unprotect {}", format_ns(p.memcpy_ns), format_ns(p.bare_unprotect_ns)),
+        p.full_budget_ratio,
+        "<= 2x",
+        p.target_met,
+    ));
+    let mut default = row(
+        "protection_window.default_budget",
+        format!(
+            "{} (default budget {} and policy)",
+            format_ns(p.default_budget_window_ns),
+            mib(p.default_budget_bytes)
+        ),
+        format!("memcpy + unprotect {}", format_ns(p.ideal_ns)),
+        p.default_budget_ratio,
+        "stated",
+        None,
+    );
+    default.note = "no target: the ratio is stated".to_string();
+    rows.push(default);
+    let t = &report.thp;
+    rows.push(row(
+        "thp.anon_huge_pages_kept",
+        mib(t.anon_huge_after_bytes),
+        format!("before {}", mib(t.anon_huge_before_bytes)),
+        t.kept_ratio,
+        ">= 0.95x",
+        t.kept_target_met,
+    ));
+    rows.push(row(
+        "thp.start_pause",
+        format_ns(t.pause_ns),
+        format!("bare write-protect {}", format_ns(t.bare_write_protect_ns)),
+        t.pause_ratio,
+        &format!("<= {PAUSE_TARGET_RATIO}x or within {}", format_ns(THP_PAUSE_ALLOWANCE_NS)),
+        t.pause_target_met,
+    ));
+    let f = &report.fault_wait;
+    let only = &f.decoupled_faults_only_vs_busy;
+    rows.push(row(
+        "fault_wait.faults_only.p50_vs_busy_floor",
+        format_ns(only.p50_ns),
+        format!("busy floor {}", format_ns(f.busy_floor.p50_ns)),
+        only.p50_ratio,
+        "<= 1.5x",
+        f.target_p50_met_busy_floor,
+    ));
+    rows.push(row(
+        "fault_wait.faults_only.p99_vs_busy_floor",
+        format_ns(only.p99_ns),
+        format!("busy floor {}", format_ns(f.busy_floor.p99_ns)),
+        only.p99_ratio,
+        "<= 2x",
+        f.target_p99_met_busy_floor,
+    ));
+    let th = &report.throughput;
+    rows.push(row(
+        "throughput.to_slower_of_raw_write_and_memcpy",
+        format!("{:.0} MB/s", th.snapshot_bytes_per_sec / 1e6),
+        format!("raw write {:.0} MB/s", th.sink_raw_bytes_per_sec / 1e6),
+        th.ratio_to_slower,
+        ">= 0.9x",
+        th.target_met,
+    ));
+    rows
+}
