@@ -3,7 +3,7 @@
 
 use super::page_cache::{CacheStats, PageCache};
 use super::transfer_ns;
-use super::{DiskParams, PipeParams};
+use super::{DiskParams, MeterParams, PipeParams};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
 use wpsnap_core::Nanos;
@@ -17,6 +17,10 @@ struct DumpTool {
     queued_bytes: u64,
     /// When the tool is next free to read.
     free_at: Nanos,
+    /// A metered consumer's state (`pv -L`): the slice the allowance was last topped up in
+    /// and the bytes it may still read.
+    slice_index: u64,
+    allowance_bytes: u64,
 }
 
 /// Where the producer's writes go. Calls must come in non-decreasing time order.
@@ -32,8 +36,15 @@ pub struct StreamPath {
 impl StreamPath {
     /// A stream path for these disk parameters; stalls draw from `rng`.
     pub fn new(params: &DiskParams, rng: ChaCha8Rng) -> StreamPath {
-        let tool =
-            params.pipe.map(|p| DumpTool { params: p, queued: VecDeque::new(), queued_bytes: 0, free_at: Nanos::ZERO });
+        let tool = params.pipe.map(|p| DumpTool {
+            params: p,
+            queued: VecDeque::new(),
+            queued_bytes: 0,
+            free_at: Nanos::ZERO,
+            slice_index: 0,
+            // The allowance starts full, as pv's does (its first burst).
+            allowance_bytes: p.meter.map_or(0, |m| m.slice_bytes() * u64::from(m.burst_slices)),
+        });
         StreamPath {
             cache: PageCache::new(params.clone(), rng),
             tool,
@@ -94,16 +105,47 @@ impl DumpTool {
         Some(if self.free_at >= arrived { self.free_at } else { arrived + Nanos(self.params.wake_ns) })
     }
 
+    /// A metered consumer's allowance at `at` after topping it up for the slices passed,
+    /// and that slice's index.
+    fn allowance_at(&self, m: &MeterParams, at: Nanos) -> (u64, u64) {
+        let cap = m.slice_bytes() * u64::from(m.burst_slices);
+        let index = at.as_ns() / m.slice_ns;
+        let passed = index.saturating_sub(self.slice_index);
+        let allowance = self.allowance_bytes.saturating_add(passed.saturating_mul(m.slice_bytes())).min(cap);
+        (allowance, index.max(self.slice_index))
+    }
+
+    /// When a read the tool would start at `at` happens: a metered consumer whose
+    /// allowance is used up sleeps to the next slice.
+    fn read_time(&self, at: Nanos) -> Nanos {
+        let Some(m) = self.params.meter else { return at };
+        match self.allowance_at(&m, at) {
+            (0, index) => Nanos((index + 1) * m.slice_ns),
+            _ => at,
+        }
+    }
+
+    /// The read time and byte limit of a read the tool would start at `at`, with the
+    /// allowance updated to that time. Unmetered: `at` and the read buffer.
+    fn metered_read(&mut self, at: Nanos) -> (Nanos, u64) {
+        let Some(m) = self.params.meter else { return (at, self.params.read_bytes_max) };
+        let at = self.read_time(at);
+        let (allowance, index) = self.allowance_at(&m, at);
+        self.allowance_bytes = allowance;
+        self.slice_index = index;
+        (at, self.params.read_bytes_max.min(allowance))
+    }
+
     /// One read + write cycle; returns when the read took the bytes out of the pipe.
     fn step(&mut self, cache: &mut PageCache, syscall_ns: u64, copy_bytes_per_sec: u64) -> Option<Nanos> {
-        let read_at = self.next_read_at()?;
+        let (read_at, read_bytes_max) = self.metered_read(self.next_read_at()?);
         let mut bytes = 0;
         while let Some(&mut (arrived, ref mut b)) = self.queued.front_mut() {
-            if arrived > read_at || bytes >= self.params.read_bytes_max {
+            if arrived > read_at || bytes >= read_bytes_max {
                 break;
             }
             // A read takes what fits in the tool's buffer; the rest of a write stays queued.
-            let take = (*b).min(self.params.read_bytes_max - bytes);
+            let take = (*b).min(read_bytes_max - bytes);
             bytes += take;
             *b -= take;
             if *b == 0 {
@@ -111,6 +153,7 @@ impl DumpTool {
             }
         }
         self.queued_bytes -= bytes;
+        self.allowance_bytes = self.allowance_bytes.saturating_sub(bytes);
         let read_done = read_at + Nanos(syscall_ns + transfer_ns(bytes, copy_bytes_per_sec));
         self.free_at = cache.write(read_done, bytes);
         Some(read_at)
@@ -118,7 +161,7 @@ impl DumpTool {
 
     /// Runs every cycle that starts at or before `now`.
     fn run_until(&mut self, now: Nanos, cache: &mut PageCache, syscall_ns: u64, copy_bytes_per_sec: u64) {
-        while self.next_read_at().is_some_and(|at| at <= now) {
+        while self.next_read_at().is_some_and(|at| self.read_time(at) <= now) {
             self.step(cache, syscall_ns, copy_bytes_per_sec);
         }
     }
