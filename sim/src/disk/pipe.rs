@@ -200,4 +200,71 @@ mod tests {
         assert!(done > Nanos::ZERO && done < Nanos::from_us(10), "{done}");
         assert_eq!(path.finish(done), done);
     }
+
+    fn metered(rate_bytes_per_sec: u64, slice_ns: u64, burst_slices: u32) -> DiskParams {
+        let mut params = DiskPreset::Tmpfs.params();
+        params.pipe = Some(PipeParams {
+            capacity_bytes: 64 * 1024,
+            wake_ns: 20_000,
+            read_bytes_max: 64 * 1024,
+            meter: Some(MeterParams { rate_bytes_per_sec, slice_ns, burst_slices }),
+        });
+        params
+    }
+
+    /// 64 KiB writes of a producer that writes as fast as it can: (the write times, the
+    /// time the consumer has read everything).
+    fn write_through(params: &DiskParams, writes: u64) -> (Vec<u64>, Nanos) {
+        let mut path = StreamPath::new(params, ChaCha8Rng::seed_from_u64(1));
+        let mut t = Nanos::ZERO;
+        let mut blocked = Vec::new();
+        for _ in 0..writes {
+            let done = path.submit(t, 64 << 10);
+            blocked.push(done.saturating_since(t).as_ns());
+            t = done;
+        }
+        (blocked, path.finish(t))
+    }
+
+    #[test]
+    fn a_pv_like_consumer_blocks_writes_for_most_of_a_slice_and_keeps_its_rate() {
+        // pv -L 50m: 100 ms slices, 5 slices of burst; 100 MiB as in the ground-truth probe.
+        let (blocked, end) = write_through(&metered(50 << 20, 100_000_000, 5), 1600);
+        let rate = (1600u64 << 16) as f64 / end.as_secs_f64();
+        // 100 MiB at 52.4 MB/s after a 26 MB first burst: about 1.5 s, 70 MB/s (probe: 65).
+        assert!(rate > 60e6 && rate < 75e6, "rate {rate}");
+        let long = blocked.iter().filter(|&&ns| ns >= 64_000_000).count();
+        let short = blocked.iter().filter(|&&ns| ns < 1_000_000).count();
+        // One long block per slice after the burst (probe: 16 of 1600), every other write
+        // returns at once.
+        assert!((13..=17).contains(&long), "{long} writes blocked >= 64 ms");
+        assert_eq!(long + short, blocked.len());
+    }
+
+    #[test]
+    fn a_smooth_consumer_blocks_every_write_briefly() {
+        // 16 KiB reads at 50 MB/s: a 64 KiB write into the full pipe waits ~1.3 ms.
+        let (blocked, end) = write_through(&metered(50_000_000, 327_680, 1), 1600);
+        let rate = (1600u64 << 16) as f64 / end.as_secs_f64();
+        assert!(rate > 48e6 && rate < 52e6, "rate {rate}");
+        let mut sorted = blocked.clone();
+        sorted.sort_unstable();
+        let p50 = sorted[sorted.len() / 2];
+        assert!((1_000_000..1_600_000).contains(&p50), "p50 {p50} ns");
+        assert!(sorted[sorted.len() - 1] < 2_000_000, "max {} ns", sorted[sorted.len() - 1]);
+    }
+
+    #[test]
+    fn an_iops_cap_bounds_small_direct_writes() {
+        let mut params = DiskPreset::Tmpfs.params();
+        params.bandwidth_bytes_per_sec = 50_000_000;
+        params.iops_max = 150;
+        let mut path = StreamPath::new(&params, ChaCha8Rng::seed_from_u64(1));
+        let mut t = Nanos::ZERO;
+        for _ in 0..150 {
+            t = path.submit(t, 4096);
+        }
+        // 150 direct 4 KiB writes at 150 IOPS: one second, not 12 ms of bandwidth.
+        assert!(t >= Nanos::from_ms(990) && t <= Nanos::from_ms(1010), "{t}");
+    }
 }

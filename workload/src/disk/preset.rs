@@ -177,7 +177,12 @@ impl DiskPreset {
                 copy_bytes_per_sec,
                 syscall_ns,
                 page_cache: Some(cache),
-                pipe: Some(PipeParams { capacity_bytes: 64 * 1024, wake_ns: 20_000, read_bytes_max: 4096, meter: None }),
+                pipe: Some(PipeParams {
+                    capacity_bytes: 64 * 1024,
+                    wake_ns: 20_000,
+                    read_bytes_max: 4096,
+                    meter: None,
+                }),
                 competing: None,
                 iops_max: 0,
             },
