@@ -31,6 +31,9 @@ pub struct StreamPath {
     syscall_ns: u64,
     copy_bytes_per_sec: u64,
     bytes_submitted: u64,
+    /// The producer's user-space buffer (a `BufWriter`): its capacity and the bytes in it.
+    user_buffer_bytes: u64,
+    buffered_bytes: u64,
 }
 
 impl StreamPath {
@@ -51,6 +54,8 @@ impl StreamPath {
             syscall_ns: params.syscall_ns,
             copy_bytes_per_sec: params.copy_bytes_per_sec,
             bytes_submitted: 0,
+            user_buffer_bytes: params.user_buffer_bytes,
+            buffered_bytes: 0,
         }
     }
 
@@ -64,9 +69,29 @@ impl StreamPath {
         self.bytes_submitted
     }
 
-    /// The producer writes `bytes` at `now`; returns when its write call returns.
+    /// The producer writes `bytes` at `now`; returns when its write returns. With a
+    /// user-space buffer, as `BufWriter` does: a write that does not fit flushes the buffer
+    /// first (one `write(2)`), a write as large as the buffer goes straight through, others
+    /// are a memory copy into the buffer.
     pub fn submit(&mut self, now: Nanos, bytes: u64) -> Nanos {
         self.bytes_submitted += bytes;
+        if self.user_buffer_bytes == 0 {
+            return self.write_call(now, bytes);
+        }
+        let mut t = now;
+        if self.buffered_bytes + bytes > self.user_buffer_bytes && self.buffered_bytes > 0 {
+            t = self.write_call(t, self.buffered_bytes);
+            self.buffered_bytes = 0;
+        }
+        if bytes >= self.user_buffer_bytes {
+            return self.write_call(t, bytes);
+        }
+        self.buffered_bytes += bytes;
+        t + Nanos(transfer_ns(bytes, self.copy_bytes_per_sec))
+    }
+
+    /// One `write(2)` of `bytes` at `now` into the pipe or the file; returns when it returns.
+    fn write_call(&mut self, now: Nanos, bytes: u64) -> Nanos {
         let own_cost = Nanos(self.syscall_ns + transfer_ns(bytes, self.copy_bytes_per_sec));
         let Some(tool) = self.tool.as_mut() else {
             return self.cache.write(now, bytes);
@@ -88,6 +113,12 @@ impl StreamPath {
     /// When everything submitted so far has been handed to the file (the dump tool's last
     /// write returned). Consumes the pipe, so call it once, at the end.
     pub fn finish(&mut self, now: Nanos) -> Nanos {
+        let now = if self.buffered_bytes > 0 {
+            let bytes = std::mem::take(&mut self.buffered_bytes);
+            self.write_call(now, bytes)
+        } else {
+            now
+        };
         let Some(tool) = self.tool.as_mut() else { return now };
         let mut done = now;
         while tool.step(&mut self.cache, self.syscall_ns, self.copy_bytes_per_sec).is_some() {

@@ -41,6 +41,11 @@ pub struct DiskParams {
     /// seek-bound rate); 0 for none. A request takes at least `1 / iops_max` seconds.
     #[serde(default)]
     pub iops_max: u64,
+    /// The producer's own user-space buffer in front of its `write(2)` calls (wpsnap's
+    /// outputs: a `BufWriter` of 256 KiB for pipes and commands, 1 MiB for files); 0 for
+    /// none (QEMU's `exec:` stream writes each page record through a small buffer).
+    #[serde(default)]
+    pub user_buffer_bytes: u64,
 }
 
 /// Dirty-page accounting and `balance_dirty_pages`-like throttling.
@@ -185,6 +190,7 @@ impl DiskPreset {
                 }),
                 competing: None,
                 iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::SataSsd => DiskParams {
                 // SATA 6 Gb/s carries ~550 MB/s after 8b/10b; drives sustain ~520 MB/s.
@@ -199,6 +205,7 @@ impl DiskPreset {
                 pipe: None,
                 competing: None,
                 iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::Nvme => DiskParams {
                 // Measured on this project's VM: 2 GiB sequential O_DIRECT write, 2.2 GB/s.
@@ -213,6 +220,7 @@ impl DiskPreset {
                 pipe: None,
                 competing: None,
                 iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::Tmpfs => DiskParams {
                 bandwidth_bytes_per_sec: 0,
@@ -226,6 +234,7 @@ impl DiskPreset {
                 pipe: None,
                 competing: None,
                 iops_max: 0,
+                user_buffer_bytes: 0,
             },
         }
     }
@@ -303,6 +312,9 @@ impl DiskParams {
             if m.burst_slices == 0 || m.burst_slices > 1_000 {
                 return Err(e("pipe.meter.burst_slices", "outside 1..=1000".into()));
             }
+        }
+        if self.user_buffer_bytes > 1 << 30 {
+            return Err(e("user_buffer_bytes", "above 1 GiB".into()));
         }
         if self.iops_max > 10_000_000 {
             return Err(e("iops_max", "above 10 million".into()));
