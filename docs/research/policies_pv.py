@@ -71,6 +71,7 @@ def main():
                                 ",".join(policies), "--out", raw], check=True, capture_output=True)
                 for policy, report in zip(policies, json.load(open(raw))):
                     results.setdefault((size, model, policy), []).append(stats(report))
+                os.remove(raw)
     rows = []
     for (size, model, policy), runs in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1], policies.index(kv[0][2]))):
         base = results[(size, model, "none")]
