@@ -4,6 +4,13 @@
 #
 #   scripts/research.sh            # full study (about 10 min on 2 cores)
 #   SEEDS=2 REAL_SEEDS=1 scripts/research.sh   # quicker
+#   scripts/research.sh --smoke    # seconds: the ground-truth pieces on tiny sizes (CI)
+#
+# Ground-truth parts (issue 14; docs/research.md "Answers"): the held-out real cells
+# (scripts/heldout-real.sh: skipped with the reason where no loop device/blkio, the file cells
+# only), the held-out table (docs/research/heldout.py), the policies on the bursty sink with
+# paired seeds (docs/research/policies_pv.py) and the sensitivity sweep of the free parameters
+# (docs/research/sensitivity.py). Set GROUND_TRUTH_ONLY=1 to run just those.
 #
 # Runs everything under `nice -n 10` with at most 2 simulator threads (shared machine).
 # Raw outputs go to $RAW (default: a fresh temporary folder, kept and printed at the end).
@@ -33,7 +40,37 @@ bandwidth_mbps() {
 
 # Everything runs inside main, so bash has read the whole script before it starts (an edit
 # of this file during a run cannot change the run).
+# The ground-truth pieces on tiny sizes with the debug build, twice, byte-identical.
+smoke() {
+    cargo build --locked -q -p wpsnap-sim
+    local tmp
+    tmp=$(mktemp -d)
+    export SIM=./target/debug/wpsnap-sim
+    CELLS=pv-qemu-256M-w0 python3 docs/research/heldout.py docs/results/heldout-2026-11-30 "$tmp/heldout" --seeds 1 > /dev/null
+    for run in 1 2; do
+        python3 docs/research/policies_pv.py "$tmp/pol$run" --seeds 2 --sizes 64 --no-lsr-sweep > /dev/null
+    done
+    cmp "$tmp/pol1/policies.json" "$tmp/pol2/policies.json"
+    python3 docs/research/sensitivity.py "$tmp/sens" --smoke > /dev/null
+    rm -rf "$tmp"
+    echo "research smoke: ok"
+}
+
+# Issue 14's ground-truth parts (see the header).
+ground_truth() {
+    OUT="$RAW/heldout-real" bash scripts/heldout-real.sh || echo "real held-out cells failed (outputs in $RAW)" >&2
+    local real=docs/results/heldout-2026-11-30
+    [ -n "$(ls "$RAW/heldout-real/"*-w*.json 2>/dev/null)" ] && real="$RAW/heldout-real"
+    "${NICE[@]}" python3 docs/research/heldout.py "$real" "$OUT/heldout" --seeds 3
+    "${NICE[@]}" python3 docs/research/policies_pv.py "$OUT/policies-pv" --seeds "$SEEDS"
+    "${NICE[@]}" python3 docs/research/sensitivity.py "$OUT/sensitivity"
+}
+
 main() {
+    if [ "${1:-}" = --smoke ]; then
+        smoke
+        return
+    fi
     mkdir -p "$OUT" "$RAW"
     start=$(date +%s)
     echo "raw outputs: $RAW"
@@ -46,6 +83,11 @@ main() {
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         "$(git status --porcelain 2>/dev/null | wc -l)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" \
         "$SEEDS" "$REAL_SEEDS" > "$OUT/run-info.json"
+
+    ground_truth
+    if [ "${GROUND_TRUTH_ONLY:-0}" = 1 ]; then
+        return
+    fi
 
     # Part 1: the seed author's scenario (default: 4 GiB, qemu model, 6 video writers, hdd-7200).
     for seed in $(seq 1 "$SEEDS"); do

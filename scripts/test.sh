@@ -30,6 +30,10 @@ rm -rf "$demo_dir"
 echo "== scripts/slow-disk.sh (smoke)"
 bash scripts/test-slow-disk.sh
 
+# The research pipeline's ground-truth pieces on tiny sizes, twice, byte-identical.
+echo "== scripts/research.sh --smoke"
+bash scripts/research.sh --smoke
+
 # loom: the real backend's thread handoffs, in their own target folder so the normal build
 # cache survives the `--cfg loom` rebuild.
 echo "== loom models"

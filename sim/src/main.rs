@@ -190,8 +190,8 @@ struct BenchArgs {
 }
 
 /// A comma-separated list of policies in their text form (`wpsnap_core::PolicyConfig`'s
-/// `FromStr`). A piece with `=` is a knob of the policy before it, so knobs need no other
-/// separator: `bandwidth:64M,slice=10ms,none`.
+/// `FromStr`). A piece with `=` and no `:` is a knob of the policy before it, so knobs need
+/// no other separator: `bandwidth:64M,slice=10ms,none,limit-scan-rate:slow-fault=2ms`.
 #[derive(Clone, Debug)]
 struct PolicyList(Vec<PolicyConfig>);
 
@@ -201,7 +201,7 @@ impl std::str::FromStr for PolicyList {
         let mut texts: Vec<String> = Vec::new();
         for piece in text.split(',') {
             match texts.last_mut() {
-                Some(last) if piece.contains('=') => {
+                Some(last) if piece.contains('=') && !piece.contains(':') => {
                     last.push(',');
                     last.push_str(piece);
                 }

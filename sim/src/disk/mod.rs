@@ -17,7 +17,9 @@ mod pipe;
 
 pub use page_cache::{CacheStats, PageCache};
 pub use pipe::StreamPath;
-pub use wpsnap_workload::disk::{CompetingIo, DiskParams, DiskPreset, PageCacheParams, PipeParams, StallParams};
+pub use wpsnap_workload::disk::{
+    CompetingIo, DiskParams, DiskPreset, MeterParams, PageCacheParams, PipeParams, StallParams,
+};
 
 /// Nanoseconds to move `bytes` at `per_sec` bytes per second (see
 /// [`wpsnap_workload::disk::transfer_ns`]). Copy rates are validated to be at least 1 MB/s.

@@ -71,6 +71,11 @@ impl PageCache {
     /// Service time of one device request of `bytes` starting at `start`.
     fn request_ns(&mut self, start: Nanos, bytes: u64) -> u64 {
         let mut ns = self.params.request_latency_ns + transfer_ns(bytes, self.params.bandwidth_bytes_per_sec);
+        // A throttled device admits one request per 1/iops; bandwidth and IOPS caps both
+        // hold (blkio checks both before dispatching a bio). 0 is no cap.
+        if let Some(interval_ns) = 1_000_000_000u64.checked_div(self.params.iops_max) {
+            ns = ns.max(interval_ns);
+        }
         let stall = self.params.device_stall.draw(&mut self.rng);
         if stall > 0 {
             self.stats.device_stalls += 1;

@@ -12,7 +12,7 @@
 mod preset;
 mod stall;
 
-pub use preset::{CompetingIo, DiskParams, DiskPreset, PageCacheParams, PipeParams};
+pub use preset::{CompetingIo, DiskParams, DiskPreset, MeterParams, PageCacheParams, PipeParams};
 pub use stall::{StallParams, pareto_ns};
 
 use thiserror::Error;

@@ -37,6 +37,15 @@ pub struct DiskParams {
     /// Another stream of writes on the same device.
     #[serde(default)]
     pub competing: Option<CompetingIo>,
+    /// The device's request rate cap (a blkio `write_iops_device` throttle, or a disk's
+    /// seek-bound rate); 0 for none. A request takes at least `1 / iops_max` seconds.
+    #[serde(default)]
+    pub iops_max: u64,
+    /// The producer's own user-space buffer in front of its `write(2)` calls (wpsnap's
+    /// outputs: a `BufWriter` of 256 KiB for pipes and commands, 1 MiB for files); 0 for
+    /// none (QEMU's `exec:` stream writes each page record through a small buffer).
+    #[serde(default)]
+    pub user_buffer_bytes: u64,
 }
 
 /// Dirty-page accounting and `balance_dirty_pages`-like throttling.
@@ -65,6 +74,29 @@ pub struct PipeParams {
     pub wake_ns: u64,
     /// The dump tool's read buffer: it reads at most this much, then writes it to the file.
     pub read_bytes_max: u64,
+    /// A rate-metered consumer (`pv -L`, a paced reader); `None` reads as fast as the
+    /// file takes the data.
+    #[serde(default)]
+    pub meter: Option<MeterParams>,
+}
+
+/// A consumer that meters its reads in slices, as `pv -L RATE` does: each slice of
+/// `slice_ns` adds `rate * slice` bytes to an allowance (capped at `burst_slices` slices'
+/// worth); the consumer reads as fast as it can while the allowance lasts, then sleeps to
+/// the next slice. `pv` uses 100 ms slices and a 5-slice burst window (its
+/// `RATE_GRANULARITY` and `RATE_BURST_WINDOW`; the probe in
+/// docs/results/ground-truth-2026-11-30 sees writes block 90-180 ms). A smooth reader is
+/// the same with a slice of one read (16 KiB at 50 MB/s: 328 us) and a burst of 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterParams {
+    /// The consumer's average rate.
+    pub rate_bytes_per_sec: u64,
+    /// The metering slice.
+    pub slice_ns: u64,
+    /// Slices of allowance the consumer may save up while the pipe is empty (>= 1); the
+    /// allowance starts full.
+    pub burst_slices: u32,
 }
 
 /// Competing writes on the same device: each of our requests first waits for the
@@ -77,6 +109,13 @@ pub struct CompetingIo {
     pub bytes_per_sec: u64,
     /// Cost of switching between the two streams (a seek on a disk with heads).
     pub switch_ns: u64,
+}
+
+impl MeterParams {
+    /// Bytes one slice allows (at least one, so a tiny rate still makes progress).
+    pub fn slice_bytes(&self) -> u64 {
+        ((u128::from(self.rate_bytes_per_sec) * u128::from(self.slice_ns) / 1_000_000_000) as u64).max(1)
+    }
 }
 
 /// Named disk configurations.
@@ -143,8 +182,15 @@ impl DiskPreset {
                 copy_bytes_per_sec,
                 syscall_ns,
                 page_cache: Some(cache),
-                pipe: Some(PipeParams { capacity_bytes: 64 * 1024, wake_ns: 20_000, read_bytes_max: 4096 }),
+                pipe: Some(PipeParams {
+                    capacity_bytes: 64 * 1024,
+                    wake_ns: 20_000,
+                    read_bytes_max: 4096,
+                    meter: None,
+                }),
                 competing: None,
+                iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::SataSsd => DiskParams {
                 // SATA 6 Gb/s carries ~550 MB/s after 8b/10b; drives sustain ~520 MB/s.
@@ -158,6 +204,8 @@ impl DiskPreset {
                 page_cache: Some(cache),
                 pipe: None,
                 competing: None,
+                iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::Nvme => DiskParams {
                 // Measured on this project's VM: 2 GiB sequential O_DIRECT write, 2.2 GB/s.
@@ -171,6 +219,8 @@ impl DiskPreset {
                 page_cache: Some(cache),
                 pipe: None,
                 competing: None,
+                iops_max: 0,
+                user_buffer_bytes: 0,
             },
             DiskPreset::Tmpfs => DiskParams {
                 bandwidth_bytes_per_sec: 0,
@@ -183,6 +233,8 @@ impl DiskPreset {
                 page_cache: None,
                 pipe: None,
                 competing: None,
+                iops_max: 0,
+                user_buffer_bytes: 0,
             },
         }
     }
@@ -249,6 +301,23 @@ impl DiskParams {
             && (p.read_bytes_max == 0 || p.read_bytes_max > p.capacity_bytes)
         {
             return Err(e("pipe.read_bytes_max", format!("{} is outside 1..=capacity_bytes", p.read_bytes_max)));
+        }
+        if let Some(m) = self.pipe.and_then(|p| p.meter) {
+            if m.rate_bytes_per_sec < 1_000 || m.rate_bytes_per_sec > 1 << 40 {
+                return Err(e("pipe.meter.rate_bytes_per_sec", "outside 1 kB/s..=1 TB/s".into()));
+            }
+            if m.slice_ns < 1_000 || m.slice_ns > 10_000_000_000 {
+                return Err(e("pipe.meter.slice_ns", "outside 1 us..=10 s".into()));
+            }
+            if m.burst_slices == 0 || m.burst_slices > 1_000 {
+                return Err(e("pipe.meter.burst_slices", "outside 1..=1000".into()));
+            }
+        }
+        if self.user_buffer_bytes > 1 << 30 {
+            return Err(e("user_buffer_bytes", "above 1 GiB".into()));
+        }
+        if self.iops_max > 10_000_000 {
+            return Err(e("iops_max", "above 10 million".into()));
         }
         if let Some(c) = &self.competing
             && self.bandwidth_bytes_per_sec > 0
