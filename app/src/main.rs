@@ -51,5 +51,6 @@ fn dispatch(command: Command, given: &[String]) -> anyhow::Result<()> {
         Command::Restore { file, raw, json } => cli::restore(&file, &raw, json),
         Command::Bench(bench) => cli::bench(&bench),
         Command::Receive { listen, out, idle_timeout_ms, json } => cli::receive(&listen, &out, idle_timeout_ms, json),
+        Command::Vm(vm) => cli::vm(&vm).map(drop),
     }
 }

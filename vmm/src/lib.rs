@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod guest;
+pub mod impact;
 pub mod layout;
 pub mod loader;
 pub mod memory;

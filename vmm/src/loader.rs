@@ -113,14 +113,14 @@ mod tests {
     #[test]
     fn the_built_guest_is_a_multiboot_elf32() {
         assert_eq!(multiboot_flags(crate::GUEST_ELF).ok(), Some(2));
-        let ram = GuestRam::new(16 << 20, false).expect("16 MiB of guest memory");
+        let ram = GuestRam::new(16 << 20, false, false).expect("16 MiB of guest memory");
         let entry = load_multiboot(&ram, crate::GUEST_ELF, "seed=1").expect("the guest loads");
         assert!(u64::from(entry) >= LOAD_ADDR);
     }
 
     #[test]
     fn a_non_elf_with_a_header_is_refused() {
-        let ram = GuestRam::new(16 << 20, false).expect("16 MiB of guest memory");
+        let ram = GuestRam::new(16 << 20, false, false).expect("16 MiB of guest memory");
         assert!(matches!(load_multiboot(&ram, &header(2), ""), Err(LoadError::NotElf32(_))));
     }
 }

@@ -142,6 +142,11 @@ impl SerialLog {
         }
     }
 
+    /// ns since the log started (the VM's start).
+    pub fn elapsed_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
     /// Takes bytes vCPU `vcpu` wrote to the serial port; returns the complete lines they
     /// finished.
     pub fn push_bytes(&mut self, vcpu: usize, bytes: &[u8]) -> Vec<GuestLine> {

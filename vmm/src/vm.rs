@@ -27,6 +27,8 @@ pub struct VmConfig {
     pub vcpus: u32,
     /// `MADV_HUGEPAGE` on guest memory.
     pub huge_pages: bool,
+    /// Allocate all guest memory before the guest runs (like QEMU's `-mem-prealloc`).
+    pub prefault: bool,
     /// Bound on [`Vm::pause`]: a vCPU not parked by then is an error.
     pub pause_wait_ms_max: u64,
     pub serial_hook: Option<SerialHook>,
@@ -38,6 +40,7 @@ impl std::fmt::Debug for VmConfig {
             .field("memory_bytes", &self.memory_bytes)
             .field("vcpus", &self.vcpus)
             .field("huge_pages", &self.huge_pages)
+            .field("prefault", &self.prefault)
             .field("pause_wait_ms_max", &self.pause_wait_ms_max)
             .finish_non_exhaustive()
     }
@@ -49,6 +52,7 @@ impl Default for VmConfig {
             memory_bytes: 64 << 20,
             vcpus: 1,
             huge_pages: true,
+            prefault: true,
             pause_wait_ms_max: PAUSE_WAIT_MS_DEFAULT,
             serial_hook: None,
         }
@@ -187,6 +191,11 @@ impl Vm {
     /// The VM's settings.
     pub fn config(&self) -> &VmConfig {
         &self.config
+    }
+
+    /// Host time since the VM started, in the clock of [`StatLine::host_ns`](crate::serial::StatLine).
+    pub fn now_ns(&self) -> u64 {
+        self.shared.lock().serial.elapsed_ns()
     }
 
     /// TSC frequency KVM reports for the vCPUs.
@@ -406,7 +415,7 @@ fn create(config: &VmConfig) -> Result<(Kvm, VmFd, GuestRam), VmError> {
     }
     let kvm = Kvm::new().map_err(kvm_err("opening /dev/kvm"))?;
     let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    let ram = GuestRam::new(config.memory_bytes, config.huge_pages)?;
+    let ram = GuestRam::new(config.memory_bytes, config.huge_pages, config.prefault)?;
     let region = kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
