@@ -52,5 +52,6 @@ fn dispatch(command: Command, given: &[String]) -> anyhow::Result<()> {
         Command::Bench(bench) => cli::bench(&bench),
         Command::Receive { listen, out, idle_timeout_ms, json } => cli::receive(&listen, &out, idle_timeout_ms, json),
         Command::Vm(vm) => cli::vm(&vm).map(drop),
+        Command::VmImpact { file, warmup_ms } => cli::vm_impact(&file, warmup_ms),
     }
 }

@@ -59,6 +59,16 @@ pub enum Command {
     /// Run the wpsnap test guest in a KVM VM and snapshot it live (or restore one, or run a
     /// no-snapshot baseline); the guest's own store latencies go into the report.
     Vm(Box<VmArgs>),
+    /// Recompute the guest-side figures (before/during/after windows, lost time) of a stats
+    /// file: a `wpsnap vm` JSON report, or the same fields written by scripts/qemu-compare.sh
+    /// for a QEMU run (`stats`, `window_start_ns`, `window_end_ns`). Prints JSON.
+    #[command(hide = true)]
+    VmImpact {
+        file: PathBuf,
+        /// The warm-up the run had (its second half is the "before" window), in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        warmup_ms: u64,
+    },
     /// Receive one snapshot over TCP (from `wpsnap run --out tcp:HOST:PORT`) into a file.
     Receive {
         /// Address to listen on, e.g. 0.0.0.0:7070.

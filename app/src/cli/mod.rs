@@ -21,8 +21,7 @@ pub use job::{JobReport, demo, run};
 pub use signals::{OnSignal, cancel_flag, install_signal_handling, interrupted, interrupted_exit_code};
 pub use sink_cmd::CommandOutput;
 pub use usage::{Parsed, UsageError, check_run, parse};
-
-pub use vm::{VmReport, vm};
+pub use vm::{VmReport, vm, vm_impact};
 
 /// An error and its causes on one line, each cause once: a cause whose text the line
 /// already holds (thiserror messages often embed their source) is not repeated.

@@ -230,6 +230,24 @@ fn run_restore(args: &VmArgs, path: &Path) -> anyhow::Result<VmReport> {
     })
 }
 
+/// The fields `wpsnap vm-impact` reads.
+#[derive(Debug, serde::Deserialize)]
+struct StatsFile {
+    stats: Vec<StatLine>,
+    window_start_ns: u64,
+    window_end_ns: u64,
+}
+
+/// `wpsnap vm-impact`: the guest-side figures of a stats file, as JSON on standard output.
+pub fn vm_impact(file: &Path, warmup_ms: u64) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let run: StatsFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let warm_ns = run.window_start_ns.saturating_sub(warmup_ms * 1_000_000 / 2);
+    let impact = snapshot_impact(&run.stats, warm_ns, run.window_start_ns, run.window_end_ns);
+    println!("{}", serde_json::to_string_pretty(&impact)?);
+    Ok(())
+}
+
 /// The guest's log2 buckets as a recorder (each store at its bucket's middle), for the charts.
 fn recorder_of(hist: &[u64]) -> LatencyRecorder {
     let mut recorder = LatencyRecorder::new();
