@@ -57,7 +57,9 @@ def span(values, fmt):
 
 
 rows, medians = [], {}
-for vmm in ["qemu", "wpsnap"]:
+VMM_TEXT = {"qemu": "QEMU 7.2", "wpsnap": "wpsnap vm (staging 16 MiB)",
+            "wpsnapbig": "wpsnap vm (staging 512 MiB)"}
+for vmm in ["qemu", "wpsnap", "wpsnapbig"]:
     for sink in SINKS:
         paths = sorted(glob.glob(os.path.join(out, f"{vmm}-{sink}-*.json")))
         if not paths:
@@ -66,7 +68,7 @@ for vmm in ["qemu", "wpsnap"]:
         medians[(vmm, sink)] = {k: statistics.median([f[k] for f in fs]) for k in ["lost_s", "ge16ms"]}
         col = lambda k, fmt: span([f[k] for f in fs], fmt)
         rows.append("| " + " | ".join([
-            "QEMU 7.2" if vmm == "qemu" else "wpsnap vm", SINK_TEXT[sink],
+            VMM_TEXT[vmm], SINK_TEXT[sink],
             col("total_ms", lambda v: f"{v / 1e3:.2f} s"), col("pause_ms", lambda v: f"{v:.2g} ms"),
             col("before_mps", lambda v: f"{v:.1f}") + " → " + col("during_mps", lambda v: f"{v:.1f}"),
             col("blocked", lambda v: f"{v:.0f} %"), col("lost_s", lambda v: f"{v:.2f} s"),
@@ -83,9 +85,11 @@ print("| VMM | sink | snapshot total | pause / downtime | guest M stores/s befor
 print("|" + "---|" * 13)
 print("\n".join(rows))
 print()
-for sink in ["fast", "smooth", "bursty"]:
-    q, w = medians.get(("qemu", sink)), medians.get(("wpsnap", sink))
-    if q and w and q["lost_s"] > 0:
-        print(f"- {SINK_TEXT[sink]}: median guest time lost, wpsnap / QEMU = "
-              f"{w['lost_s']:.2f} s / {q['lost_s']:.2f} s = {w['lost_s'] / q['lost_s']:.2f}; "
-              f"median stores ≥ 16 ms {w['ge16ms']:.0f} vs {q['ge16ms']:.0f}.")
+base = medians.get(("wpsnap", "none")), medians.get(("qemu", "none"))
+for vmm in ["wpsnap", "wpsnapbig"]:
+    for sink in ["fast", "smooth", "bursty"]:
+        q, w = medians.get(("qemu", sink)), medians.get((vmm, sink))
+        if q and w and q["lost_s"] > 0:
+            print(f"- {VMM_TEXT[vmm]}, {SINK_TEXT[sink]}: median guest time lost "
+                  f"{w['lost_s']:.2f} s vs QEMU {q['lost_s']:.2f} s (ratio {w['lost_s'] / q['lost_s']:.2f}); "
+                  f"median stores ≥ 16 ms {w['ge16ms']:.0f} vs QEMU {q['ge16ms']:.0f}.")
