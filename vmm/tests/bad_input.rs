@@ -175,7 +175,7 @@ fn a_snapshot_with_another_vcpu_count_is_refused() {
     }
     let dir = scratch("vcpu-count");
     let path = dir.join("one.wps");
-    let vm = boot_writing(&GuestConfig { report_ms: 50, ..Default::default() }, 1);
+    let vm = boot_writing(&GuestConfig { report_ms: 100, ..Default::default() }, 1);
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output");
     start_live_snapshot(&vm, output, SnapshotConfig::default(), |_| {}).and_then(|s| s.finish()).expect("snapshot");
     vm.stop().expect("stops");
