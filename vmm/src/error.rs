@@ -69,8 +69,8 @@ pub enum VmError {
     Timeout { what: String, waited_ms: u64 },
     #[error("the guest reported an error: {0}")]
     GuestError(String),
-    #[error("restoring vCPU {vcpu}: {what}: {source}")]
-    RestoreVcpu {
+    #[error("setting up vCPU {vcpu}: {what}: {source}")]
+    VcpuSetup {
         vcpu: u32,
         what: &'static str,
         #[source]
@@ -78,6 +78,8 @@ pub enum VmError {
     },
     #[error("saved vCPU state is unusable: {0}")]
     BadVcpuState(String),
+    #[error("{0}")]
+    KickSignal(String),
 }
 
 /// Errors of a live snapshot or a restore.

@@ -1,8 +1,9 @@
 //! What a snapshot did to the guest, from its own stats lines: windows before, during and
 //! after, and the time the guest lost.
 //!
-//! A stats period covers `[host_ns - period_ns, host_ns]` (host arrival time; the line's own
-//! output, a few milliseconds, is ignored). "During" takes every period that overlaps the
+//! A stats period is taken to cover `[host_ns - period_ns, host_ns]` (host arrival time of its
+//! line; the guest prints after the period ends, which shifts it by the printing time, a few to
+//! tens of milliseconds, and the time spent printing belongs to no period). "During" takes every period that overlaps the
 //! snapshot, so it is whole periods long (0.5 s each by default): compare totals (lost time,
 //! counts), not shares, between runs whose snapshots differ in length.
 

@@ -113,8 +113,9 @@ impl GuestRam {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    /// The memory as a `wpsnap-linux` region, for a live snapshot.
-    pub fn region(&self) -> Result<Region, VmError> {
+    /// The memory as a `wpsnap-linux` region, for a live snapshot. Crate-only: a `Region`
+    /// carries no lifetime, and only [`crate::snapshot`] ties its use to the VM's.
+    pub(crate) fn region(&self) -> Result<Region, VmError> {
         let backing = if self.huge_pages { Backing::Thp } else { Backing::Anonymous };
         let len = self.len() as usize;
         // SAFETY: the mapping is private anonymous memory that stays mapped for as long as this

@@ -22,7 +22,8 @@ pub struct StatLine {
     pub seq: u64,
     /// Guest TSC at the end of the period (equals the host TSC under PVM and on most KVM hosts).
     pub tsc: u64,
-    /// Host time the line arrived, ns since the VM started.
+    /// Host time the line arrived, ns since the VM started (the period ended just before the
+    /// line was printed; printing it takes a few to tens of milliseconds).
     pub host_ns: u64,
     pub period_ns: u64,
     pub stores: u64,

@@ -145,17 +145,17 @@ impl Vm {
         for (i, vcpu) in vcpus.iter().enumerate() {
             match &start {
                 StartState::Boot(entry) => set_boot_state(vcpu, *entry)
-                    .map_err(|(what, source)| VmError::RestoreVcpu { vcpu: i as u32, what, source })?,
+                    .map_err(|(what, source)| VmError::VcpuSetup { vcpu: i as u32, what, source })?,
                 StartState::Restore(states) => {
                     let state = states.get(i).ok_or_else(|| VmError::BadVcpuState(format!("no state for vCPU {i}")))?;
                     apply(vcpu, state).map_err(|(what, source)| match source {
-                        Some(source) => VmError::RestoreVcpu { vcpu: i as u32, what, source },
+                        Some(source) => VmError::VcpuSetup { vcpu: i as u32, what, source },
                         None => VmError::BadVcpuState(format!("vCPU {i}: {what}")),
                     })?;
                 }
             }
         }
-        kick_signal().map_err(|reason| VmError::Memory { bytes: 0, reason })?;
+        kick_signal().map_err(VmError::KickSignal)?;
         let n = vcpus.len();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -253,7 +253,7 @@ impl Vm {
     /// vCPUs resume when the returned guard is dropped.
     pub fn pause(&self) -> Result<Paused<'_>, VmError> {
         let started = Instant::now();
-        let signal = kick_signal().map_err(|reason| VmError::Memory { bytes: 0, reason })?;
+        let signal = kick_signal().map_err(VmError::KickSignal)?;
         let epoch = {
             let mut inner = self.shared.lock();
             check_inner(&inner)?;
@@ -266,7 +266,8 @@ impl Vm {
             // A thread that already ended shows up as stopped below.
             let _ = handle.kill(signal);
         }
-        let paused = Paused { shared: &self.shared, states: Vec::new(), pause_ns: 0, started };
+        // Resumes the vCPUs on every early return below.
+        let mut paused = Paused { shared: &self.shared, states: Vec::new(), pause_ns: 0, started };
         let wait = Duration::from_millis(self.config.pause_wait_ms_max);
         let mut inner = self.shared.lock();
         loop {
@@ -282,7 +283,6 @@ impl Vm {
             if waited >= wait {
                 // `paused` resumes the others when dropped.
                 drop(inner);
-                drop(paused);
                 return Err(VmError::VcpuDidNotStop {
                     vcpus: missing.join(", "),
                     waited_ms: waited.as_millis() as u64,
@@ -299,7 +299,11 @@ impl Vm {
             }
         }
         drop(inner);
-        Ok(Paused { states, pause_ns: started.elapsed().as_nanos() as u64, ..paused })
+        // Fill in this guard (a copy made with `..paused` would leave this one to be dropped,
+        // resuming the vCPUs at once).
+        paused.states = states;
+        paused.pause_ns = started.elapsed().as_nanos() as u64;
+        Ok(paused)
     }
 
     /// Stops the vCPUs (bounded) and reports how the guest was doing: an error if a vCPU had
