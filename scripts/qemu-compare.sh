@@ -23,6 +23,9 @@ if ! command -v qemu-system-x86_64 >/dev/null || ! command -v pv >/dev/null; the
 fi
 [ -e /dev/kvm ] || { echo "qemu-compare: /dev/kvm is missing" >&2; exit 1; }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date -u '+%Y-%m-%d %H:%M')
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' (with uncommitted changes)')
 cargo build --release -q -p wpsnap
 wpsnap=target/release/wpsnap
 mkdir -p "$out"
@@ -69,7 +72,22 @@ for r in $(seq "$runs"); do
     done
 done
 
-python3 scripts/vm/compare_table.py "$out" "$wpsnap" $warmup_ms > "$out/table.md"
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo "Measured $started UTC at commit $commit by \`scripts/qemu-compare.sh\` (RUNS=$runs),"
+    echo "$(nproc) CPUs, $(uname -r); load average $load_start at the start, $load_end at the end."
+    echo
+    python3 scripts/vm/compare_table.py "$out" "$wpsnap" $warmup_ms
+} > "$out/table.md"
+# The dated copy for docs/results/ and the current table in docs/vm.md.
+results="docs/results/$(date -u +%F)-vm-vs-qemu.md"
+{
+    echo "# wpsnap vm beside QEMU 7.2's background snapshot"
+    echo
+    echo "Method and definitions: [docs/vm.md](../vm.md#results-wpsnap-vm-beside-qemus-background-snapshot)."
+    echo
+    cat "$out/table.md"
+} > "$results"
 python3 - "$out/table.md" docs/vm.md <<'PY'
 import sys
 table, doc = open(sys.argv[1]).read(), open(sys.argv[2]).read()
@@ -78,4 +96,4 @@ head, rest = doc.split(begin, 1)
 _, tail = rest.split(end, 1)
 open(sys.argv[2], "w").write(head + begin + "\n" + table + end + tail)
 PY
-echo "qemu-compare: table in $out/table.md and docs/vm.md" >&2
+echo "qemu-compare: table in $results and docs/vm.md" >&2

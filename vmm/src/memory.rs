@@ -5,6 +5,9 @@ use crate::error::VmError;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use wpsnap_linux::region::{Backing, Region};
 
+/// `MADV_COLLAPSE` tries before giving up on a transient failure.
+const COLLAPSE_ATTEMPTS_MAX: u32 = 3;
+
 /// The guest's memory. It stays mapped for as long as this value lives; the [`Vm`](crate::Vm)
 /// owns it and outlives its vCPU threads.
 #[derive(Debug)]
@@ -87,16 +90,23 @@ impl GuestRam {
         if !self.huge_pages {
             return Ok(());
         }
-        // SAFETY: our own anonymous mapping, all of it; MADV_COLLAPSE copies pages into huge
-        // pages without changing their content (the kernel handles concurrent guest writes).
-        let rc = unsafe { libc::madvise(self.host_ptr().cast(), self.len() as usize, libc::MADV_COLLAPSE) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(VmError::Memory {
-                bytes: self.len(),
-                reason: format!("madvise(MADV_COLLAPSE): {}", std::io::Error::last_os_error()),
-            })
+        let mut attempt = 1;
+        loop {
+            // SAFETY: our own anonymous mapping, all of it; MADV_COLLAPSE copies pages into
+            // huge pages without changing their content (the kernel handles concurrent writes).
+            let rc = unsafe { libc::madvise(self.host_ptr().cast(), self.len() as usize, libc::MADV_COLLAPSE) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let error = std::io::Error::last_os_error();
+            // EAGAIN: a transient condition (a page locked, a lock contended); worth a retry.
+            if error.raw_os_error() != Some(libc::EAGAIN) || attempt == COLLAPSE_ATTEMPTS_MAX {
+                return Err(VmError::Memory {
+                    bytes: self.len(),
+                    reason: format!("madvise(MADV_COLLAPSE), attempt {attempt}: {error}"),
+                });
+            }
+            attempt += 1;
         }
     }
 

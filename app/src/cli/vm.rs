@@ -5,7 +5,6 @@ use super::args::VmArgs;
 use super::signals::interrupted;
 use super::sink_cmd::CommandOutput;
 use super::summary::progress_bar;
-use wpsnap_plot::{Series, format_ns, percentile_svg, write_svg};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::path::Path;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use wpsnap_core::{LatencyRecorder, Nanos};
 use wpsnap_linux::output::{Output, OutputSpec, open_output};
 use wpsnap_linux::snapshot::SnapshotConfig;
+use wpsnap_plot::{Series, format_ns, percentile_svg, write_svg};
 use wpsnap_vmm::impact::{SnapshotImpact, snapshot_impact};
 use wpsnap_vmm::serial::{CheckLine, StatLine};
 use wpsnap_vmm::snapshot::{VmSnapshotReport, restore, snapshot_memory_bytes, start_live_snapshot};
@@ -44,6 +44,9 @@ pub struct VmReport {
     /// Time `MADV_COLLAPSE` took to re-form the guest's huge pages after the snapshot (None:
     /// not asked, or no snapshot).
     pub collapse_ns: Option<u64>,
+    /// Why re-forming the huge pages failed, if it did (the run goes on: it is an
+    /// optimisation, not part of the snapshot).
+    pub collapse_error: Option<String>,
     /// AnonHugePages of guest memory (kB) before the snapshot and at the end.
     pub anon_huge_pages_kb_before: Option<u64>,
     pub anon_huge_pages_kb_after: Option<u64>,
@@ -129,13 +132,15 @@ fn run_guest(args: &VmArgs) -> anyhow::Result<VmReport> {
         Some(snapshot_vm(args, &vm)?)
     };
     let end_ns = vm.now_ns();
-    let collapse_ns = match snapshot.is_some() && !args.no_collapse && !args.no_huge_pages {
+    let (collapse_ns, collapse_error) = match snapshot.is_some() && !args.no_collapse && !args.no_huge_pages {
         true => {
             let started = std::time::Instant::now();
-            vm.memory().collapse_huge_pages()?;
-            Some(started.elapsed().as_nanos() as u64)
+            match vm.memory().collapse_huge_pages() {
+                Ok(()) => (Some(started.elapsed().as_nanos() as u64), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
         }
-        false => None,
+        false => (None, None),
     };
     if !args.no_snapshot {
         run_for(&vm, args.after_ms)?;
@@ -160,6 +165,7 @@ fn run_guest(args: &VmArgs) -> anyhow::Result<VmReport> {
         window_end_ns: end_ns,
         impact,
         collapse_ns,
+        collapse_error,
         anon_huge_pages_kb_before: thp_before,
         anon_huge_pages_kb_after: thp_after,
         self_checks: Vec::new(),
@@ -223,6 +229,7 @@ fn run_restore(args: &VmArgs, path: &Path) -> anyhow::Result<VmReport> {
         window_end_ns: end_ns,
         impact: snapshot_impact(&stats, 0, start_ns, start_ns),
         collapse_ns: None,
+        collapse_error: None,
         anon_huge_pages_kb_before: None,
         anon_huge_pages_kb_after: thp,
         self_checks: checks,
@@ -304,7 +311,11 @@ fn text(report: &VmReport) -> String {
         ));
     }
     if let (Some(b), Some(a)) = (report.anon_huge_pages_kb_before, report.anon_huge_pages_kb_after) {
-        let collapse = report.collapse_ns.map_or(String::new(), |ns| format!(" (re-formed in {})", format_ns(ns)));
+        let collapse = match (&report.collapse_ns, &report.collapse_error) {
+            (Some(ns), _) => format!(" (re-formed in {})", format_ns(*ns)),
+            (None, Some(e)) => format!(" (re-forming failed: {e})"),
+            (None, None) => String::new(),
+        };
         lines.push(format!("guest huge pages: {} MiB before, {} MiB after{collapse}", b >> 10, a >> 10));
     }
     for c in &report.self_checks {
