@@ -25,17 +25,22 @@ BOOT_WAIT_S = 180      # bound on the guest's first stats line (QEMU's BIOS and 
 
 
 def parse_line(line, host_ns):
+    """A WPSTAT line as `wpsnap vm` reports it; None for anything else or a damaged line
+    (counted by the caller), as vmm/src/serial.rs does."""
     tag, _, rest = line.partition(" ")
     if tag != "WPSTAT":
         return None
-    fields = dict(t.split("=", 1) for t in rest.split() if "=" in t)
-    hist = [0] * 40
-    if fields.get("hist", "-") != "-":
-        for entry in fields["hist"].split(","):
-            b, n = entry.split(":")
-            hist[int(b)] = int(n)
-    keys = ["cpu", "seq", "tsc", "period_ns", "stores", "stall_ns", "ge1ms", "ge16ms", "max_ns"]
-    stat = {k: int(fields[k]) for k in keys}
+    try:
+        fields = dict(t.split("=", 1) for t in rest.split() if "=" in t)
+        hist = [0] * 40
+        if fields.get("hist", "-") != "-":
+            for entry in fields["hist"].split(","):
+                b, n = entry.split(":")
+                hist[int(b)] = int(n)
+        keys = ["cpu", "seq", "tsc", "period_ns", "stores", "stall_ns", "ge1ms", "ge16ms", "max_ns"]
+        stat = {k: int(fields[k]) for k in keys}
+    except (ValueError, KeyError, IndexError):
+        return None
     stat["host_ns"] = host_ns
     stat["hist"] = hist
     return stat
@@ -105,7 +110,7 @@ def main():
          "-device", "isa-debug-exit", "-no-reboot"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     started = time.monotonic_ns()
-    stats, errors = [], []
+    stats, errors, damaged = [], [], []
 
     def read_serial():
         for raw in qemu.stdout:
@@ -116,6 +121,8 @@ def main():
             stat = parse_line(line, now)
             if stat:
                 stats.append(stat)
+            elif line.startswith("WPSTAT"):
+                damaged.append(line)
 
     reader = threading.Thread(target=read_serial, daemon=True)
     reader.start()
@@ -164,7 +171,7 @@ def main():
         json.dump({"vmm": "qemu", "stats": stats, "window_start_ns": window_start,
                    "window_end_ns": window_end, "qemu_snapshot": snapshot,
                    "anon_huge_pages_kb_before": thp_before, "anon_huge_pages_kb_after": thp_after,
-                   "guest_cmdline": cmdline}, f)
+                   "guest_cmdline": cmdline, "damaged_lines": damaged}, f)
 
 
 if __name__ == "__main__":
