@@ -13,10 +13,12 @@ fn main() {
     let cli::Parsed { cli: args, given } = cli::parse();
     let json = args.command.wants_json();
     let on_signal = match &args.command {
-        Command::Run(_) | Command::Demo(_) | Command::Receive { .. } => OnSignal::Cancel,
-        Command::Verify { .. } | Command::Inspect { .. } | Command::Restore { .. } | Command::Bench(_) => {
-            OnSignal::Exit
-        }
+        Command::Run(_) | Command::Demo(_) | Command::Receive { .. } | Command::Vm(_) => OnSignal::Cancel,
+        Command::Verify { .. }
+        | Command::Inspect { .. }
+        | Command::Restore { .. }
+        | Command::Bench(_)
+        | Command::VmImpact { .. } => OnSignal::Exit,
     };
     let result = cli::install_signal_handling(on_signal)
         .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM handling: {e}"))

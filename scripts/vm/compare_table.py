@@ -57,8 +57,8 @@ def span(values, fmt):
 
 
 rows, medians = [], {}
-VMM_TEXT = {"qemu": "QEMU 7.2", "wpsnap": "wpsnap vm (staging 16 MiB)",
-            "wpsnapbig": "wpsnap vm (staging 512 MiB)"}
+VMM_TEXT = {"qemu": "QEMU 7.2", "wpsnap": "wpsnap vm (budget 16 MiB)",
+            "wpsnapbig": "wpsnap vm (default budget: 512 MiB)"}
 for vmm in ["qemu", "wpsnap", "wpsnapbig"]:
     for sink in SINKS:
         paths = sorted(glob.glob(os.path.join(out, f"{vmm}-{sink}-*.json")))

@@ -172,7 +172,7 @@ pub fn start_live_snapshot<'vm>(
 ) -> Result<LiveSnapshot<'vm>, VmSnapshotError> {
     vm.check()?;
     let region = vm.memory().region()?;
-    let engine_config = config.engine_config(region.page_size(), region.page_count());
+    let engine_config = config.engine_config(&region);
     let config_json = serde_json::to_string(&engine_config).map_err(|e| VmSnapshotError::Sink(e.to_string()))?;
     let (sink, output_slot) = FormatSink::new(output, &region, config_json).map_err(|e| VmSnapshotError::Sink(e.0))?;
     let state_slot: StateSlot = Arc::new(Mutex::new(None));

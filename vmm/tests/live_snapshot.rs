@@ -6,7 +6,8 @@ mod common;
 
 use common::{BOOT_WAIT, MEMORY_BYTES, boot_writing, kvm_available, scratch, vm_config};
 use std::path::Path;
-use wpsnap_core::{PolicyConfig, ServiceModel, policy::BandwidthParams};
+use wpsnap_core::policy::{BANDWIDTH_SLICE_NS_DEFAULT, BandwidthParams};
+use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::output::{OutputSpec, open_output};
 use wpsnap_linux::snapshot::SnapshotConfig;
 use wpsnap_vmm::snapshot::{restore, start_live_snapshot};
@@ -28,7 +29,10 @@ fn snapshot_and_restore(test: &str, model: ServiceModel, vcpus: u32) {
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output file");
     let config = SnapshotConfig {
         service_model: model,
-        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: SCAN_BYTES_PER_SEC, burst_bytes: 1 << 20 }),
+        policy: PolicyConfig::Bandwidth(BandwidthParams {
+            bytes_per_sec: SCAN_BYTES_PER_SEC,
+            slice_ns: BANDWIDTH_SLICE_NS_DEFAULT,
+        }),
         ..Default::default()
     };
     let mut reference = Vec::new();

@@ -284,9 +284,10 @@ pub struct VmArgs {
     /// Who waits for what when a vCPU faults: decoupled or qemu.
     #[arg(long, default_value = "decoupled")]
     pub model: ServiceModel,
-    /// Staging buffer of the decoupled model (suffixes K, M, G).
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
-    pub staging: u64,
+    /// Memory budget of the decoupled model (suffixes K, M, G); default as for `wpsnap run`:
+    /// guest memory, within half of MemAvailable and of the cgroup's room, at most 8 GiB.
+    #[arg(long, alias = "staging", value_parser = parse_size)]
+    pub budget: Option<u64>,
     /// Pages per scan capture (one unprotect each).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub scan_batch_pages: u64,

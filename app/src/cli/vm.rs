@@ -174,15 +174,13 @@ fn run_guest(args: &VmArgs) -> anyhow::Result<VmReport> {
 }
 
 fn snapshot_vm(args: &VmArgs, vm: &Vm) -> anyhow::Result<VmSnapshotReport> {
+    args.policy.validate().context("--policy")?;
     let config = SnapshotConfig {
         service_model: args.model,
-        policy: {
-            args.policy.validate().context("--policy")?;
-            args.policy.clone()
-        },
+        policy: args.policy.clone(),
         scan_batch_pages: args.scan_batch_pages,
-        staging_pages: (args.staging / 4096).max(2),
-        force_touch: false,
+        budget_bytes: args.budget,
+        ..SnapshotConfig::default()
     };
     let output = open_sink(args)?;
     let live = start_live_snapshot(vm, output, config, |_| {})?;
