@@ -65,7 +65,8 @@ for vmm in ["qemu", "wpsnap", "wpsnapbig"]:
         if not paths:
             continue
         fs = [figures(p) for p in paths]
-        medians[(vmm, sink)] = {k: statistics.median([f[k] for f in fs]) for k in ["lost_s", "ge16ms"]}
+        medians[(vmm, sink)] = {k: statistics.median([f[k] for f in fs]) if all(f[k] is not None for f in fs) else None
+                                for k in ["lost_s", "ge16ms", "total_ms", "pause_ms"]}
         col = lambda k, fmt: span([f[k] for f in fs], fmt)
         rows.append("| " + " | ".join([
             VMM_TEXT[vmm], SINK_TEXT[sink],
@@ -92,4 +93,6 @@ for vmm in ["wpsnap", "wpsnapbig"]:
         if q and w and q["lost_s"] > 0:
             print(f"- {VMM_TEXT[vmm]}, {SINK_TEXT[sink]}: median guest time lost "
                   f"{w['lost_s']:.2f} s vs QEMU {q['lost_s']:.2f} s (ratio {w['lost_s'] / q['lost_s']:.2f}); "
-                  f"median stores ≥ 16 ms {w['ge16ms']:.0f} vs QEMU {q['ge16ms']:.0f}.")
+                  f"median stores ≥ 16 ms {w['ge16ms']:.0f} vs QEMU {q['ge16ms']:.0f}; median snapshot total "
+                  f"{w['total_ms'] / 1e3:.2f} s vs {q['total_ms'] / 1e3:.2f} s; median pause {w['pause_ms']:.2g} ms "
+                  f"vs downtime {q['pause_ms']:.2g} ms.")
