@@ -295,7 +295,7 @@ pub struct VmArgs {
     #[arg(long, default_value = "vm.wps")]
     pub out: String,
     /// Pipe the snapshot into this shell command instead (e.g. 'pv -qL 50m > f'), as QEMU's
-    /// `migrate exec:` does.
+    /// `migrate exec:` does; the same as `--out 'cmd:COMMAND'`.
     #[arg(long)]
     pub sink_cmd: Option<String>,
     /// The guest runs this long before the snapshot, in milliseconds (its second half is the

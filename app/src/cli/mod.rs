@@ -9,7 +9,6 @@ mod files;
 mod job;
 mod paths;
 mod signals;
-mod sink_cmd;
 mod summary;
 mod usage;
 mod vm;
@@ -19,7 +18,6 @@ pub use bench::bench;
 pub use files::{inspect, receive, restore, verify};
 pub use job::{JobReport, demo, run};
 pub use signals::{OnSignal, cancel_flag, install_signal_handling, interrupted, interrupted_exit_code};
-pub use sink_cmd::CommandOutput;
 pub use usage::{Parsed, UsageError, check_run, parse};
 pub use vm::{VmReport, vm, vm_impact};
 

@@ -3,7 +3,6 @@
 
 use super::args::VmArgs;
 use super::signals::interrupted;
-use super::sink_cmd::CommandOutput;
 use super::summary::progress_bar;
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -77,10 +76,11 @@ fn guest_config(args: &VmArgs) -> GuestConfig {
 }
 
 fn open_sink(args: &VmArgs) -> anyhow::Result<Box<dyn Output>> {
-    if let Some(command) = &args.sink_cmd {
-        return Ok(Box::new(CommandOutput::spawn(command)?));
-    }
-    let spec: OutputSpec = args.out.parse().context("--out")?;
+    let spec: OutputSpec = match &args.sink_cmd {
+        // The same as `--out 'cmd:COMMAND'`.
+        Some(command) => OutputSpec::Command(command.clone()),
+        None => args.out.parse().context("--out")?,
+    };
     open_output(&spec).with_context(|| format!("opening {}", spec.destination()))
 }
 
