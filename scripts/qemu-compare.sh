@@ -3,11 +3,17 @@
 # sinks; runs interleaved, plus no-snapshot baselines; regenerates the results table in
 # docs/vm.md. A benchmark, not a test: it installs QEMU and pv if missing (Debian packages).
 #
-# usage: scripts/qemu-compare.sh [OUT_DIR]      (RUNS=3 by default)
+# usage: scripts/qemu-compare.sh [OUT_DIR]      (RUNS=3 by default; SINKS="fast smooth bursty disk")
+#
+# Sinks: fast `cat > file`; smooth 50 MB/s (scripts/vm/smooth_pipe.py); bursty `pv -qL 50m`;
+# disk: `cat > file` on scripts/slow-disk.sh's hdd loop device (50 MB/s, 150 IOPS) with
+# vm.dirty_bytes 64 MiB (so the writer blocks in balance_dirty_pages, as on a busy host),
+# set up here and torn down on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/qemu-compare}
 runs=${RUNS:-3}
+sink_names=${SINKS:-fast smooth bursty disk}
 memory_mb=512
 region_mb=256
 warmup_ms=3000
@@ -37,6 +43,22 @@ declare -A sinks=(
     [smooth]="python3 scripts/vm/smooth_pipe.py $rate > $sink_file"
     [bursty]="pv -qL 50m > $sink_file"
 )
+disk_mount=""
+if [[ " $sink_names " == *" disk "* ]]; then
+    disk_dir="$out/slow-disk"
+    trap 'bash scripts/slow-disk.sh down hdd --dir "$disk_dir" >&2' EXIT
+    disk_mount=$(bash scripts/slow-disk.sh up hdd --dir "$disk_dir" --size 2G --dirty-bytes $((64 << 20)) |
+        sed -n 's/^mount=//p')
+    [ -n "$disk_mount" ] || { echo "qemu-compare: the slow disk did not come up" >&2; exit 1; }
+    sinks[disk]="cat > $disk_mount/sink.bin"
+fi
+clean_sink() { # the next run starts with no sink file and no dirty pages on the slow disk
+    rm -f "$sink_file"
+    if [ -n "$disk_mount" ]; then
+        rm -f "$disk_mount/sink.bin"
+        sync -f "$disk_mount"
+    fi
+}
 
 run_wpsnap() { # NAME [wpsnap vm options...]
     local name=$1
@@ -55,7 +77,7 @@ for r in $(seq "$runs"); do
     echo "qemu-compare: round $r of $runs" >&2
     run_wpsnap "wpsnap-none-$r" --no-snapshot --after-ms $baseline_ms
     run_qemu "qemu-none-$r" --after-ms $baseline_ms
-    for sink in fast smooth bursty; do
+    for sink in $sink_names; do
         # Alternate which VMM goes first, so drifting background load hits both alike.
         # wpsnap twice: with a 16 MiB memory budget (faults wait for the sink once it is used),
         # and with the default budget, guest memory here (no fault waits for the sink; the
@@ -69,7 +91,7 @@ for r in $(seq "$runs"); do
             run_wpsnap "wpsnap-$sink-$r" --sink-cmd "${sinks[$sink]}" --after-ms $after_ms --budget 16M
             run_qemu "qemu-$sink-$r" --sink-cmd "${sinks[$sink]}" --after-ms $after_ms
         fi
-        rm -f "$sink_file"
+        clean_sink
     done
 done
 

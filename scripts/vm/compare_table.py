@@ -10,9 +10,10 @@ import subprocess
 import sys
 
 out, wpsnap, warmup_ms = sys.argv[1], sys.argv[2], sys.argv[3]
-SINKS = ["none", "fast", "smooth", "bursty"]
+SINKS = ["none", "fast", "smooth", "bursty", "disk"]
 SINK_TEXT = {"none": "none (baseline, 6 s window)", "fast": "fast: `cat > file`",
-             "smooth": "smooth 50 MB/s pipe", "bursty": "bursty 50 MB/s: `pv -qL 50m`"}
+             "smooth": "smooth 50 MB/s pipe", "bursty": "bursty 50 MB/s: `pv -qL 50m`",
+             "disk": "`cat > file` on a 50 MB/s loop disk, dirty_bytes 64 MiB"}
 
 
 def impact(path):
@@ -88,7 +89,7 @@ print("\n".join(rows))
 print()
 base = medians.get(("wpsnap", "none")), medians.get(("qemu", "none"))
 for vmm in ["wpsnap", "wpsnapbig"]:
-    for sink in ["fast", "smooth", "bursty"]:
+    for sink in ["fast", "smooth", "bursty", "disk"]:
         q, w = medians.get(("qemu", sink)), medians.get((vmm, sink))
         if q and w and q["lost_s"] > 0:
             print(f"- {VMM_TEXT[vmm]}, {SINK_TEXT[sink]}: median guest time lost "
