@@ -126,6 +126,21 @@ def main():
 
     reader = threading.Thread(target=read_serial, daemon=True)
     reader.start()
+    try:
+        result = run(a, qemu, qmp_path, started, stats, errors)
+    finally:
+        # Every exit path (a failed snapshot, a guest error, a timeout) ends QEMU.
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait(timeout=30)
+        reader.join(timeout=5)
+    result.update({"vmm": "qemu", "stats": stats, "guest_cmdline": cmdline, "damaged_lines": damaged})
+    with open(a.out, "w") as f:
+        json.dump(result, f)
+
+
+def run(a, qemu, qmp_path, started, stats, errors):
+    """Warm-up, the snapshot (if asked) and the after window; returns the timings."""
     qmp = Qmp(qmp_path)
     deadline = time.monotonic() + BOOT_WAIT_S
     while not stats:
@@ -166,12 +181,8 @@ def main():
     thp_after = anon_huge_pages_kb(qemu.pid)
     qmp.cmd("quit")
     qemu.wait(timeout=30)
-    reader.join(timeout=5)
-    with open(a.out, "w") as f:
-        json.dump({"vmm": "qemu", "stats": stats, "window_start_ns": window_start,
-                   "window_end_ns": window_end, "qemu_snapshot": snapshot,
-                   "anon_huge_pages_kb_before": thp_before, "anon_huge_pages_kb_after": thp_after,
-                   "guest_cmdline": cmdline, "damaged_lines": damaged}, f)
+    return {"window_start_ns": window_start, "window_end_ns": window_end, "qemu_snapshot": snapshot,
+            "anon_huge_pages_kb_before": thp_before, "anon_huge_pages_kb_after": thp_after}
 
 
 if __name__ == "__main__":
