@@ -18,9 +18,13 @@ if [ "${1:-}" = research ]; then
     command -v losetup >/dev/null 2>&1 || need_apt+=(util-linux)
     command -v mkfs.ext4 >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 fi
-# The C API's test compiles capi/examples/snapshot.c with the system's C compiler.
-if ! command -v cc >/dev/null 2>&1; then
+# The C API's test compiles capi/examples/snapshot.c with the system's C compiler, and the KVM
+# test guest (guest/, built by vmm/build.rs) needs gcc and binutils (objcopy).
+if ! command -v cc >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
     need_apt+=(gcc libc6-dev)
+fi
+if ! command -v objcopy >/dev/null 2>&1; then
+    need_apt+=(binutils)
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is not on PATH; install a Rust toolchain (rustup) first" >&2

@@ -13,10 +13,12 @@ fn main() {
     let cli::Parsed { cli: args, given } = cli::parse();
     let json = args.command.wants_json();
     let on_signal = match &args.command {
-        Command::Run(_) | Command::Demo(_) | Command::Receive { .. } => OnSignal::Cancel,
-        Command::Verify { .. } | Command::Inspect { .. } | Command::Restore { .. } | Command::Bench(_) => {
-            OnSignal::Exit
-        }
+        Command::Run(_) | Command::Demo(_) | Command::Receive { .. } | Command::Vm(_) => OnSignal::Cancel,
+        Command::Verify { .. }
+        | Command::Inspect { .. }
+        | Command::Restore { .. }
+        | Command::Bench(_)
+        | Command::VmImpact { .. } => OnSignal::Exit,
     };
     let result = cli::install_signal_handling(on_signal)
         .map_err(|e| anyhow::anyhow!("installing the SIGINT/SIGTERM handling: {e}"))
@@ -51,5 +53,7 @@ fn dispatch(command: Command, given: &[String]) -> anyhow::Result<()> {
         Command::Restore { file, raw, json } => cli::restore(&file, &raw, json),
         Command::Bench(bench) => cli::bench(&bench),
         Command::Receive { listen, out, idle_timeout_ms, json } => cli::receive(&listen, &out, idle_timeout_ms, json),
+        Command::Vm(vm) => cli::vm(&vm).map(drop),
+        Command::VmImpact { file, warmup_ms } => cli::vm_impact(&file, warmup_ms),
     }
 }

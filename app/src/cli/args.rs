@@ -56,6 +56,19 @@ pub enum Command {
     /// writer slowdown, extra memory. Prints markdown tables; every figure is a ratio to a
     /// baseline measured in the same run.
     Bench(BenchArgs),
+    /// Run the wpsnap test guest in a KVM VM and snapshot it live (or restore one, or run a
+    /// no-snapshot baseline); the guest's own store latencies go into the report.
+    Vm(Box<VmArgs>),
+    /// Recompute the guest-side figures (before/during/after windows, lost time) of a stats
+    /// file: a `wpsnap vm` JSON report, or the same fields written by scripts/qemu-compare.sh
+    /// for a QEMU run (`stats`, `window_start_ns`, `window_end_ns`). Prints JSON.
+    #[command(hide = true)]
+    VmImpact {
+        file: PathBuf,
+        /// The warm-up the run had (its second half is the "before" window), in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        warmup_ms: u64,
+    },
     /// Receive one snapshot over TCP (from `wpsnap run --out tcp:HOST:PORT`) into a file.
     Receive {
         /// Address to listen on, e.g. 0.0.0.0:7070.
@@ -232,6 +245,94 @@ impl RunArgs {
         policy.validate().map_err(|e| e.to_string())?;
         Ok(policy)
     }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct VmArgs {
+    /// Guest memory (suffixes K, M, G), a multiple of 2 MiB.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+    /// The guest's store region (default: all guest memory above 8 MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub region: Option<u64>,
+    /// The guest's store pattern: uniform, zipf, sequential, burst.
+    #[arg(long, default_value = "uniform", value_parser = parse_guest_pattern)]
+    pub workload: wpsnap_vmm::GuestPattern,
+    /// vCPUs (each runs the workload).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub vcpus: u32,
+    /// Seed of the guest's workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The guest's stats period in milliseconds.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub report_ms: u64,
+    /// Guest memory without MADV_HUGEPAGE.
+    #[arg(long)]
+    pub no_huge_pages: bool,
+    /// Leave the guest's huge pages split after the snapshot (by default MADV_COLLAPSE re-forms
+    /// them, so the guest is not slower afterwards).
+    #[arg(long)]
+    pub no_collapse: bool,
+    /// Do not allocate guest memory before boot (by default it is, like QEMU's -mem-prealloc).
+    #[arg(long)]
+    pub no_prefault: bool,
+    /// Throttle policy of the background scan, with its knobs (as for `wpsnap run`; the
+    /// default is QEMU's: none).
+    #[arg(long, default_value = "none")]
+    pub policy: PolicyConfig,
+    /// Who waits for what when a vCPU faults: decoupled or qemu.
+    #[arg(long, default_value = "decoupled")]
+    pub model: ServiceModel,
+    /// Memory budget of the decoupled model (suffixes K, M, G); default as for `wpsnap run`:
+    /// guest memory, within half of MemAvailable and of the cgroup's room, at most 8 GiB.
+    #[arg(long, alias = "staging", value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Pages per scan capture (one unprotect each).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub scan_batch_pages: u64,
+    /// Output: a file path, `-` for standard output, or tcp:HOST:PORT.
+    #[arg(long, default_value = "vm.wps")]
+    pub out: String,
+    /// Pipe the snapshot into this shell command instead (e.g. 'pv -qL 50m > f'), as QEMU's
+    /// `migrate exec:` does; the same as `--out 'cmd:COMMAND'`.
+    #[arg(long)]
+    pub sink_cmd: Option<String>,
+    /// The guest runs this long before the snapshot, in milliseconds (its second half is the
+    /// "before" window).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub warmup_ms: u64,
+    /// The guest runs this long after the snapshot (or, with --no-snapshot, this is the
+    /// measured window), in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub after_ms: u64,
+    /// Run the same guest without a snapshot (the baseline).
+    #[arg(long, conflicts_with = "restore")]
+    pub no_snapshot: bool,
+    /// Boot a new VM from this snapshot (memory size from its header, vCPUs as --vcpus), ask
+    /// the guest to verify its self-check state, and run it for --after-ms.
+    #[arg(long)]
+    pub restore: Option<PathBuf>,
+    /// Boot this multiboot ELF instead of the built-in guest.
+    #[arg(long)]
+    pub guest_elf: Option<PathBuf>,
+    /// Write the built-in guest ELF here and print the host TSC frequency, then exit (for
+    /// running the same guest under QEMU).
+    #[arg(long)]
+    pub write_guest_elf: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the guest's store-latency percentile chart (before, during, after) here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Print the JSON report on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_guest_pattern(text: &str) -> Result<wpsnap_vmm::GuestPattern, String> {
+    text.parse()
 }
 
 /// Parses `4096`, `64K`, `64M`, `1G` (binary units; an optional `iB`/`B` is accepted).

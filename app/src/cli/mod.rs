@@ -11,13 +11,15 @@ mod paths;
 mod signals;
 mod summary;
 mod usage;
+mod vm;
 
-pub use args::{Backend, BenchArgs, Cli, Command, DemoArgs, RunArgs, parse_size};
+pub use args::{Backend, BenchArgs, Cli, Command, DemoArgs, RunArgs, VmArgs, parse_size};
 pub use bench::bench;
 pub use files::{inspect, receive, restore, verify};
 pub use job::{JobReport, demo, run};
 pub use signals::{OnSignal, cancel_flag, install_signal_handling, interrupted, interrupted_exit_code};
 pub use usage::{Parsed, UsageError, check_run, parse};
+pub use vm::{VmReport, vm, vm_impact};
 
 /// An error and its causes on one line, each cause once: a cause whose text the line
 /// already holds (thiserror messages often embed their source) is not repeated.

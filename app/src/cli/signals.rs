@@ -1,6 +1,6 @@
 //! SIGINT and SIGTERM, through `signal-hook`: a watcher thread (no work in a signal handler)
 //! sets one cancel flag. Commands that can stop cleanly ([`OnSignal::Cancel`]: `run`, `demo`,
-//! `receive`) pass the flag to the library, which polls it, releases writers, aborts the
+//! `vm`, `receive`) pass the flag to the library, which polls it, releases writers, aborts the
 //! output and returns; `main` then exits 130 (SIGINT) or 143 (SIGTERM). Commands that only
 //! read, or whose output is published by a rename at the very end ([`OnSignal::Exit`]:
 //! `verify`, `inspect`, `restore`, `bench`), exit at once with that code. A second signal

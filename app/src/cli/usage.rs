@@ -92,7 +92,8 @@ impl Command {
             | Command::Inspect { json, .. }
             | Command::Restore { json, .. }
             | Command::Receive { json, .. } => *json,
-            Command::Bench(_) => false,
+            Command::Vm(v) => v.json,
+            Command::Bench(_) | Command::VmImpact { .. } => false,
         }
     }
 }
