@@ -5,9 +5,12 @@
 mod real;
 
 use proptest::prelude::*;
-use real::{Case, case, real_cases, snapshot_and_check, uffd_available};
+use real::{
+    Case, Run, SinkOptions, case, quantile_of_slowest, real_cases, scan_trickle, snapshot_and_check,
+    snapshot_and_check_with, uffd_available,
+};
 use std::time::Duration;
-use wpsnap_core::{PolicyConfig, ServiceModel};
+use wpsnap_core::ServiceModel;
 use wpsnap_linux::region::Backing;
 use wpsnap_workload::Pattern;
 
@@ -27,44 +30,65 @@ proptest! {
     }
 }
 
-/// Property 5: with a sink that stalls 20 ms per write, the decoupled model's p99 fault wait
-/// stays under 5 ms while the staging buffer has room, whereas the qemu model's p99 is at least
-/// one stall. (Bounds this far apart are not broken by a noisy machine.)
+/// Property 5: with a sink that stalls 50 ms per page, decoupled writers never wait for the
+/// sink, qemu writers wait for a stall on every fault.
+///
+/// Nothing here hopes for enough faults or a quiet machine:
+/// - the scan is kept all but closed (one page per second), so writers fault on nearly every
+///   page whatever the load: at least half the pages are saved by fault, or the test fails;
+/// - the decoupled sink is also held (it writes nothing) until every page is saved, so every
+///   decoupled fault is served with the sink stuck; a fault that needed the sink would leave
+///   pages unsaved and fail the test;
+/// - the latency bounds are statistics a few scheduling delays cannot move: the decoupled
+///   faulting writes' median under half a stall, the qemu faulting writes' median and p99 at
+///   least a stall (each qemu fault waits for its own page's stalled write, by construction
+///   of that model). The decoupled p99 is printed, not asserted: on a quiet machine it is well
+///   under a millisecond, but under two CPU hogs and parallel builds one writer that is not
+///   scheduled for tens of milliseconds after its wake-up sets it.
 #[test]
 fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
     if !uffd_available("a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones") {
         return;
     }
-    let stall = Duration::from_millis(20);
+    let stall = Duration::from_millis(50);
     let base = Case {
         backing: Backing::Anonymous,
-        pages: 96,
+        pages: 32,
         untouched_every: 0,
         writers: 2,
         writes_per_sec: 5_000.0,
         pattern: Pattern::Uniform,
         model: ServiceModel::Decoupled,
-        policy: PolicyConfig::None,
+        policy: scan_trickle(),
         kernel_writes: Vec::new(),
     };
-    let decoupled = snapshot_and_check(&base, Some(stall));
-    let qemu = snapshot_and_check(&Case { model: ServiceModel::Qemu, ..base }, Some(stall));
+    let decoupled =
+        snapshot_and_check_with(&base, SinkOptions { stall_per_page: Some(stall), hold_until_all_saved: true });
+    let qemu = snapshot_and_check(&Case { model: ServiceModel::Qemu, ..base.clone() }, Some(stall));
+    let faulting = |run: &Run, q: f64| quantile_of_slowest(&run.writers.fault_wait, run.report.engine.stats.faults, q);
     for (name, run) in [("decoupled", &decoupled), ("qemu", &qemu)] {
-        let w = &run.writers.fault_wait;
+        let stats = &run.report.engine.stats;
         eprintln!(
-            "{name}: {} fault waits, p50 {} us, p99 {} us, max {} us; staging peak {} pages",
-            w.count(),
-            w.quantile(0.5).as_ns() / 1000,
-            w.quantile(0.99).as_ns() / 1000,
-            w.summary().max_ns / 1000,
-            run.report.engine.stats.staging_peak_pages
+            "{name}: {} pages by fault, {} fault events; faulting writes p50 {} us, p99 {} us; staging peak {} pages",
+            stats.pages_by_fault,
+            stats.faults,
+            faulting(run, 0.5).as_ns() / 1000,
+            faulting(run, 0.99).as_ns() / 1000,
+            stats.staging_peak_pages
         );
-        assert!(w.count() >= 10, "{name}: too few faults ({}) to judge", w.count());
+        assert!(
+            stats.pages_by_fault >= base.pages / 2,
+            "{name}: only {} of {} pages saved by fault although the scan was held to one page per second",
+            stats.pages_by_fault,
+            base.pages
+        );
     }
     // Staging (4096 pages) exceeds the region: the buffer always had room.
     assert!(decoupled.report.engine.stats.staging_peak_pages < 4096);
-    let d99 = decoupled.writers.fault_wait.quantile(0.99);
-    let q99 = qemu.writers.fault_wait.quantile(0.99);
-    assert!(d99.as_ns() < 5_000_000, "decoupled p99 {d99} should stay under 5 ms");
-    assert!(q99.as_ns() >= 20_000_000, "qemu p99 {q99} should include a 20 ms stall");
+    let d50 = faulting(&decoupled, 0.5);
+    assert!(d50.as_ns() < stall.as_nanos() as u64 / 2, "decoupled median {d50} should stay under half a stall");
+    for q in [0.5, 0.99] {
+        let wait = faulting(&qemu, q);
+        assert!(wait.as_ns() >= stall.as_nanos() as u64, "qemu quantile {q} {wait} should include a 50 ms stall");
+    }
 }

@@ -3,14 +3,22 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
-use wpsnap_core::{PolicyConfig, ServiceModel};
+use wpsnap_core::{LatencyRecorder, Nanos, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{DelayedSink, MemorySink, PageSink, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::snapshot::{
+    DelayedSink, MemorySink, PageSink, Running, SinkError, Snapshot, SnapshotConfig, SnapshotReport,
+};
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
 use wpsnap_workload::Pattern;
+
+/// Longest the harness waits for writers to fault every page while the sink is held, and the
+/// longest a held sink waits to be let go. Normally milliseconds; the bound only turns a
+/// broken property (faults waiting for the sink) into a failure instead of a hang.
+const HOLD_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Real-backend cases per run: each is a live snapshot of up to a few MiB (tenths of a second).
 pub fn real_cases() -> u32 {
@@ -117,6 +125,108 @@ fn kernel_write(region: &Region, page: u64) {
     }
 }
 
+/// A policy that keeps the scan all but closed: one page per second. Whatever the machine's
+/// load, the scan cannot reach more than `1 + seconds` pages, so writers fault on the rest.
+pub fn scan_trickle() -> PolicyConfig {
+    PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, burst_bytes: 4096 })
+}
+
+/// What the harness's sink does besides keeping the image.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkOptions {
+    /// Sleep this long before writing each page: a disk that slow.
+    pub stall_per_page: Option<Duration>,
+    /// Hold the sink's first write until every page has been saved (decoupled model only),
+    /// so every fault is served while the sink has written nothing.
+    pub hold_until_all_saved: bool,
+}
+
+/// A gate the test opens once; a held sink waits for it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    /// Waits until open, at most [`HOLD_WAIT_MAX`].
+    fn wait(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let _open = self.opened.wait_timeout_while(open, HOLD_WAIT_MAX, |open| !*open);
+    }
+}
+
+/// Opens the gate when dropped, so a failing test never leaves the sink thread held.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A sink whose first write waits for the gate.
+struct HeldSink {
+    inner: Box<dyn PageSink>,
+    gate: Arc<Gate>,
+    let_go: bool,
+}
+
+impl PageSink for HeldSink {
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
+        if !self.let_go {
+            self.gate.wait();
+            self.let_go = true;
+        }
+        self.inner.write_page(index, data)
+    }
+    fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
+        self.inner.finish(report_json)
+    }
+    fn abort(self: Box<Self>) {
+        self.inner.abort()
+    }
+}
+
+/// Waits until every page is saved while the sink is held, then lets the sink go. Panics
+/// (after letting it go) if that takes longer than [`HOLD_WAIT_MAX`].
+fn release_when_all_saved(running: &Running, gate: Arc<Gate>) {
+    let _open = OpenOnDrop(gate);
+    let deadline = Instant::now() + HOLD_WAIT_MAX;
+    loop {
+        let progress = running.progress();
+        if progress.pages_saved == progress.page_count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} pages saved after {HOLD_WAIT_MAX:?} while the sink was held: \
+             faults waited for the sink",
+            progress.pages_saved,
+            progress.page_count
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The `q` quantile of the `n` slowest samples of `all` (all of them if `n` is not smaller):
+/// the quantile q of the slowest n of m samples is the quantile 1 - (n / m)(1 - q) of all m.
+/// Writers record every write over 1 us, which includes slow writes that did not fault
+/// (interrupts, preemption); the faulting writes are the slowest, as many as the engine read.
+pub fn quantile_of_slowest(all: &LatencyRecorder, n: u64, q: f64) -> Nanos {
+    let m = all.count();
+    let share = if n == 0 || n >= m { 1.0 } else { n as f64 / m as f64 };
+    all.quantile(1.0 - share * (1.0 - q))
+}
+
 pub struct Run {
     pub report: SnapshotReport,
     pub writers: WritersOutcome,
@@ -125,6 +235,11 @@ pub struct Run {
 /// Snapshots a live region and checks the image against the reference copy taken at the
 /// instant, and live memory against every writer's last write.
 pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
+    snapshot_and_check_with(c, SinkOptions { stall_per_page: sink_stall, hold_until_all_saved: false })
+}
+
+/// [`snapshot_and_check`] with a sink that may also be held (see [`SinkOptions`]).
+pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
     let page_size = c.backing.page_size();
     let mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
     let region = mapping.region();
@@ -142,10 +257,16 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     std::thread::sleep(Duration::from_millis(5));
     let config = SnapshotConfig { service_model: c.model, policy: c.policy.clone(), ..SnapshotConfig::default() };
     let (memory, image) = MemorySink::new(page_size, c.pages);
-    let sink: Box<dyn PageSink> = match sink_stall {
+    let mut sink: Box<dyn PageSink> = match sink_options.stall_per_page {
         Some(stall) => Box::new(DelayedSink { inner: memory, delay_per_page: stall }),
         None => Box::new(memory),
     };
+    let gate = sink_options.hold_until_all_saved.then(|| Arc::new(Gate::default()));
+    if let Some(gate) = &gate {
+        // The qemu model writes each page inside its capture: a held sink would hold the faults.
+        assert_eq!(c.model, ServiceModel::Decoupled, "only the decoupled model can save pages while its sink is held");
+        sink = Box::new(HeldSink { inner: sink, gate: gate.clone(), let_go: false });
+    }
     let prepared = Snapshot::prepare(region, config, sink).expect("prepare");
     let mut reference = Vec::new();
     let running = prepared
@@ -158,6 +279,12 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     writers.set_reporter(Some(running.fault_wait_reporter()));
     for &page in &c.kernel_writes {
         kernel_write(&region, page);
+    }
+    if let Some(gate) = gate {
+        release_when_all_saved(&running, gate);
+        // Every page is saved: no write can fault any more, so stop timing writes (a write
+        // preempted while the held sink drains would only add noise to the fault waits).
+        writers.set_reporter(None);
     }
     let report = running.finish().expect("snapshot completes");
     writers.set_reporter(None);
