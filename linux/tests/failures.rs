@@ -26,12 +26,30 @@ fn slow_scan_config(model: ServiceModel) -> SnapshotConfig {
     }
 }
 
+/// A snapshot that cannot complete within the test, however late its next step runs: the
+/// scan is held to one page per second and the writers of [`start_hot_set_writers`] touch
+/// under a third of the pages, so the rest (over 2800 pages of a 16 MiB region) need an hour.
+fn unfinishable_config(model: ServiceModel) -> SnapshotConfig {
+    SnapshotConfig {
+        service_model: model,
+        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, burst_bytes: 4096 }),
+        ..SnapshotConfig::default()
+    }
+}
+
 fn start_writers(mapping: &OwnedMapping) -> WriterSet {
-    WriterSet::start(
-        mapping.region(),
-        &WriterConfig { threads: 3, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed: 3 },
-    )
-    .expect("writers")
+    start_writers_with(mapping, Pattern::Uniform)
+}
+
+/// Writers that only ever write a tenth of the pages (and their owners' neighbours: at most
+/// 3 x 10%), so the other pages wait for the scan.
+fn start_hot_set_writers(mapping: &OwnedMapping) -> WriterSet {
+    start_writers_with(mapping, Pattern::HotSet { hot_write_percent: 100, hot_page_percent: 10 })
+}
+
+fn start_writers_with(mapping: &OwnedMapping, pattern: Pattern) -> WriterSet {
+    WriterSet::start(mapping.region(), &WriterConfig { threads: 3, pattern, writes_per_sec: Some(20_000.0), seed: 3 })
+        .expect("writers")
 }
 
 /// Stops the writers in a helper thread and fails if that takes longer than the bound (a
@@ -89,13 +107,15 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let mapping = OwnedMapping::new(16 << 20, Backing::Memfd).expect("mapping");
     let region = mapping.region();
     fill(&region, 5);
-    let writers = start_writers(&mapping);
+    let writers = start_hot_set_writers(&mapping);
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output");
     let (sink, _) = FormatSink::new(output, &region, "{}".into()).expect("sink");
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Decoupled), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.pause())
         .expect("arm");
+    // Let writers fault for a while (so some are blocked or served when the cancel comes); the
+    // snapshot cannot finish meanwhile, whatever this sleep turns out to be.
     std::thread::sleep(Duration::from_millis(100));
     assert!(!running.is_done());
     let error = running.cancel("test cancel");
@@ -108,10 +128,11 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs a paced snapshot of a 16 MiB region, applies `change` to its last 4 pages mid-way
-/// (far from the scan, so nothing reads them afterwards), and checks that the snapshot aborts
-/// with `RegionChanged` naming one of `expected` (or the kernel refusing an unprotect while the
-/// change's event was pending). With `with_writers`, writers run and must be released.
+/// Runs a snapshot of a 16 MiB region that cannot complete (see [`unfinishable_config`]),
+/// applies `change` to its last 4 pages (which the scan, from page 0 at one page per second,
+/// cannot reach for an hour), and checks that the snapshot aborts with `RegionChanged` naming
+/// one of `expected` (or the kernel refusing an unprotect while the change's event was
+/// pending). With `with_writers`, writers run on a hot set and must be released.
 fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], change: impl FnOnce(*mut c_void, usize)) {
     if !uffd_or_skip(test) {
         return;
@@ -119,12 +140,13 @@ fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], chang
     let mapping = OwnedMapping::new(16 << 20, Backing::Anonymous).expect("mapping");
     let region = mapping.region();
     fill(&region, 0);
-    let writers = with_writers.then(|| start_writers(&mapping));
+    let writers = with_writers.then(|| start_hot_set_writers(&mapping));
     let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Decoupled), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.as_ref().map(WriterSet::pause))
         .expect("arm");
+    // Let the snapshot run a little first; it cannot finish meanwhile.
     std::thread::sleep(Duration::from_millis(50));
     change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
     match running.finish() {
@@ -222,13 +244,14 @@ fn dropping_a_running_session_releases_writers() {
     let mapping = OwnedMapping::new(16 << 20, Backing::Thp).expect("mapping");
     let region = mapping.region();
     fill(&region, 5);
-    let writers = start_writers(&mapping);
+    let writers = start_hot_set_writers(&mapping);
     let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Qemu), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Qemu), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.pause())
         .expect("arm");
     writers.set_reporter(Some(running.fault_wait_reporter()));
+    // Let writers fault for a while; the snapshot cannot finish meanwhile.
     std::thread::sleep(Duration::from_millis(100));
     drop(running);
     writers.set_reporter(None);
