@@ -9,7 +9,7 @@ use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
 use wpsnap_core::{LatencyRecorder, Nanos, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
 use wpsnap_linux::snapshot::{
-    DelayedSink, MemorySink, PageSink, Running, SinkError, Snapshot, SnapshotConfig, SnapshotReport,
+    DelayedSink, MemoryImage, MemorySink, PageSink, Running, SinkError, Snapshot, SnapshotConfig, SnapshotReport,
 };
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
@@ -289,16 +289,29 @@ pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
     let report = running.finish().expect("snapshot completes");
     writers.set_reporter(None);
     let outcome = writers.stop().expect("writers stop");
-
     let image = image.lock().expect("image");
+    check_image_and_live_memory(c, &region, &image, &reference, &outcome);
+    drop(image);
+    Run { report, writers: outcome }
+}
+
+/// The image is the instant's reference copy, page for page; live memory holds the kernel's
+/// bytes and every writer's last write.
+fn check_image_and_live_memory(
+    c: &Case,
+    region: &Region,
+    image: &MemoryImage,
+    reference: &[u8],
+    outcome: &WritersOutcome,
+) {
+    let ps = region.page_size() as usize;
     assert!(image.finished, "the sink was not finished");
-    let ps = page_size as usize;
     for page in 0..c.pages as usize {
         assert_eq!(image.writes[page], 1, "page {page} saved {} times", image.writes[page]);
         let range = page * ps..(page + 1) * ps;
         assert!(image.data[range.clone()] == reference[range], "page {page}: image is not the snapshot instant");
     }
-    let live = copy_region(&region);
+    let live = copy_region(region);
     for &page in &c.kernel_writes {
         // Writers may have stamped words of this page after the kernel wrote it; every other
         // word must hold the kernel's bytes, none the page's old content.
@@ -317,5 +330,4 @@ pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
             assert!(expected_stamp_ok(&live[page * ps..], stamp), "page {page}: a writer's write was lost");
         }
     }
-    Run { report, writers: outcome }
 }
