@@ -5,11 +5,12 @@
 use proptest::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
 use wpsnap_core::{LatencyRecorder, Nanos, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
 use wpsnap_linux::snapshot::{
-    DelayedSink, MemoryImage, MemorySink, PageSink, Running, SinkError, Snapshot, SnapshotConfig, SnapshotReport,
+    DelayedSink, MemoryImage, MemorySink, PageSink, Progress, Running, SinkError, Snapshot, SnapshotConfig,
+    SnapshotReport,
 };
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
@@ -125,20 +126,30 @@ fn kernel_write(region: &Region, page: u64) {
     }
 }
 
-/// A policy that keeps the scan all but closed: one page per second. Whatever the machine's
-/// load, the scan cannot reach more than `1 + seconds` pages, so writers fault on the rest.
-pub fn scan_trickle() -> PolicyConfig {
-    PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, burst_bytes: 4096 })
+/// Qemu model: `limit-scan-rate` with every fault counted as slow and a 10 s poll. After the
+/// first fault the scan takes a page only when no fault has come for 10 s, while every fault
+/// is served at once, so writers fault on nearly every page whatever the load.
+pub fn scan_held_after_first_fault() -> PolicyConfig {
+    PolicyConfig::LimitScanRate(LimitScanRateParams {
+        slow_fault_ns: 1,
+        poll_timeout_ns: 10_000_000_000,
+        throttle_pages: 1 << 20,
+    })
 }
 
-/// What the harness's sink does besides keeping the image.
+/// What the harness does besides the [`Case`]: the sink's behaviour and the scan batch.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SinkOptions {
+pub struct RunOptions {
     /// Sleep this long before writing each page: a disk that slow.
     pub stall_per_page: Option<Duration>,
-    /// Hold the sink's first write until every page has been saved (decoupled model only),
-    /// so every fault is served while the sink has written nothing.
-    pub hold_until_all_saved: bool,
+    /// Hold the sink's first write until this many pages are saved (decoupled model only):
+    /// they are all saved while the sink has written nothing. Writes are timed only until
+    /// then (see [`Run::while_held`]).
+    pub hold_sink_until_saved: Option<u64>,
+    /// Pages per scan capture (default: the session's).
+    pub scan_batch_pages: Option<u64>,
+    /// The decoupled model's memory budget in pages (default: the session's rule).
+    pub budget_pages: Option<u64>,
 }
 
 /// A gate the test opens once; a held sink waits for it.
@@ -196,22 +207,22 @@ impl PageSink for HeldSink {
     }
 }
 
-/// Waits until every page is saved while the sink is held, then lets the sink go. Panics
-/// (after letting it go) if that takes longer than [`HOLD_WAIT_MAX`].
-fn release_when_all_saved(running: &Running, gate: Arc<Gate>) {
+/// Waits until `pages` pages are saved while the sink is held, then lets the sink go and
+/// returns the progress then. Panics (after letting it go) if that takes longer than
+/// [`HOLD_WAIT_MAX`].
+fn release_when_saved(running: &Running, gate: Arc<Gate>, pages: u64) -> Progress {
     let _open = OpenOnDrop(gate);
     let deadline = Instant::now() + HOLD_WAIT_MAX;
     loop {
         let progress = running.progress();
-        if progress.pages_saved == progress.page_count {
-            return;
+        if progress.pages_saved >= pages {
+            return progress;
         }
         assert!(
             Instant::now() < deadline,
-            "only {} of {} pages saved after {HOLD_WAIT_MAX:?} while the sink was held: \
+            "only {} of the {pages} pages saved after {HOLD_WAIT_MAX:?} while the sink was held: \
              faults waited for the sink",
             progress.pages_saved,
-            progress.page_count
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -229,17 +240,20 @@ pub fn quantile_of_slowest(all: &LatencyRecorder, n: u64, q: f64) -> Nanos {
 
 pub struct Run {
     pub report: SnapshotReport,
+    /// Writes are timed while the snapshot runs, or only while the sink was held if it was.
     pub writers: WritersOutcome,
+    /// Progress when a held sink was let go.
+    pub while_held: Option<Progress>,
 }
 
 /// Snapshots a live region and checks the image against the reference copy taken at the
 /// instant, and live memory against every writer's last write.
 pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
-    snapshot_and_check_with(c, SinkOptions { stall_per_page: sink_stall, hold_until_all_saved: false })
+    snapshot_and_check_with(c, RunOptions { stall_per_page: sink_stall, ..RunOptions::default() })
 }
 
-/// [`snapshot_and_check`] with a sink that may also be held (see [`SinkOptions`]).
-pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
+/// [`snapshot_and_check`] with more options (see [`RunOptions`]).
+pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
     let page_size = c.backing.page_size();
     let mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
     let region = mapping.region();
@@ -255,13 +269,20 @@ pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
     )
     .expect("writers");
     std::thread::sleep(Duration::from_millis(5));
-    let config = SnapshotConfig { service_model: c.model, policy: c.policy.clone(), ..SnapshotConfig::default() };
+    let defaults = SnapshotConfig::default();
+    let config = SnapshotConfig {
+        service_model: c.model,
+        policy: c.policy.clone(),
+        scan_batch_pages: options.scan_batch_pages.unwrap_or(defaults.scan_batch_pages),
+        budget_bytes: options.budget_pages.map(|pages| pages * page_size).or(defaults.budget_bytes),
+        ..defaults
+    };
     let (memory, image) = MemorySink::new(page_size, c.pages);
-    let mut sink: Box<dyn PageSink> = match sink_options.stall_per_page {
+    let mut sink: Box<dyn PageSink> = match options.stall_per_page {
         Some(stall) => Box::new(DelayedSink { inner: memory, delay_per_page: stall }),
         None => Box::new(memory),
     };
-    let gate = sink_options.hold_until_all_saved.then(|| Arc::new(Gate::default()));
+    let gate = options.hold_sink_until_saved.map(|_| Arc::new(Gate::default()));
     if let Some(gate) = &gate {
         // The qemu model writes each page inside its capture: a held sink would hold the faults.
         assert_eq!(c.model, ServiceModel::Decoupled, "only the decoupled model can save pages while its sink is held");
@@ -280,19 +301,20 @@ pub fn snapshot_and_check_with(c: &Case, sink_options: SinkOptions) -> Run {
     for &page in &c.kernel_writes {
         kernel_write(&region, page);
     }
-    if let Some(gate) = gate {
-        release_when_all_saved(&running, gate);
-        // Every page is saved: no write can fault any more, so stop timing writes (a write
-        // preempted while the held sink drains would only add noise to the fault waits).
+    let while_held = gate.zip(options.hold_sink_until_saved).map(|(gate, pages)| {
+        let progress = release_when_saved(&running, gate, pages);
+        // Time only the writes made while the sink was held (afterwards a fault may wait for
+        // the sink once the budget is full, and a preempted write would only add noise).
         writers.set_reporter(None);
-    }
+        progress
+    });
     let report = running.finish().expect("snapshot completes");
     writers.set_reporter(None);
     let outcome = writers.stop().expect("writers stop");
     let image = image.lock().expect("image");
     check_image_and_live_memory(c, &region, &image, &reference, &outcome);
     drop(image);
-    Run { report, writers: outcome }
+    Run { report, writers: outcome, while_held }
 }
 
 /// The image is the instant's reference copy, page for page; live memory holds the kernel's
