@@ -27,12 +27,13 @@ fn slow_scan_config(model: ServiceModel) -> SnapshotConfig {
 }
 
 /// A snapshot that cannot complete within the test, however late its next step runs: the
-/// scan is held to one page per second and the writers of [`start_hot_set_writers`] touch
-/// under a third of the pages, so the rest (over 2800 pages of a 16 MiB region) need an hour.
+/// stream is held to one page per one-second bandwidth slice (the scan's pages; in the qemu
+/// model the faults' too) and the writers of [`start_hot_set_writers`] touch under a third of
+/// the pages, so the rest (over 2800 pages of a 16 MiB region) need an hour.
 fn unfinishable_config(model: ServiceModel) -> SnapshotConfig {
     SnapshotConfig {
         service_model: model,
-        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, burst_bytes: 4096 }),
+        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, slice_ns: 1_000_000_000 }),
         ..SnapshotConfig::default()
     }
 }
