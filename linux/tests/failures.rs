@@ -134,7 +134,13 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
 /// cannot reach for an hour), and checks that the snapshot aborts with `RegionChanged` naming
 /// one of `expected` (or the kernel refusing an unprotect while the change's event was
 /// pending). With `with_writers`, writers run on a hot set and must be released.
-fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], change: impl FnOnce(*mut c_void, usize)) {
+/// `change` returns ranges to unmap once the snapshot is over (see `mremap_mid_snapshot_aborts`).
+fn region_change_aborts(
+    test: &str,
+    with_writers: bool,
+    expected: &[&str],
+    change: impl FnOnce(*mut c_void, usize) -> Vec<(*mut c_void, usize)>,
+) {
     if !uffd_or_skip(test) {
         return;
     }
@@ -149,8 +155,13 @@ fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], chang
         .expect("arm");
     // Let the snapshot run a little first; it cannot finish meanwhile.
     std::thread::sleep(Duration::from_millis(50));
-    change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
-    match running.finish() {
+    let unmap_afterwards = change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
+    let result = running.finish();
+    for (addr, len) in unmap_afterwards {
+        // SAFETY: ranges the change mapped for this test; nothing refers to them.
+        let _ = unsafe { rustix::mm::munmap(addr, len) };
+    }
+    match result {
         Err(SnapshotError::RegionChanged(what)) => {
             assert!(expected.iter().chain([&"address space changed"]).any(|e| what.contains(e)), "{test}: {what}")
         }
@@ -168,6 +179,7 @@ fn madvise_dontneed_mid_snapshot_aborts() {
     region_change_aborts("madvise_dontneed_mid_snapshot_aborts", true, &["discarded"], |addr, len| {
         // SAFETY: the range is inside the test's own mapping; discarding it is the point.
         unsafe { rustix::mm::madvise(addr, len, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
+        Vec::new()
     });
 }
 
@@ -179,6 +191,7 @@ fn munmap_mid_snapshot_aborts() {
         // SAFETY: inside the test's own mapping; OwnedMapping's final munmap of the whole range
         // tolerates the hole.
         unsafe { rustix::mm::munmap(addr, len) }.expect("munmap");
+        Vec::new()
     });
 }
 
@@ -195,8 +208,10 @@ fn mremap_mid_snapshot_aborts() {
         // SAFETY: both ranges are this test's own mappings with no references into them;
         // OwnedMapping's final munmap tolerates the hole the move leaves.
         let moved = unsafe { rustix::mm::mremap_fixed(addr, len, len, MremapFlags::MAYMOVE, target) }.expect("mremap");
-        // SAFETY: the moved pages are ours and nothing refers to them.
-        let _ = unsafe { rustix::mm::munmap(moved, len) };
+        // The moved pages stay registered with the snapshot's userfaultfd. Unmapping them now
+        // would wait for that fd's reader, which a snapshot that has already failed no longer
+        // runs (a hang whenever the failure won the race): unmap them after `finish`.
+        vec![(moved, len)]
     });
 }
 
