@@ -2,7 +2,7 @@
 //! the real backend must both keep the snapshot invariant and agree on which policy gives the
 //! lower fault waits.
 //!
-//! The workload: a 4 MiB region, two writers at 50 writes/s each, the qemu service model, and a
+//! The workload: a 2 MiB region, two writers at 50 writes/s each, the qemu service model, and a
 //! sink that takes 2 ms for every page (real: a sink that sleeps 2 ms per page; simulated:
 //! direct writes with a 2 ms request latency and no page cache). With no limiter the scan keeps
 //! the one thread busy, so a fault usually waits for the scan page in flight plus its own
@@ -31,7 +31,7 @@ use wpsnap_sim::config::STREAM_PAGE_HEADER_BYTES;
 use wpsnap_sim::disk::{DiskParams, DiskPreset};
 use wpsnap_workload::Pattern;
 
-const PAGES: u64 = 1024;
+const PAGES: u64 = 512;
 const WRITERS: u32 = 2;
 const WRITES_PER_SEC: f64 = 50.0;
 const PAGE_WRITE: Duration = Duration::from_millis(2);
