@@ -1,7 +1,14 @@
 //! `wpsnap bench --quick` end to end: the report has every section and every ratio it gives
 //! is finite and positive. Timing is never checked (the figures are whatever this machine did).
+//!
+//! Neither is whether the bench's one writer got the CPU: the fault-wait, slowdown and memory
+//! figures need it to write during windows of a few hundred milliseconds, and a benchmark does
+//! not force that (under two CPU hogs and parallel builds, `scripts/flake-check.sh` once saw
+//! it write nothing in a whole 554 ms window). Those figures are checked for consistency with
+//! what happened (a ratio exactly when both sides have data); the floors, pauses and throughput,
+//! which the bench makes happen itself, must be there.
 
-use wpsnap::bench::{BenchOptions, BenchReport, run_bench};
+use wpsnap::bench::{BenchOptions, BenchReport, LatencyRow, run_bench};
 use wpsnap_linux::uffd::uffd_or_skip;
 
 #[test]
@@ -33,13 +40,13 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
     assert_eq!(f.floor.p50_ratio, Some(1.0));
     assert_eq!(f.floor.samples, f.region_bytes / 4096, "the floor times one first write per page");
     assert_eq!(f.fork_cow.samples, f.region_bytes / 4096);
-    for row in [&f.decoupled, &f.qemu, &f.fork_cow] {
-        assert!(row.samples > 0, "{} has no fault waits", row.name);
-        assert!(row.p50_ratio.is_some() && row.p99_ratio.is_some() && row.max_ratio.is_some(), "{row:?}");
-        assert!(row.p50_ns <= row.p99_ns && row.p99_ns <= row.p999_ns && row.p999_ns <= row.max_ns, "{row:?}");
+    // Every page of the copy-on-write baseline is written once by the bench itself.
+    assert!(f.fork_cow.samples > 0);
+    for row in [&f.decoupled, &f.qemu, &f.fork_cow, &f.decoupled_faults_only, &f.qemu_faults_only] {
+        assert_consistent(row);
     }
-    assert!(f.target_p50_met.is_some() && f.target_p99_met.is_some());
-    assert!(f.decoupled_faults > 0 && f.qemu_faults > 0, "the engines read fault events");
+    assert_eq!(f.target_p50_met.is_some(), f.decoupled.p50_ratio.is_some());
+    assert_eq!(f.target_p99_met.is_some(), f.decoupled.p99_ratio.is_some());
     for (only, all) in [(&f.decoupled_faults_only, &f.decoupled), (&f.qemu_faults_only, &f.qemu)] {
         assert!(only.samples <= all.samples && only.p50_ns >= all.p50_ns, "{only:?} vs {all:?}");
         assert_eq!(only.max_ns, all.max_ns);
@@ -52,10 +59,19 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
     let t = &report.throughput;
     assert!(t.ratio_to_sink.is_some() && t.ratio_to_memcpy.is_some() && t.ratio_to_slower.is_some());
     let w = &report.writer_slowdown;
-    assert!(w.decoupled_ratio.is_some() && w.qemu_ratio.is_some() && w.fork_ratio.is_some(), "{w:?}");
+    let free = w.no_snapshot_writes_per_sec;
+    for (ratio, rate) in [
+        (w.decoupled_ratio, w.decoupled_writes_per_sec),
+        (w.qemu_ratio, w.qemu_writes_per_sec),
+        (w.fork_ratio, w.fork_writes_per_sec),
+    ] {
+        assert_eq!(ratio.is_some(), rate > 0.0 && free > 0.0, "a ratio exactly when both rates exist: {w:?}");
+    }
     let m = &report.extra_memory;
     assert!(m.wpsnap_staging_peak_bytes <= m.wpsnap_staging_limit_bytes, "{m:?}");
-    assert!(m.fork_ratio.is_some(), "writers ran during the fork, so pages were copied: {m:?}");
+    // The scan stages pages whether or not the writer ran.
+    assert!(m.wpsnap_ratio.is_some(), "{m:?}");
+    assert_eq!(m.fork_ratio.is_some(), m.fork_cow_peak_bytes > 0, "{m:?}");
     assert!(report.slow_disk.emulated);
     assert!(report.slow_disk.fault_wait.samples == 0 || report.slow_disk.target_met.is_some());
     // Issue 15: the busy-polling floor, the stall rows (skipped in quick mode, with the reason),
@@ -123,4 +139,15 @@ fn quick_bench_reports_every_section_with_usable_ratios() {
     }
     assert!(md.contains("not measured"), "the simulator's absence is stated");
     assert!(md.contains("skipped in quick mode"), "the skipped rows say why");
+}
+
+/// A latency row has its ratios exactly when it has samples, and ordered quantiles.
+fn assert_consistent(row: &LatencyRow) {
+    let ratios = [row.p50_ratio, row.p99_ratio, row.max_ratio];
+    if row.samples > 0 {
+        assert!(ratios.iter().all(Option::is_some), "{row:?}");
+        assert!(row.p50_ns <= row.p99_ns && row.p99_ns <= row.p999_ns && row.p999_ns <= row.max_ns, "{row:?}");
+    } else {
+        assert!(ratios.iter().all(Option::is_none), "{row:?}");
+    }
 }

@@ -35,12 +35,31 @@ fn leaked(len: usize, backing: Backing, untouched_every: u64) -> &'static OwnedM
     Box::leak(Box::new(mapping))
 }
 
+/// A snapshot that cannot complete within the test, however late its next step runs: the
+/// stream is held to one page per one-second bandwidth slice (the scan's pages; in the qemu
+/// model the faults' too) and the writers of [`start_hot_set_writers`] touch under a third of
+/// the pages, so the rest (over 2800 pages of a 16 MiB region) need an hour.
+fn unfinishable_config(model: ServiceModel) -> SnapshotConfig {
+    SnapshotConfig {
+        service_model: model,
+        policy: PolicyConfig::Bandwidth(BandwidthParams { bytes_per_sec: 4096, slice_ns: 1_000_000_000 }),
+        ..SnapshotConfig::default()
+    }
+}
+
 fn start_writers(mapping: &'static OwnedMapping) -> WriterSet<'static> {
-    WriterSet::start(
-        mapping.region(),
-        &WriterConfig { threads: 3, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed: 3 },
-    )
-    .expect("writers")
+    start_writers_with(mapping, Pattern::Uniform)
+}
+
+/// Writers that only ever write a tenth of the pages (and their owners' neighbours: at most
+/// 3 x 10%), so the other pages wait for the scan.
+fn start_hot_set_writers(mapping: &'static OwnedMapping) -> WriterSet<'static> {
+    start_writers_with(mapping, Pattern::HotSet { hot_write_percent: 100, hot_page_percent: 10 })
+}
+
+fn start_writers_with(mapping: &'static OwnedMapping, pattern: Pattern) -> WriterSet<'static> {
+    WriterSet::start(mapping.region(), &WriterConfig { threads: 3, pattern, writes_per_sec: Some(20_000.0), seed: 3 })
+        .expect("writers")
 }
 
 /// Stops the writers in a helper thread and fails if that takes longer than the bound (a
@@ -96,13 +115,15 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let path = dir.join("snap.wps");
     let mapping = leaked(16 << 20, Backing::Memfd, 5);
     let region = mapping.region();
-    let writers = start_writers(mapping);
+    let writers = start_hot_set_writers(mapping);
     let output = open_output(&OutputSpec::File { path: path.clone(), direct_io: false }).expect("output");
     let (sink, _) = FormatSink::new(output, &region, "{}".into()).expect("sink");
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Decoupled), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.pause())
         .expect("arm");
+    // Let writers fault for a while (so some are blocked or served when the cancel comes); the
+    // snapshot cannot finish meanwhile, whatever this sleep turns out to be.
     std::thread::sleep(Duration::from_millis(100));
     assert!(!running.is_done());
     let error = running.cancel("test cancel");
@@ -115,25 +136,38 @@ fn cancel_leaves_only_a_partial_file_and_releases_writers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs a paced snapshot of a 16 MiB region, applies `change` to its last 4 pages mid-way
-/// (far from the scan, so nothing reads them afterwards), and checks that the snapshot aborts
-/// with `RegionChanged` naming one of `expected` (or the kernel refusing an unprotect while the
-/// change's event was pending). With `with_writers`, writers run and must be released.
-fn region_change_aborts(test: &str, with_writers: bool, expected: &[&str], change: impl FnOnce(*mut c_void, usize)) {
+/// Runs a snapshot of a 16 MiB region that cannot complete (see [`unfinishable_config`]),
+/// applies `change` to its last 4 pages (which the scan, from page 0 at one page per second,
+/// cannot reach for an hour), and checks that the snapshot aborts with `RegionChanged` naming
+/// one of `expected` (or the kernel refusing an unprotect while the change's event was
+/// pending). With `with_writers`, writers run on a hot set and must be released.
+/// `change` returns ranges to unmap once the snapshot is over (see `mremap_mid_snapshot_aborts`).
+fn region_change_aborts(
+    test: &str,
+    with_writers: bool,
+    expected: &[&str],
+    change: impl FnOnce(*mut c_void, usize) -> Vec<(*mut c_void, usize)>,
+) {
     if !uffd_or_skip(test) {
         return;
     }
     let mapping = leaked(16 << 20, Backing::Anonymous, 0);
     let region = mapping.region();
-    let writers = with_writers.then(|| start_writers(mapping));
+    let writers = with_writers.then(|| start_hot_set_writers(mapping));
     let (sink, _) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Decoupled), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Decoupled), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.as_ref().map(WriterSet::pause))
         .expect("arm");
+    // Let the snapshot run a little first; it cannot finish meanwhile.
     std::thread::sleep(Duration::from_millis(50));
-    change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
-    match running.finish() {
+    let unmap_afterwards = change(region.page_addr(region.page_count() - 4) as *mut c_void, 4 * 4096);
+    let result = running.finish();
+    for (addr, len) in unmap_afterwards {
+        // SAFETY: ranges the change mapped for this test; nothing refers to them.
+        let _ = unsafe { rustix::mm::munmap(addr, len) };
+    }
+    match result {
         Err(SnapshotError::RegionChanged(what)) => {
             assert!(expected.iter().chain([&"address space changed"]).any(|e| what.contains(e)), "{test}: {what}")
         }
@@ -151,6 +185,7 @@ fn madvise_dontneed_mid_snapshot_aborts() {
     region_change_aborts("madvise_dontneed_mid_snapshot_aborts", true, &["discarded"], |addr, len| {
         // SAFETY: the range is inside the test's own mapping; discarding it is the point.
         unsafe { rustix::mm::madvise(addr, len, rustix::mm::Advice::LinuxDontNeed) }.expect("madvise");
+        Vec::new()
     });
 }
 
@@ -162,6 +197,7 @@ fn munmap_mid_snapshot_aborts() {
         // SAFETY: inside the test's own mapping; OwnedMapping's final munmap of the whole range
         // tolerates the hole.
         unsafe { rustix::mm::munmap(addr, len) }.expect("munmap");
+        Vec::new()
     });
 }
 
@@ -178,8 +214,10 @@ fn mremap_mid_snapshot_aborts() {
         // SAFETY: both ranges are this test's own mappings with no references into them;
         // OwnedMapping's final munmap tolerates the hole the move leaves.
         let moved = unsafe { rustix::mm::mremap_fixed(addr, len, len, MremapFlags::MAYMOVE, target) }.expect("mremap");
-        // SAFETY: the moved pages are ours and nothing refers to them.
-        let _ = unsafe { rustix::mm::munmap(moved, len) };
+        // The moved pages stay registered with the snapshot's userfaultfd. Unmapping them now
+        // would wait for that fd's reader, which a snapshot that has already failed no longer
+        // runs (a hang whenever the failure won the race): unmap them after `finish`.
+        vec![(moved, len)]
     });
 }
 
@@ -226,13 +264,14 @@ fn dropping_a_running_session_releases_writers() {
     }
     let mapping = leaked(16 << 20, Backing::Thp, 5);
     let region = mapping.region();
-    let writers = start_writers(mapping);
+    let writers = start_hot_set_writers(mapping);
     let (sink, image) = MemorySink::new(region.page_size(), region.page_count());
-    let running = Snapshot::prepare(region, slow_scan_config(ServiceModel::Qemu), Box::new(sink))
+    let running = Snapshot::prepare(region, unfinishable_config(ServiceModel::Qemu), Box::new(sink))
         .expect("prepare")
         .arm(|| writers.pause())
         .expect("arm");
     writers.set_reporter(Some(running.fault_wait_reporter()));
+    // Let writers fault for a while; the snapshot cannot finish meanwhile.
     std::thread::sleep(Duration::from_millis(100));
     drop(running);
     writers.set_reporter(None);

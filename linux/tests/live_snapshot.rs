@@ -89,7 +89,6 @@ fn hugetlbfs_decoupled() {
     } else {
         let mut scenario = Scenario::new(Backing::Hugetlbfs, ServiceModel::Decoupled);
         scenario.bytes = (NEEDED as usize) << 21;
-        scenario.scan_bytes_per_sec = 64 << 20;
         let outcome = run_and_check(&scenario, |_| Vec::new());
         drop(outcome);
     }

@@ -121,11 +121,44 @@ fn rejection_reaches_the_sender_with_the_peer_named() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A loopback port that refuses connections by construction: a TCP socket bound to it that
+/// never listens. While it lives, no other socket can bind the port (a port merely bound and
+/// dropped could be taken by anything on the machine) and no connect picks it as its own source
+/// port (which would make a TCP self-connect succeed).
+struct RefusingPort {
+    _socket: std::os::fd::OwnedFd,
+    port: u16,
+}
+
+impl RefusingPort {
+    fn bind() -> RefusingPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a fresh socket that nothing else owns.
+        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+            sin_zero: [0; 8],
+        };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `addr` is a valid sockaddr_in of `len` bytes for both calls.
+        let bound = unsafe { libc::bind(fd, (&raw const addr).cast(), len) };
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        // SAFETY: as above; getsockname writes at most `len` bytes into `addr`.
+        let named = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) };
+        assert_eq!(named, 0, "getsockname: {}", std::io::Error::last_os_error());
+        RefusingPort { _socket: socket, port: u16::from_be(addr.sin_port) }
+    }
+}
+
 #[test]
 fn connection_refused_names_the_peer() {
-    // Bind then drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let addr = format!("127.0.0.1:{port}");
+    let refusing = RefusingPort::bind();
+    let addr = format!("127.0.0.1:{}", refusing.port);
     match TcpOutput::connect(&addr, &tcp_limits()) {
         Err(e @ OutputError::Connect { .. }) => assert!(e.to_string().contains(&addr), "{e}"),
         Err(other) => panic!("expected Connect, got {other}"),

@@ -2,12 +2,12 @@
 //! the real backend must both keep the snapshot invariant and agree on which policy gives the
 //! lower fault waits.
 //!
-//! The workload: a 4 MiB region, two writers at 50 writes/s each, the qemu service model, and a
+//! The workload: a 2 MiB region, two writers at 50 writes/s each, the qemu service model, and a
 //! sink that takes 2 ms for every page (real: a sink that sleeps 2 ms per page; simulated:
 //! direct writes with a 2 ms request latency and no page cache). With no limiter the scan keeps
 //! the one thread busy, so a fault usually waits for the scan page in flight plus its own
 //! write; with a 200 pages/s bandwidth cap the thread is idle 60% of the time (asleep on the
-//! rate limit in 10 ms slices, reading no fault) and most faults wait for a short sleep and
+//! rate limit in 5 ms slices, reading no fault) and most faults wait for a short sleep and
 //! their own write only. Both backends should rank `bandwidth` below `none` at the
 //! median, by a clear margin.
 //!
@@ -31,7 +31,7 @@ use wpsnap_sim::config::STREAM_PAGE_HEADER_BYTES;
 use wpsnap_sim::disk::{DiskParams, DiskPreset};
 use wpsnap_workload::Pattern;
 
-const PAGES: u64 = 1024;
+const PAGES: u64 = 512;
 const WRITERS: u32 = 2;
 const WRITES_PER_SEC: f64 = 50.0;
 const PAGE_WRITE: Duration = Duration::from_millis(2);
@@ -39,10 +39,12 @@ const PAGE_WRITE: Duration = Duration::from_millis(2);
 const CLEAR_MARGIN: f64 = 1.2;
 
 fn policies() -> [(&'static str, PolicyConfig); 2] {
-    // 10 ms slices (2 pages each): in the qemu model the thread sleeps out each used-up slice
+    // 5 ms slices (one page each): in the qemu model the thread sleeps out each used-up slice
     // reading no fault (QEMU's rate limit), so the sleeps must stay short next to a writer's
-    // think time, or the real writers' catch-up after a long block decides the ranking.
-    let bandwidth = BandwidthParams { bytes_per_sec: 200 * 4096, slice_ns: 10_000_000 };
+    // think time, or the real writers' catch-up after a long block decides the ranking; and
+    // short next to what `none` waits, or a loaded machine's scheduling delays close the gap
+    // (with 10 ms slices, real medians came within 1.2x of each other under two CPU hogs).
+    let bandwidth = BandwidthParams { bytes_per_sec: 200 * 4096, slice_ns: 5_000_000 };
     [("none", PolicyConfig::None), ("bandwidth", PolicyConfig::Bandwidth(bandwidth))]
 }
 

@@ -5,7 +5,10 @@
 mod real;
 
 use proptest::prelude::*;
-use real::{Case, case, real_cases, snapshot_and_check, uffd_available};
+use real::{
+    Case, Run, RunOptions, case, quantile_of_slowest, real_cases, scan_held_after_first_fault, snapshot_and_check,
+    snapshot_and_check_with, uffd_available,
+};
 use std::time::Duration;
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::region::Backing;
@@ -27,18 +30,36 @@ proptest! {
     }
 }
 
-/// Property 5: with a sink that stalls 20 ms per write, the decoupled model's p99 fault wait
-/// stays under 5 ms while the staging buffer has room, whereas the qemu model's p99 is at least
-/// one stall. (Bounds this far apart are not broken by a noisy machine.)
+/// Property 5: with a sink that stalls 30 ms per page, decoupled writers do not wait for the
+/// sink while the memory budget has room; qemu writers wait for a stall on every fault.
+///
+/// Nothing here hopes for enough faults or a quiet machine:
+/// - decoupled: 48 pages, a budget of 32 and the sink held (writing nothing) until 32 pages are
+///   saved. With more outstanding than the budget, the scan stops at its high-water mark (16
+///   pages), so at least 16 pages can only be saved by writers' faults, and only while the
+///   sink is held: a fault that needed the sink would keep the budget from filling and fail
+///   the test. Only those writes are timed;
+/// - qemu: one-page scan captures and `limit-scan-rate` holding the scan for 10 s after every
+///   fault while faults keep coming (a bandwidth limit would not do: the qemu thread sleeps out
+///   a used-up slice reading no fault), so at least half the pages are saved by fault;
+/// - the latency bounds are statistics a few scheduling delays cannot move: the decoupled
+///   faulting writes' median under half a stall, the qemu faulting writes' median and p99 at
+///   least a stall (each qemu fault waits for its own page's stalled write, by construction
+///   of that model). The decoupled p99 is printed, not asserted: on a quiet machine it is well
+///   under a millisecond, but under two CPU hogs and parallel builds one writer that is not
+///   scheduled for tens of milliseconds after its wake-up sets it.
 #[test]
 fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
     if !uffd_available("a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones") {
         return;
     }
-    let stall = Duration::from_millis(20);
-    let base = Case {
+    const BUDGET_PAGES: u64 = 32;
+    // The scan's high-water mark: 50% of the budget (the session's default).
+    const SCAN_HIGH_WATER_PAGES: u64 = BUDGET_PAGES / 2;
+    let stall = Duration::from_millis(30);
+    let decoupled_case = Case {
         backing: Backing::Anonymous,
-        pages: 96,
+        pages: 48,
         untouched_every: 0,
         writers: 2,
         writes_per_sec: 5_000.0,
@@ -47,24 +68,47 @@ fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
         policy: PolicyConfig::None,
         kernel_writes: Vec::new(),
     };
-    let decoupled = snapshot_and_check(&base, Some(stall));
-    let qemu = snapshot_and_check(&Case { model: ServiceModel::Qemu, ..base }, Some(stall));
-    for (name, run) in [("decoupled", &decoupled), ("qemu", &qemu)] {
-        let w = &run.writers.fault_wait;
+    let qemu_case = Case { model: ServiceModel::Qemu, policy: scan_held_after_first_fault(), ..decoupled_case.clone() };
+    let decoupled = snapshot_and_check_with(
+        &decoupled_case,
+        RunOptions {
+            stall_per_page: Some(stall),
+            hold_sink_until_saved: Some(BUDGET_PAGES),
+            budget_pages: Some(BUDGET_PAGES),
+            ..RunOptions::default()
+        },
+    );
+    let qemu = snapshot_and_check_with(
+        &qemu_case,
+        RunOptions { stall_per_page: Some(stall), scan_batch_pages: Some(1), ..RunOptions::default() },
+    );
+    let held = decoupled.while_held.expect("the decoupled sink was held");
+    let faulting = |run: &Run, faults: u64, q: f64| quantile_of_slowest(&run.writers.fault_wait, faults, q);
+    let runs =
+        [("decoupled", &decoupled, held.pages_by_fault), ("qemu", &qemu, qemu.report.engine.stats.pages_by_fault)];
+    for (name, run, faults) in runs {
         eprintln!(
-            "{name}: {} fault waits, p50 {} us, p99 {} us, max {} us; staging peak {} pages",
-            w.count(),
-            w.quantile(0.5).as_ns() / 1000,
-            w.quantile(0.99).as_ns() / 1000,
-            w.summary().max_ns / 1000,
-            run.report.engine.stats.staging_peak_pages
+            "{name}: {faults} pages by fault (timed), {} in all; faulting writes p50 {} us, p99 {} us",
+            run.report.engine.stats.pages_by_fault,
+            faulting(run, faults, 0.5).as_ns() / 1000,
+            faulting(run, faults, 0.99).as_ns() / 1000,
         );
-        assert!(w.count() >= 10, "{name}: too few faults ({}) to judge", w.count());
     }
-    // Staging (4096 pages) exceeds the region: the buffer always had room.
-    assert!(decoupled.report.engine.stats.staging_peak_pages < 4096);
-    let d99 = decoupled.writers.fault_wait.quantile(0.99);
-    let q99 = qemu.writers.fault_wait.quantile(0.99);
-    assert!(d99.as_ns() < 5_000_000, "decoupled p99 {d99} should stay under 5 ms");
-    assert!(q99.as_ns() >= 20_000_000, "qemu p99 {q99} should include a 20 ms stall");
+    assert!(
+        held.pages_by_fault >= BUDGET_PAGES - SCAN_HIGH_WATER_PAGES,
+        "decoupled: only {} pages saved by fault while the sink was held; the scan should have stopped at {SCAN_HIGH_WATER_PAGES}",
+        held.pages_by_fault
+    );
+    assert!(
+        qemu.report.engine.stats.pages_by_fault >= qemu_case.pages / 2,
+        "qemu: only {} of {} pages saved by fault although the scan was held back",
+        qemu.report.engine.stats.pages_by_fault,
+        qemu_case.pages
+    );
+    let d50 = faulting(&decoupled, held.pages_by_fault, 0.5);
+    assert!(d50.as_ns() < stall.as_nanos() as u64 / 2, "decoupled median {d50} should stay under half a stall");
+    for q in [0.5, 0.99] {
+        let wait = faulting(&qemu, qemu.report.engine.stats.pages_by_fault, q);
+        assert!(wait.as_ns() >= stall.as_nanos() as u64, "qemu quantile {q} {wait} should include a whole stall");
+    }
 }

@@ -3,14 +3,23 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use std::time::Duration;
-use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams};
-use wpsnap_core::{PolicyConfig, ServiceModel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use wpsnap_core::policy::{BandwidthParams, LatencyTargetParams, LimitScanRateParams};
+use wpsnap_core::{LatencyRecorder, Nanos, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
-use wpsnap_linux::snapshot::{DelayedSink, MemorySink, PageSink, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::snapshot::{
+    DelayedSink, MemoryImage, MemorySink, PageSink, Progress, Running, SinkError, Snapshot, SnapshotConfig,
+    SnapshotReport,
+};
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
 use wpsnap_workload::Pattern;
+
+/// Longest the harness waits for writers to fault every page while the sink is held, and the
+/// longest a held sink waits to be let go. Normally milliseconds; the bound only turns a
+/// broken property (faults waiting for the sink) into a failure instead of a hang.
+const HOLD_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// Real-backend cases per run: each is a live snapshot of up to a few MiB (tenths of a second).
 pub fn real_cases() -> u32 {
@@ -116,14 +125,134 @@ fn kernel_write(region: &Region, page: u64) {
     }
 }
 
+/// Qemu model: `limit-scan-rate` with every fault counted as slow and a 10 s poll. After the
+/// first fault the scan takes a page only when no fault has come for 10 s, while every fault
+/// is served at once, so writers fault on nearly every page whatever the load.
+pub fn scan_held_after_first_fault() -> PolicyConfig {
+    PolicyConfig::LimitScanRate(LimitScanRateParams {
+        slow_fault_ns: 1,
+        poll_timeout_ns: 10_000_000_000,
+        throttle_pages: 1 << 20,
+    })
+}
+
+/// What the harness does besides the [`Case`]: the sink's behaviour and the scan batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Sleep this long before writing each page: a disk that slow.
+    pub stall_per_page: Option<Duration>,
+    /// Hold the sink's first write until this many pages are saved (decoupled model only):
+    /// they are all saved while the sink has written nothing. Writes are timed only until
+    /// then (see [`Run::while_held`]).
+    pub hold_sink_until_saved: Option<u64>,
+    /// Pages per scan capture (default: the session's).
+    pub scan_batch_pages: Option<u64>,
+    /// The decoupled model's memory budget in pages (default: the session's rule).
+    pub budget_pages: Option<u64>,
+}
+
+/// A gate the test opens once; a held sink waits for it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    /// Waits until open, at most [`HOLD_WAIT_MAX`].
+    fn wait(&self) {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let _open = self.opened.wait_timeout_while(open, HOLD_WAIT_MAX, |open| !*open);
+    }
+}
+
+/// Opens the gate when dropped, so a failing test never leaves the sink thread held.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A sink whose first write waits for the gate.
+struct HeldSink {
+    inner: Box<dyn PageSink>,
+    gate: Arc<Gate>,
+    let_go: bool,
+}
+
+impl PageSink for HeldSink {
+    fn write_page(&mut self, index: u64, data: &[u8]) -> Result<(), SinkError> {
+        if !self.let_go {
+            self.gate.wait();
+            self.let_go = true;
+        }
+        self.inner.write_page(index, data)
+    }
+    fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written()
+    }
+    fn finish(self: Box<Self>, report_json: &str) -> Result<String, SinkError> {
+        self.inner.finish(report_json)
+    }
+    fn abort(self: Box<Self>) {
+        self.inner.abort()
+    }
+}
+
+/// Waits until `pages` pages are saved while the sink is held, then lets the sink go and
+/// returns the progress then. Panics (after letting it go) if that takes longer than
+/// [`HOLD_WAIT_MAX`].
+fn release_when_saved(running: &Running, gate: Arc<Gate>, pages: u64) -> Progress {
+    let _open = OpenOnDrop(gate);
+    let deadline = Instant::now() + HOLD_WAIT_MAX;
+    loop {
+        let progress = running.progress();
+        if progress.pages_saved >= pages {
+            return progress;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of the {pages} pages saved after {HOLD_WAIT_MAX:?} while the sink was held: \
+             faults waited for the sink",
+            progress.pages_saved,
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The `q` quantile of the `n` slowest samples of `all` (all of them if `n` is not smaller):
+/// the quantile q of the slowest n of m samples is the quantile 1 - (n / m)(1 - q) of all m.
+/// Writers record every write over 1 us, which includes slow writes that did not fault
+/// (interrupts, preemption); the faulting writes are the slowest, as many as the engine read.
+pub fn quantile_of_slowest(all: &LatencyRecorder, n: u64, q: f64) -> Nanos {
+    let m = all.count();
+    let share = if n == 0 || n >= m { 1.0 } else { n as f64 / m as f64 };
+    all.quantile(1.0 - share * (1.0 - q))
+}
+
 pub struct Run {
     pub report: SnapshotReport,
+    /// Writes are timed while the snapshot runs, or only while the sink was held if it was.
     pub writers: WritersOutcome,
+    /// Progress when a held sink was let go.
+    pub while_held: Option<Progress>,
 }
 
 /// Snapshots a live region and checks the image against the reference copy taken at the
 /// instant, and live memory against every writer's last write.
 pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
+    snapshot_and_check_with(c, RunOptions { stall_per_page: sink_stall, ..RunOptions::default() })
+}
+
+/// [`snapshot_and_check`] with more options (see [`RunOptions`]).
+pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
     let page_size = c.backing.page_size();
     let mut mapping = OwnedMapping::new((c.pages * page_size) as usize, c.backing).expect("mapping");
     fill(&mut mapping, c.untouched_every);
@@ -139,12 +268,25 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     )
     .expect("writers");
     std::thread::sleep(Duration::from_millis(5));
-    let config = SnapshotConfig { service_model: c.model, policy: c.policy.clone(), ..SnapshotConfig::default() };
+    let defaults = SnapshotConfig::default();
+    let config = SnapshotConfig {
+        service_model: c.model,
+        policy: c.policy.clone(),
+        scan_batch_pages: options.scan_batch_pages.unwrap_or(defaults.scan_batch_pages),
+        budget_bytes: options.budget_pages.map(|pages| pages * page_size).or(defaults.budget_bytes),
+        ..defaults
+    };
     let (memory, image) = MemorySink::new(page_size, c.pages);
-    let sink: Box<dyn PageSink> = match sink_stall {
+    let mut sink: Box<dyn PageSink> = match options.stall_per_page {
         Some(stall) => Box::new(DelayedSink { inner: memory, delay_per_page: stall }),
         None => Box::new(memory),
     };
+    let gate = options.hold_sink_until_saved.map(|_| Arc::new(Gate::default()));
+    if let Some(gate) = &gate {
+        // The qemu model writes each page inside its capture: a held sink would hold the faults.
+        assert_eq!(c.model, ServiceModel::Decoupled, "only the decoupled model can save pages while its sink is held");
+        sink = Box::new(HeldSink { inner: sink, gate: gate.clone(), let_go: false });
+    }
     let prepared = Snapshot::prepare(region, config, sink).expect("prepare");
     let mut reference = Vec::new();
     let running = prepared
@@ -158,19 +300,39 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
     for &page in &c.kernel_writes {
         kernel_write(&region, page);
     }
+    let while_held = gate.zip(options.hold_sink_until_saved).map(|(gate, pages)| {
+        let progress = release_when_saved(&running, gate, pages);
+        // Time only the writes made while the sink was held (afterwards a fault may wait for
+        // the sink once the budget is full, and a preempted write would only add noise).
+        writers.set_reporter(None);
+        progress
+    });
     let report = running.finish().expect("snapshot completes");
     writers.set_reporter(None);
     let outcome = writers.stop().expect("writers stop");
-
     let image = image.lock().expect("image");
+    check_image_and_live_memory(c, &region, &image, &reference, &outcome);
+    drop(image);
+    Run { report, writers: outcome, while_held }
+}
+
+/// The image is the instant's reference copy, page for page; live memory holds the kernel's
+/// bytes and every writer's last write.
+fn check_image_and_live_memory(
+    c: &Case,
+    region: &Region,
+    image: &MemoryImage,
+    reference: &[u8],
+    outcome: &WritersOutcome,
+) {
+    let ps = region.page_size() as usize;
     assert!(image.finished, "the sink was not finished");
-    let ps = page_size as usize;
     for page in 0..c.pages as usize {
         assert_eq!(image.writes[page], 1, "page {page} saved {} times", image.writes[page]);
         let range = page * ps..(page + 1) * ps;
         assert!(image.data[range.clone()] == reference[range], "page {page}: image is not the snapshot instant");
     }
-    let live = copy_region(&region);
+    let live = copy_region(region);
     for &page in &c.kernel_writes {
         // Writers may have stamped words of this page after the kernel wrote it; every other
         // word must hold the kernel's bytes, none the page's old content.
@@ -189,5 +351,4 @@ pub fn snapshot_and_check(c: &Case, sink_stall: Option<Duration>) -> Run {
             assert!(expected_stamp_ok(&live[page * ps..], stamp), "page {page}: a writer's write was lost");
         }
     }
-    Run { report, writers: outcome }
 }
