@@ -1,13 +1,18 @@
 //! Staging memory of the decoupled model, allocated on demand in chunks and returned to the
 //! system as the sink drains, so the process's RSS follows what is staged, not the budget.
 //!
-//! Each chunk is its own anonymous mapping (`mmap`), unmapped when the last run staged in it
-//! is dropped. The allocator's heap would not do: glibc keeps freed memory in its arenas (and
-//! raises its mmap threshold after a large free), so RSS would stay at the peak. Runs are
-//! carved from the current chunk in order; the sink drains them in about that order, so
-//! chunks are freed in order too and at most about two chunks are mapped beyond what is staged.
+//! Each chunk is its own anonymous mapping (`mmap`). The allocator's heap would not do: glibc
+//! keeps freed memory in its arenas (and raises its mmap threshold after a large free), so RSS
+//! would stay at the peak. Runs are carved from the current chunk in order; the sink drains
+//! them in about that order, so chunks are freed in order too.
+//!
+//! A drained chunk goes back to a small pool ([`POOL_CHUNKS_MAX`]) instead of being unmapped,
+//! and new chunks are mapped with `MAP_POPULATE`: first-touch page faults on fresh staging
+//! memory took over half of the scan thread's CPU time (docs/results/2026-11-30-window.md), so
+//! a chunk pays its faults and zeroing at most once per snapshot, in one call. RSS stays within
+//! the pool's 16 MiB of what is staged.
 
-use crate::sync::shim::{AtomicU64, Mutex, Ordering, lock};
+use crate::sync::shim::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -16,6 +21,10 @@ use thiserror::Error;
 /// Chunk size: 512 pages of 4 KiB, or one 2 MiB huge page (a larger run gets a chunk of its
 /// own size).
 pub const STAGING_CHUNK_BYTES: usize = 2 << 20;
+
+/// Most drained chunks kept mapped for reuse (16 MiB): about what the scan stages ahead of a
+/// sink that keeps up, so in the common case no chunk is mapped after the first few.
+pub const POOL_CHUNKS_MAX: usize = 8;
 
 /// The kernel refused a staging chunk.
 #[derive(Debug, Error)]
@@ -26,48 +35,128 @@ pub struct StagingMemoryError {
     pub source: rustix::io::Errno,
 }
 
-/// Bytes mapped now and at most, shared by the chunks so each can account for its unmap.
-#[derive(Debug, Default)]
-struct Accounting {
-    mapped: AtomicU64,
-    peak: AtomicU64,
-}
-
-/// One anonymous mapping; unmapped when dropped (when no run in it is left).
+/// A mapping's address, owned by whoever holds it (a chunk or the pool).
 #[derive(Debug)]
-struct Chunk {
+struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    accounting: Arc<Accounting>,
+}
+
+// SAFETY: plain memory; whoever holds the `Mapping` owns the whole range.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn map(len: usize) -> Result<Mapping, StagingMemoryError> {
+        // SAFETY: a fresh private anonymous mapping at an address the kernel picks. Populated:
+        // one call faults in and zeroes every page, instead of one page fault per page on the
+        // first copy into it.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )
+        }
+        .map_err(|source| StagingMemoryError { bytes: len, source })?;
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or(StagingMemoryError { bytes: len, source: rustix::io::Errno::NOMEM })?;
+        Ok(Mapping { ptr, len })
+    }
+
+    fn unmap(self) {
+        // SAFETY: unmapping a mapping made in `map`, owned by `self` alone (no `StagedBuf` into
+        // it is left: each holds an `Arc` of the chunk that owned it).
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Bytes mapped now and at most, and the drained chunks kept for reuse; shared by the chunks
+/// so each can hand itself back.
+#[derive(Debug, Default)]
+struct Pool {
+    mapped: AtomicU64,
+    peak: AtomicU64,
+    /// Most chunks mapped at once (pooled ones included).
+    chunks_mapped: AtomicU64,
+    /// Chunks reused from the pool instead of mapped.
+    reuses: AtomicU64,
+    /// Set by [`StagingMemory::release_current`]: drained chunks are unmapped from then on.
+    closed: AtomicBool,
+    free: Mutex<Vec<Mapping>>,
+}
+
+impl Pool {
+    /// A chunk of `len` bytes: a pooled one if `len` is the chunk size and one is free.
+    fn take(&self, len: usize) -> Result<Mapping, StagingMemoryError> {
+        if len == STAGING_CHUNK_BYTES
+            && let Some(mapping) = lock(&self.free).pop()
+        {
+            self.reuses.fetch_add(1, Ordering::Relaxed);
+            return Ok(mapping);
+        }
+        let mapping = Mapping::map(len)?;
+        let mapped = self.mapped.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+        self.peak.fetch_max(mapped, Ordering::Relaxed);
+        self.chunks_mapped.fetch_add(1, Ordering::Relaxed);
+        Ok(mapping)
+    }
+
+    /// Keeps a drained chunk for reuse while the pool has room, else unmaps it.
+    fn give_back(&self, mapping: Mapping) {
+        let mut free = lock(&self.free);
+        if mapping.len == STAGING_CHUNK_BYTES && free.len() < POOL_CHUNKS_MAX && !self.closed.load(Ordering::Relaxed) {
+            free.push(mapping);
+            return;
+        }
+        drop(free);
+        self.mapped.fetch_sub(mapping.len as u64, Ordering::Relaxed);
+        mapping.unmap();
+    }
+
+    /// Unmaps every pooled chunk.
+    fn clear(&self) {
+        let drained: Vec<Mapping> = lock(&self.free).drain(..).collect();
+        for mapping in drained {
+            self.mapped.fetch_sub(mapping.len as u64, Ordering::Relaxed);
+            mapping.unmap();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// One chunk in use; handed back to the pool when dropped (when no run in it is left).
+#[derive(Debug)]
+struct Chunk {
+    mapping: Option<Mapping>,
+    ptr: NonNull<u8>,
+    len: usize,
+    pool: Arc<Pool>,
 }
 
 // SAFETY: the chunk is plain memory; `StagedBuf` hands out disjoint parts of it to one owner
-// each, and which thread unmaps it does not matter.
+// each, and which thread hands it back does not matter.
 unsafe impl Send for Chunk {}
 // SAFETY: as above; shared references only reach disjoint ranges through their `StagedBuf`.
 unsafe impl Sync for Chunk {}
 
 impl Chunk {
-    fn map(len: usize, accounting: Arc<Accounting>) -> Result<Chunk, StagingMemoryError> {
-        // SAFETY: a fresh private anonymous mapping at an address the kernel picks.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
-        }
-        .map_err(|source| StagingMemoryError { bytes: len, source })?;
-        let ptr = NonNull::new(ptr.cast::<u8>())
-            .ok_or(StagingMemoryError { bytes: len, source: rustix::io::Errno::NOMEM })?;
-        let mapped = accounting.mapped.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
-        accounting.peak.fetch_max(mapped, Ordering::Relaxed);
-        Ok(Chunk { ptr, len, accounting })
+    fn new(len: usize, pool: Arc<Pool>) -> Result<Chunk, StagingMemoryError> {
+        let mapping = pool.take(len)?;
+        Ok(Chunk { ptr: mapping.ptr, len: mapping.len, mapping: Some(mapping), pool })
     }
 }
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in `map`; no `StagedBuf` into it is left (each
-        // holds an `Arc` of this chunk).
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
-        self.accounting.mapped.fetch_sub(self.len as u64, Ordering::Relaxed);
+        if let Some(mapping) = self.mapping.take() {
+            self.pool.give_back(mapping);
+        }
     }
 }
 
@@ -102,7 +191,7 @@ struct Current {
 #[derive(Debug)]
 pub struct StagingMemory {
     current: Mutex<Current>,
-    accounting: Arc<Accounting>,
+    pool: Arc<Pool>,
 }
 
 impl Default for StagingMemory {
@@ -113,7 +202,7 @@ impl Default for StagingMemory {
 
 impl StagingMemory {
     pub fn new() -> StagingMemory {
-        StagingMemory { current: Mutex::new(Current { chunk: None, used: 0 }), accounting: Arc::default() }
+        StagingMemory { current: Mutex::new(Current { chunk: None, used: 0 }), pool: Arc::default() }
     }
 
     /// A buffer of `len` bytes (a multiple of the page size keeps every run page-aligned).
@@ -127,7 +216,7 @@ impl StagingMemory {
             return Ok(buf);
         }
         // Start a new chunk; the old one lives on until its last run is drained.
-        let chunk = Arc::new(Chunk::map(len.max(STAGING_CHUNK_BYTES), self.accounting.clone())?);
+        let chunk = Arc::new(Chunk::new(len.max(STAGING_CHUNK_BYTES), self.pool.clone())?);
         current.chunk = Some(chunk.clone());
         current.used = len;
         Ok(StagedBuf { chunk, offset: 0, len })
@@ -136,19 +225,33 @@ impl StagingMemory {
     /// Staging bytes mapped now.
     #[cfg(test)]
     pub fn mapped_bytes(&self) -> u64 {
-        self.accounting.mapped.load(Ordering::Relaxed)
+        self.pool.mapped.load(Ordering::Relaxed)
     }
 
     /// Most staging bytes mapped at once: the snapshot's extra memory.
     pub fn mapped_peak_bytes(&self) -> u64 {
-        self.accounting.peak.load(Ordering::Relaxed)
+        self.pool.peak.load(Ordering::Relaxed)
     }
 
-    /// Lets the current chunk go, so it is unmapped once its runs are drained.
+    /// Chunks mapped in all (a reused chunk counts once).
+    pub fn chunks_mapped(&self) -> u64 {
+        self.pool.chunks_mapped.load(Ordering::Relaxed)
+    }
+
+    /// Chunks taken from the pool instead of mapped.
+    pub fn chunk_reuses(&self) -> u64 {
+        self.pool.reuses.load(Ordering::Relaxed)
+    }
+
+    /// Lets the current chunk go and unmaps the pooled ones: chunks still holding staged runs
+    /// are unmapped once those are drained.
     pub fn release_current(&self) {
         let mut current = lock(&self.current);
         current.chunk = None;
         current.used = 0;
+        drop(current);
+        self.pool.closed.store(true, Ordering::Relaxed);
+        self.pool.clear();
     }
 }
 
@@ -157,7 +260,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_mapped_on_demand_and_unmapped_when_drained() {
+    fn chunks_are_mapped_on_demand_reused_when_drained_and_unmapped_at_release() {
         let memory = StagingMemory::new();
         assert_eq!(memory.mapped_bytes(), 0);
         let page = 4096;
@@ -167,16 +270,33 @@ mod tests {
         }
         assert!(bufs.iter().enumerate().all(|(i, b)| b.as_slice().iter().all(|&x| x == i as u8)), "disjoint");
         assert_eq!(memory.mapped_bytes(), 2 * STAGING_CHUNK_BYTES as u64, "1024 pages in two chunks");
-        // Draining the first chunk's runs unmaps it.
+        assert_eq!(memory.chunks_mapped(), 2);
+        // Draining the first chunk's runs pools it; the next chunk needed is that one again.
         bufs.drain(..512);
-        assert_eq!(memory.mapped_bytes(), STAGING_CHUNK_BYTES as u64);
+        assert_eq!(memory.mapped_bytes(), 2 * STAGING_CHUNK_BYTES as u64, "pooled, still mapped");
+        let mut more: Vec<StagedBuf> = (0..512).map(|_| memory.alloc(page).expect("reuse")).collect();
+        assert_eq!(memory.chunks_mapped(), 2, "no new mapping");
+        assert_eq!(memory.chunk_reuses(), 1);
+        more[0].as_mut_slice().fill(7);
+        assert!(bufs.iter().all(|b| b.as_slice()[0] != 7 || b.as_slice().iter().all(|&x| x == 7)), "disjoint");
+        // The pool holds at most its bound; the rest is unmapped when drained.
+        let many: Vec<StagedBuf> =
+            (0..POOL_CHUNKS_MAX + 2).map(|_| memory.alloc(STAGING_CHUNK_BYTES).expect("map")).collect();
+        drop(many);
+        // Mapped: the chunks of `bufs` and `more`, the current chunk (the last of `many`) and
+        // a full pool; the one drained chunk beyond the pool's bound was unmapped.
+        let chunks = 2 + 1 + POOL_CHUNKS_MAX as u64;
+        assert_eq!(memory.mapped_bytes(), chunks * STAGING_CHUNK_BYTES as u64);
         bufs.clear();
-        assert_eq!(memory.mapped_bytes(), STAGING_CHUNK_BYTES as u64, "the current chunk stays for reuse");
+        more.clear();
         memory.release_current();
-        assert_eq!(memory.mapped_bytes(), 0);
-        assert_eq!(memory.mapped_peak_bytes(), 2 * STAGING_CHUNK_BYTES as u64);
-        // A run larger than a chunk gets a chunk of its own.
+        assert_eq!(memory.mapped_bytes(), 0, "release unmaps the pool and the current chunk");
+        // A run larger than a chunk gets a chunk of its own, never pooled.
         let big = memory.alloc(3 * STAGING_CHUNK_BYTES).expect("map");
         assert_eq!(big.as_slice().len(), 3 * STAGING_CHUNK_BYTES);
+        drop(big);
+        assert_eq!(memory.mapped_bytes(), 3 * STAGING_CHUNK_BYTES as u64, "the current chunk");
+        memory.release_current();
+        assert_eq!(memory.mapped_bytes(), 0);
     }
 }
