@@ -82,13 +82,26 @@ pub fn text(report: &JobReport) -> String {
             mib(snap.throughput_bytes_per_sec)
         ));
         line(format!(
-            "memory budget {:.0} MiB, staging peak {:.1} MiB mapped; {} faults waited for budget room ({}); fault spin {}",
+            "memory budget {:.0} MiB, staging peak {:.1} MiB mapped ({} chunks mapped, {} reused); {} faults waited for budget room ({}); fault spin {}",
             mib(snap.budget_bytes as f64),
             mib(snap.staging_mapped_peak_bytes as f64),
+            snap.staging_chunks_mapped,
+            snap.staging_chunk_reuses,
             stats.fault_blocked_on_budget,
             format_ns(stats.fault_blocked_on_budget_ns),
             format_ns(snap.fault_spin_ns)
         ));
+        for t in &snap.threads {
+            line(format!(
+                "thread {}: {} wall, {} on a CPU, {} waiting for a CPU, {} blocked ({} timeslices)",
+                t.name,
+                format_ns(t.wall_ns),
+                format_ns(t.cpu_ns),
+                format_ns(t.runqueue_wait_ns),
+                format_ns(t.blocked_ns()),
+                t.timeslices
+            ));
+        }
         line(format!(
             "pages: {} by scan, {} by fault ({} fault events, {} wake-only); {} unprotect calls for {} pages; sink {:.1} MiB",
             stats.pages_by_scan,

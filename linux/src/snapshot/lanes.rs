@@ -6,6 +6,7 @@ use super::shared::{
     IDLE_WAIT_MAX, SCAN_BUSY, SCAN_WAITS_FOR_CHANGE, SCAN_WAITS_FOR_DEADLINE, Shared, SnapshotError, StagedRun,
 };
 use super::sink::PageSink;
+use super::thread_time::ThreadClock;
 use crate::sync::shim::Ordering;
 use crate::uffd::{UffdEvent, WpUffd};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -192,23 +193,31 @@ pub(super) fn fault_lane(shared: &Shared) -> Result<(), SnapshotError> {
 
 /// Decoupled model: the background scan, paced by the policy and the budget.
 pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
+    let clock = ThreadClock::start();
+    let mut scan_done = false;
     while !shared.stopped() {
         // Announce the wait before looking, so a change made after the look always wakes us.
         shared.scan_wait.store(SCAN_WAITS_FOR_CHANGE, Ordering::SeqCst);
         let seen = shared.scan_signal.generation();
-        let (capture, wait) = shared.turn(|t| {
+        let (capture, wait, pending) = shared.turn(|t| {
             t.timeout_if_due();
             let capture = t.poll_capture(Lane::Scan);
             let wait = t.timeout_in();
+            let pending = t.engine().pages_pending();
             if capture.is_some() {
                 shared.scan_wait.store(SCAN_BUSY, Ordering::SeqCst);
             } else if wait.is_some() {
                 shared.scan_wait.store(SCAN_WAITS_FOR_DEADLINE, Ordering::SeqCst);
             }
-            (capture, wait.unwrap_or(IDLE_WAIT_MAX))
+            (capture, wait.unwrap_or(IDLE_WAIT_MAX), pending)
         })?;
         match capture {
             Some(capture) => stage(shared, capture)?,
+            None if pending == 0 && !scan_done => {
+                // Nothing left to scan: the scan's own time ends here, not at the drain.
+                scan_done = true;
+                shared.record_thread_time(&clock);
+            }
             None => {
                 shared.scan_signal.wait_for_change(seen, wait.min(IDLE_WAIT_MAX));
             }

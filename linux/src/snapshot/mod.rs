@@ -37,6 +37,7 @@ mod session;
 mod shared;
 mod sink;
 mod staging_memory;
+mod thread_time;
 
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
 pub use builder::SnapshotBuilder;
@@ -47,4 +48,5 @@ pub use report::{Progress, SnapshotReport};
 pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
-pub use staging_memory::{STAGING_CHUNK_BYTES, StagingMemoryError};
+pub use staging_memory::{POOL_CHUNKS_MAX, STAGING_CHUNK_BYTES, StagingMemoryError};
+pub use thread_time::ThreadTime;

@@ -1,5 +1,6 @@
 //! What a session reports.
 
+use super::thread_time::ThreadTime;
 use crate::region::Backing;
 use crate::uffd::UnpopulatedMethod;
 use serde::{Deserialize, Serialize};
@@ -59,8 +60,17 @@ pub struct SnapshotReport {
     /// unmapped as the sink drains, so the process's RSS follows this), the counterpart of
     /// fork()'s copy-on-write growth.
     pub staging_mapped_peak_bytes: u64,
+    /// Staging chunks mapped, and chunks reused from the pool of drained ones instead.
+    #[serde(default)]
+    pub staging_chunks_mapped: u64,
+    #[serde(default)]
+    pub staging_chunk_reuses: u64,
     /// How long the fault thread spun on the uffd before sleeping in poll (0: no spinning).
     pub fault_spin_ns: u64,
+    /// Each snapshot thread's time on a CPU, waiting for one, and blocked: the scan thread up
+    /// to its last capture, the others until they exit.
+    #[serde(default)]
+    pub threads: Vec<ThreadTime>,
     /// Where the sink put the snapshot.
     pub destination: String,
     /// The engine's counters and its three latency summaries (writers' real fault waits, the

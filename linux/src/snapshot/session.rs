@@ -9,6 +9,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
+use super::thread_time::ThreadClock;
 use crate::region::{ContractWatches, Region, Regions};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
@@ -210,6 +211,7 @@ impl<'a> Prepared<'a> {
             check_present: contracts.watched(),
             unprotect_calls: AtomicU64::new(0),
             unprotect_pages: AtomicU64::new(0),
+            thread_times: Mutex::new(Vec::new()),
         });
         let mut running = Running {
             shared: shared.clone(),
@@ -276,7 +278,11 @@ impl Running<'_> {
         let shared = self.shared.clone();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || lanes::guarded(&shared, lane))
+            .spawn(move || {
+                let clock = ThreadClock::start();
+                lanes::guarded(&shared, lane);
+                shared.record_thread_time(&clock);
+            })
             .map_err(SnapshotError::Spawn)?;
         self.threads.push(handle);
         Ok(())
@@ -293,7 +299,9 @@ impl Running<'_> {
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
+                let clock = ThreadClock::start();
                 lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
+                shared.record_thread_time(&clock);
                 if qemu {
                     // The qemu thread is also the one reading events.
                     lanes::drain_and_release(&shared);
@@ -409,7 +417,10 @@ impl Running<'_> {
             unprotect_pages: self.shared.unprotect_pages.load(Ordering::Relaxed),
             budget_bytes: engine.config.budget_pages * regions.page_size(),
             staging_mapped_peak_bytes: self.shared.staging_memory.mapped_peak_bytes(),
+            staging_chunks_mapped: self.shared.staging_memory.chunks_mapped(),
+            staging_chunk_reuses: self.shared.staging_memory.chunk_reuses(),
             fault_spin_ns: self.shared.fault_spin.as_nanos() as u64,
+            threads: lock(&self.shared.thread_times).clone(),
             destination,
             engine,
         }

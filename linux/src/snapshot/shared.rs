@@ -4,6 +4,7 @@
 
 use super::engine_handle::{ActionTarget, EngineHandle, Turn};
 use super::staging_memory::{StagedBuf, StagingMemory, StagingMemoryError};
+use super::thread_time::{ThreadClock, ThreadTime};
 use crate::region::Regions;
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagedPages, StagingQueue};
@@ -113,6 +114,8 @@ pub(super) struct Shared {
     pub check_present: Vec<bool>,
     pub unprotect_calls: AtomicU64,
     pub unprotect_pages: AtomicU64,
+    /// Each snapshot thread's time, added as it ends its work (at most one per thread).
+    pub thread_times: Mutex<Vec<ThreadTime>>,
 }
 
 pub(super) const SCAN_BUSY: u8 = 0;
@@ -184,6 +187,19 @@ impl Shared {
                 Err(crate::region::ContractError::Discarded { page, addr: self.regions.page_addr(page) }.into())
             }
             Err(source) => Err(crate::region::ContractError::Residency { source }.into()),
+        }
+    }
+
+    /// Records the calling thread's time since `clock` started, if schedstat is readable and
+    /// the thread has not recorded it yet (the scan thread records at its last capture).
+    pub fn record_thread_time(&self, clock: &ThreadClock) {
+        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let mut times = lock(&self.thread_times);
+        if times.iter().any(|t| t.name == name) {
+            return;
+        }
+        if let Some(time) = clock.stop(&name) {
+            times.push(time);
         }
     }
 
