@@ -92,6 +92,13 @@ pub struct EngineConfig {
     /// whole capture units, and at least one unit.
     #[serde(default = "default_scan_batch")]
     pub scan_batch_pages: u64,
+    /// A scan capture may step over pages already saved (neither queued nor being captured)
+    /// within its batch: it copies the unsaved runs ([`Capture::copy_runs`](crate::Capture::copy_runs))
+    /// and unprotects the whole span in one call, so pages a writer faulted in do not split
+    /// the batch into several unprotect calls. Drivers that set it must copy `copy_runs`, not
+    /// `run`.
+    #[serde(default)]
+    pub scan_spans_saved_pages: bool,
     /// Memory budget of the decoupled model, in pages: staged pages (copied, not yet drained
     /// to the sink) never exceed it. Up to the whole region (or more, which changes nothing).
     #[serde(default = "default_budget", alias = "staging_pages")]
@@ -134,6 +141,7 @@ impl EngineConfig {
             policy,
             iteration_mode: None,
             scan_follows_faults: true,
+            scan_spans_saved_pages: false,
             scan_batch_pages: default_scan_batch(),
             budget_pages: default_budget(),
             scan_high_water_percent: default_high_water(),

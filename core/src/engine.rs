@@ -52,14 +52,26 @@ impl Lane {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Capture {
     run: PageRun,
+    copies: Vec<PageRun>,
     cause: Cause,
     lane: Lane,
     serial: u64,
 }
 
 impl Capture {
+    /// The span this capture covers and unprotects when completed. It equals the one run of
+    /// [`copy_runs`](Capture::copy_runs) unless the config's `scan_spans_saved_pages` is set.
     pub fn run(&self) -> PageRun {
         self.run
+    }
+    /// The runs to copy out, in order, inside [`run`](Capture::run): the span's unsaved
+    /// pages. The pages between them were saved before and must not be copied again.
+    pub fn copy_runs(&self) -> &[PageRun] {
+        &self.copies
+    }
+    /// Pages to copy out (the pages of [`copy_runs`](Capture::copy_runs)).
+    pub fn pages_copied(&self) -> u64 {
+        self.copies.iter().map(|r| r.count).sum()
     }
     pub fn cause(&self) -> Cause {
         self.cause
@@ -142,7 +154,10 @@ struct LaneSleep {
 
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
+    /// The span unprotected when the capture completes.
     run: PageRun,
+    /// Pages copied (and staged) out of the span.
+    copied: u64,
     cause: Cause,
     serial: u64,
     /// For a fault capture, when its event was read.
@@ -422,12 +437,49 @@ impl Engine {
         }
     }
 
-    fn start(&mut self, lane: Lane, run: PageRun, cause: Cause, fault_read_at: Option<Nanos>) -> Capture {
+    fn start(
+        &mut self,
+        lane: Lane,
+        run: PageRun,
+        copies: Vec<PageRun>,
+        cause: Cause,
+        fault_read_at: Option<Nanos>,
+    ) -> Capture {
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.reserve_staging(run.count);
-        self.in_flight[lane.index()] = Some(InFlight { run, cause, serial, fault_read_at });
-        Capture { run, cause, lane, serial }
+        let copied = copies.iter().map(|r| r.count).sum();
+        self.reserve_staging(copied);
+        self.in_flight[lane.index()] = Some(InFlight { run, copied, cause, serial, fault_read_at });
+        Capture { run, copies, cause, lane, serial }
+    }
+
+    /// A page saved and done: not pending, not queued, not in any lane's capture. Only such
+    /// pages may lie between the copy runs of a scan span (unprotecting them again is a no-op).
+    fn is_saved_and_done(&self, page: u64) -> bool {
+        !self.pending.get(page)
+            && !self.faults.contains(PageIndex(page))
+            && !self.in_flight.iter().flatten().any(|f| f.run.contains(PageIndex(page)))
+    }
+
+    /// The scan's span from `first` (a pending unit start): pending runs up to `copy_max`
+    /// pages, stepping over saved-and-done pages within `window` pages when the config allows
+    /// it, and ending at its last pending page.
+    fn scan_span(&self, first: u64, window: u64, copy_max: u64) -> (PageRun, Vec<PageRun>) {
+        let end = first.saturating_add(window).min(self.config.page_count);
+        let mut copies = Vec::new();
+        let (mut page, mut copied, mut span_end) = (first, 0, first);
+        while page < end && copied < copy_max {
+            if self.pending.get(page) {
+                let count = self.pending.run_length(page, (end - page).min(copy_max - copied));
+                copies.push(PageRun { first: PageIndex(page), count });
+                (copied, page, span_end) = (copied + count, page + count, page + count);
+            } else if self.config.scan_spans_saved_pages && self.is_saved_and_done(page) {
+                page += 1;
+            } else {
+                break;
+            }
+        }
+        (PageRun { first: PageIndex(first), count: span_end - first }, copies)
     }
 
     fn start_fault_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
@@ -444,7 +496,7 @@ impl Engine {
             self.stats.fault_blocked_on_budget_ns += now.saturating_since(since).as_ns();
         }
         let fault = self.faults.pop()?;
-        Some(self.start(lane, fault.run, Cause::Fault, Some(fault.read_at)))
+        Some(self.start(lane, fault.run, vec![fault.run], Cause::Fault, Some(fault.read_at)))
     }
 
     fn start_scan_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {
@@ -473,13 +525,17 @@ impl Engine {
         // Whole units only: a policy or room smaller than a unit still gets one unit.
         let limit = self.config.scan_run_pages_max().min(pages_max).min(room);
         let limit = (limit / unit * unit).max(unit);
-        let count = self.pending.run_length(first.0, limit);
-        debug_assert!(count >= 1);
-        self.pending.clear_run(first.0, count);
-        self.cursor.move_to(PageIndex(first.0 + count));
+        let window = self.config.scan_run_pages_max().max(limit);
+        let (span, copies) = self.scan_span(first.0, window, limit);
+        debug_assert!(!copies.is_empty());
+        for copy in &copies {
+            self.pending.clear_run(copy.first.0, copy.count);
+        }
+        let pages: u64 = copies.iter().map(|r| r.count).sum();
+        self.cursor.move_to(PageIndex(span.end()));
         self.stats.scan_captures += 1;
-        self.policy.observe(now, Observation::ScanStarted { pages: count });
-        Some(self.start(lane, PageRun { first, count }, Cause::Scan, None))
+        self.policy.observe(now, Observation::ScanStarted { pages });
+        Some(self.start(lane, span, copies, Cause::Scan, None))
     }
 
     /// A lane finished copying a capture's pages out.
@@ -495,7 +551,7 @@ impl Engine {
             self.staging_used -= self.staged_by(flight);
             return Ok(());
         }
-        let pages = flight.run.count;
+        let pages = flight.copied;
         match flight.cause {
             Cause::Scan => self.stats.pages_by_scan += pages,
             Cause::Fault => self.stats.pages_by_fault += pages,
@@ -542,7 +598,7 @@ impl Engine {
     fn staged_by(&self, flight: InFlight) -> u64 {
         match self.config.service_model {
             ServiceModel::Qemu => 0,
-            ServiceModel::Decoupled => flight.run.count,
+            ServiceModel::Decoupled => flight.copied,
         }
     }
 

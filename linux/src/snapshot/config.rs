@@ -60,6 +60,9 @@ impl SnapshotConfig {
         let page_size = regions.page_size();
         let mut config = EngineConfig::new(page_size, regions.page_count(), self.service_model, self.policy.clone());
         config.scan_batch_pages = self.scan_batch_pages;
+        // The scan's batch is unprotected in one call even where faults saved pages inside it
+        // (docs/results/2026-11-30-window.md); the qemu model keeps QEMU's runs.
+        config.scan_spans_saved_pages = self.service_model == ServiceModel::Decoupled;
         let unit = regions.iter().map(capture_unit_pages).min().unwrap_or(1);
         let aligned = (0..regions.count()).all(|i| regions.first_page_of(i).is_multiple_of(unit));
         config.capture_unit_pages = if aligned { unit } else { 1 };

@@ -88,30 +88,36 @@ fn wait_for_events(shared: &Shared, timeout: Duration) -> Result<(), SnapshotErr
     poll_fds(shared, timeout, true)
 }
 
-/// Copies a capture's pages into staging memory, completes it in the engine (which unprotects
-/// it: the writers wake), digests the copy (after the unprotect, so no writer waits for it)
-/// and hands it to the sink thread.
+/// Copies a capture's runs into staging memory, completes it in the engine (which unprotects
+/// its span: the writers wake), digests the copies (after the unprotect, so no writer waits
+/// for it) and hands them to the sink thread, one staged run per copy run.
 fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
-    let run = capture.run();
     let page_size = shared.regions.page_size();
-    let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
-    shared.check_present(run.first.0, run.count)?;
-    shared.regions.copy_pages(run.first.0, run.count, data.as_mut_slice());
+    let mut copies = Vec::with_capacity(capture.copy_runs().len());
+    for run in capture.copy_runs() {
+        let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
+        shared.check_present(run.first.0, run.count)?;
+        shared.regions.copy_pages(run.first.0, run.count, data.as_mut_slice());
+        copies.push((run.first.0, run.count, data));
+    }
     shared.turn(|t| t.captured(capture))??;
-    let digests = data
-        .as_slice()
-        .chunks_exact(page_size as usize)
-        .zip(run.first.0..)
-        .map(|(page, index)| PageDigest::of(index, page))
-        .collect();
-    match shared.staging.push(StagedRun { first: run.first.0, count: run.count, data, digests }) {
-        Ok(()) => Ok(()),
-        // Closed means the snapshot is stopping; the copy is not needed any more.
-        Err(crate::sync::PushError::Closed) => Ok(()),
-        Err(crate::sync::PushError::Full { pages_used, pages_max }) => {
-            Err(SnapshotError::StagingOverrun { pages_used, pages_max })
+    for (first, count, data) in copies {
+        let digests = data
+            .as_slice()
+            .chunks_exact(page_size as usize)
+            .zip(first..)
+            .map(|(page, index)| PageDigest::of(index, page))
+            .collect();
+        match shared.staging.push(StagedRun { first, count, data, digests }) {
+            Ok(()) => {}
+            // Closed means the snapshot is stopping; the copy is not needed any more.
+            Err(crate::sync::PushError::Closed) => return Ok(()),
+            Err(crate::sync::PushError::Full { pages_used, pages_max }) => {
+                return Err(SnapshotError::StagingOverrun { pages_used, pages_max });
+            }
         }
     }
+    Ok(())
 }
 
 /// How often the sink looks at the staging queue when it was not woken (pushes wake it only
@@ -305,15 +311,16 @@ pub(super) fn qemu_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
         })??;
         match capture {
             Some(capture) => {
-                let run = capture.run();
-                data.resize((run.count * shared.regions.page_size()) as usize, 0);
-                shared.check_present(run.first.0, run.count)?;
-                shared.regions.copy_pages(run.first.0, run.count, &mut data);
                 // The page stays protected until the stream has it, written and flushed: QEMU's
                 // behaviour (a fault waits for its page's stream write, not for a later flush).
                 let bytes_before = sink.bytes_written();
-                for (i, page) in data.chunks_exact(page_size).enumerate() {
-                    sink.write_page(run.first.0 + i as u64, page)?;
+                for run in capture.copy_runs() {
+                    data.resize((run.count * shared.regions.page_size()) as usize, 0);
+                    shared.check_present(run.first.0, run.count)?;
+                    shared.regions.copy_pages(run.first.0, run.count, &mut data);
+                    for (i, page) in data.chunks_exact(page_size).enumerate() {
+                        sink.write_page(run.first.0 + i as u64, page)?;
+                    }
                 }
                 sink.flush()?;
                 let bytes = sink.bytes_written().saturating_sub(bytes_before);
