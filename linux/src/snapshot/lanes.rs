@@ -89,8 +89,9 @@ fn wait_for_events(shared: &Shared, timeout: Duration) -> Result<(), SnapshotErr
 }
 
 /// Copies a capture's runs into staging memory, completes it in the engine (which unprotects
-/// its span: the writers wake), digests the copies (after the unprotect, so no writer waits
-/// for it) and hands them to the sink thread, one staged run per copy run.
+/// its span: the writers wake) and hands the copies to the sink thread, one staged run per
+/// copy run. The sink thread digests them: the scan thread is the protection window's
+/// critical path, the sink thread mostly idle (docs/results/2026-11-30-window.md).
 fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     let page_size = shared.regions.page_size();
     let mut copies = Vec::with_capacity(capture.copy_runs().len());
@@ -102,13 +103,7 @@ fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     }
     shared.turn(|t| t.captured(capture))??;
     for (first, count, data) in copies {
-        let digests = data
-            .as_slice()
-            .chunks_exact(page_size as usize)
-            .zip(first..)
-            .map(|(page, index)| PageDigest::of(index, page))
-            .collect();
-        match shared.staging.push(StagedRun { first, count, data, digests }) {
+        match shared.staging.push(StagedRun { first, count, data, digests: Vec::new() }) {
             Ok(()) => {}
             // Closed means the snapshot is stopping; the copy is not needed any more.
             Err(crate::sync::PushError::Closed) => return Ok(()),
@@ -254,6 +249,15 @@ pub(super) fn sink_lane(shared: &Shared, sink: &mut dyn PageSink) -> Result<(), 
             let Some(more) = shared.staging.try_pop() else { break };
             batch_bytes += more.count as usize * page_size;
             batch.push(more);
+        }
+        for run in &mut batch {
+            run.digests = run
+                .data
+                .as_slice()
+                .chunks_exact(page_size)
+                .zip(run.first..)
+                .map(|(page, index)| PageDigest::of(index, page))
+                .collect();
         }
         let runs: Vec<DigestedRun<'_>> = batch
             .iter()

@@ -69,9 +69,9 @@ pub enum SnapshotError {
     Spawn(std::io::Error),
 }
 
-/// Copied pages `first..first + count` in staging memory, with each page's record digest (zero
-/// flag and crc32c) computed by the copying thread, so the sink thread only encodes and writes.
-/// Dropping it frees its staging memory.
+/// Copied pages `first..first + count` in staging memory; the sink thread fills in each page's
+/// record digest (zero flag and crc32c) before it writes them. Dropping it frees its staging
+/// memory.
 #[derive(Debug)]
 pub(super) struct StagedRun {
     pub first: u64,
