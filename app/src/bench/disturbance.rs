@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use wpsnap_core::PolicyConfig;
 use wpsnap_linux::output::OutputSpec;
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::SnapshotConfig;
+use wpsnap_linux::snapshot::{SCAN_THREAD_NAME as SCAN_THREAD, SnapshotConfig};
 use wpsnap_linux::writers::WriterConfig;
 use wpsnap_workload::Pattern;
 
@@ -209,6 +209,7 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
     let bare_region = BaselineRegion { bytes: bytes as usize, transparent_huge_pages: false };
     let (mut memcpy_ns, mut unprotect, mut full, mut default) = (u64::MAX, Vec::new(), Vec::new(), Vec::new());
     let (mut default_budget, mut calls, mut pages) = (0, 0, 0);
+    let (mut scan_cpu, mut scan_wait) = (Vec::new(), Vec::new());
     for round in 0..plan.rounds {
         progress(&format!("protection window, round {}/{}", round + 1, plan.rounds));
         let mut copy = vec![0_u8; region.len()];
@@ -226,7 +227,12 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
             SnapshotConfig { budget_bytes: Some(bytes), policy: PolicyConfig::None, ..SnapshotConfig::default() };
         let run = file_run_at(&path, &region, config, Some(&writer), None);
         let _ = std::fs::remove_file(&path);
-        full.push(run?.report.protection_window_ns);
+        let report = run?.report;
+        full.push(report.protection_window_ns);
+        if let Some(scan) = report.threads.iter().find(|t| t.name == SCAN_THREAD) {
+            scan_cpu.push(scan.cpu_ns);
+            scan_wait.push(scan.runqueue_wait_ns);
+        }
         let run = file_run_at(&path, &region, SnapshotConfig::default(), Some(&writer), None);
         let _ = std::fs::remove_file(&path);
         let report = run?.report;
@@ -239,6 +245,8 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
     let ideal_ns = memcpy_ns.saturating_add(bare_unprotect_ns);
     let (full, default) = (median(full), median(default));
     let full_budget_ratio = ratio(full as f64, ideal_ns as f64);
+    let scan_cpu = if scan_cpu.is_empty() { 0 } else { median(scan_cpu) };
+    let scan_wait = if scan_wait.is_empty() { 0 } else { median(scan_wait) };
     Ok(ProtectionWindowSection {
         region_bytes: bytes,
         rounds: plan.rounds,
@@ -253,6 +261,9 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
         default_budget_window_ns: default,
         default_budget_ratio: ratio(default as f64, ideal_ns as f64),
         unprotect_calls_per_page: ratio(calls as f64, pages as f64),
+        full_budget_scan_cpu_ns: scan_cpu,
+        full_budget_scan_runqueue_wait_ns: scan_wait,
+        full_budget_scan_cpu_ratio: ratio(scan_cpu as f64, ideal_ns as f64),
     })
 }
 

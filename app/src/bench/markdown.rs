@@ -155,6 +155,17 @@ impl BenchReport {
             format_ns(t.sink_raw_commit_ns),
             t.rounds
         );
+        for th in &t.snapshot_threads {
+            let _ = writeln!(
+                o,
+                "\nThread {} (best round): {} wall, {} on a CPU, {} waiting for a CPU, {} blocked.",
+                th.name,
+                format_ns(th.wall_ns),
+                format_ns(th.cpu_ns),
+                format_ns(th.runqueue_wait_ns),
+                format_ns(th.blocked_ns())
+            );
+        }
         let _ = writeln!(
             o,
             "\nTarget: at least 0.9x of the slower: {} → **{}**.\n",
@@ -305,7 +316,9 @@ impl BenchReport {
         let _ = writeln!(
             o,
             "memcpy {} + bare whole-region unprotect {} = {}. Budget {} (policy none): window {} ({}). \
-             Default budget {} and policy: window {} ({}); {:.4} unprotect calls per page.\n",
+             Default budget {} and policy: window {} ({}); {:.4} unprotect calls per page. \
+             Full budget, the scan thread up to its last capture: {} on a CPU ({} of the ideal), \
+             {} runnable but waiting for a CPU.\n",
             format_ns(p.memcpy_ns),
             format_ns(p.bare_unprotect_ns),
             format_ns(p.ideal_ns),
@@ -315,7 +328,10 @@ impl BenchReport {
             mib(p.default_budget_bytes),
             format_ns(p.default_budget_window_ns),
             r(p.default_budget_ratio),
-            p.unprotect_calls_per_page.unwrap_or(0.0)
+            p.unprotect_calls_per_page.unwrap_or(0.0),
+            format_ns(p.full_budget_scan_cpu_ns),
+            r(p.full_budget_scan_cpu_ratio),
+            format_ns(p.full_budget_scan_runqueue_wait_ns)
         );
         let t = &self.thp;
         let _ = writeln!(

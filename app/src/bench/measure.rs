@@ -326,6 +326,7 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
     let region = mapping.region();
     let (mut memcpy_ns, mut raw_ns, mut raw_commit_ns, mut snap_ns, mut snap_commit_ns, mut to_sink) =
         (u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX, 0.0_f64);
+    let mut snap_threads = Vec::new();
     for round in 0..plan.rounds {
         progress(&format!(
             "throughput, round {}/{}: memcpy, raw file write, snapshot to a file",
@@ -354,6 +355,7 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
         if run.armed_to_finished_ns < snap_ns {
             snap_ns = run.armed_to_finished_ns;
             snap_commit_ns = run.armed_to_finished_ns.saturating_sub(run.report.duration_ns);
+            snap_threads = run.report.threads.clone();
         }
         to_sink = to_sink.max(run.report.throughput_bytes_per_sec);
     }
@@ -376,6 +378,7 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
         ratio_to_memcpy: ratio(snapshot, memcpy),
         ratio_to_slower,
         target_met: ratio_to_slower.map(|r| r >= THROUGHPUT_TARGET_RATIO),
+        snapshot_threads: snap_threads,
     })
 }
 

@@ -131,6 +131,10 @@ pub struct ThroughputSection {
     /// Issue 4: at least 0.9 of the slower of sink and memcpy.
     pub ratio_to_slower: Option<f64>,
     pub target_met: Option<bool>,
+    /// The best round's snapshot threads (scan up to its last capture, sink and fault thread
+    /// to their exit): on a CPU, waiting for one, blocked.
+    #[serde(default)]
+    pub snapshot_threads: Vec<wpsnap_linux::snapshot::ThreadTime>,
 }
 
 /// Writes per second of the same writers with and without a snapshot.
@@ -340,6 +344,16 @@ pub struct ProtectionWindowSection {
     pub default_budget_ratio: Option<f64>,
     /// Unprotect ioctls per page saved in the default-budget run (coalescing: far below 1).
     pub unprotect_calls_per_page: Option<f64>,
+    /// The full-budget runs' scan thread up to its last capture (medians): its time on a CPU
+    /// and its time runnable but waiting for one. On a loaded or 2-core machine the wait, not
+    /// the scan's own work, makes most of the window.
+    #[serde(default)]
+    pub full_budget_scan_cpu_ns: u64,
+    #[serde(default)]
+    pub full_budget_scan_runqueue_wait_ns: u64,
+    /// `full_budget_scan_cpu_ns` over the ideal window.
+    #[serde(default)]
+    pub full_budget_scan_cpu_ratio: Option<f64>,
 }
 
 /// Huge pages kept across a snapshot of a THP region.

@@ -59,6 +59,14 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
         "<= 2x",
         p.target_met,
     ));
+    if let Some(last) = rows.last_mut() {
+        last.note = format!(
+            "scan thread {} on a CPU ({}), {} waiting for a CPU",
+            format_ns(p.full_budget_scan_cpu_ns),
+            p.full_budget_scan_cpu_ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x")),
+            format_ns(p.full_budget_scan_runqueue_wait_ns)
+        );
+    }
     let mut default = row(
         "protection_window.default_budget",
         format!(
@@ -117,5 +125,13 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
         ">= 0.9x",
         th.target_met,
     ));
+    if let Some(last) = rows.last_mut() {
+        last.note = th
+            .snapshot_threads
+            .iter()
+            .map(|t| format!("{} {} on a CPU, {} blocked", t.name, format_ns(t.cpu_ns), format_ns(t.blocked_ns())))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
     rows
 }

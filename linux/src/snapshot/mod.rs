@@ -49,4 +49,4 @@ pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
 pub use staging_memory::{POOL_CHUNKS_MAX, STAGING_CHUNK_BYTES, StagingMemoryError};
-pub use thread_time::ThreadTime;
+pub use thread_time::{SCAN_THREAD_NAME, ThreadTime};

@@ -9,7 +9,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
-use super::thread_time::ThreadClock;
+use super::thread_time::{SCAN_THREAD_NAME, ThreadClock};
 use crate::region::{ContractWatches, Region, Regions};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagingQueue};
@@ -236,7 +236,7 @@ impl<'a> Prepared<'a> {
                     lanes::drain_and_release(s);
                     Ok(())
                 })
-                .and_then(|()| running.spawn("wpsnap-scan", lanes::scan_lane))
+                .and_then(|()| running.spawn(SCAN_THREAD_NAME, lanes::scan_lane))
                 .and_then(|()| running.spawn_sink("wpsnap-sink", sink, lanes::sink_lane)),
             ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", sink, lanes::qemu_lane),
         };

@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// The decoupled model's scan thread, as named in [`ThreadTime::name`].
+pub const SCAN_THREAD_NAME: &str = "wpsnap-scan";
+
 /// One thread's time from its start to the end of its work.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadTime {
