@@ -239,7 +239,9 @@ pub(super) fn protection_window(plan: &BenchPlan, progress: &dyn Fn(&str)) -> an
         default.push(report.protection_window_ns);
         default_budget = report.budget_bytes;
         calls += report.unprotect_calls;
-        pages += report.unprotect_pages;
+        // Per page saved: a scan span also covers pages saved before, so `unprotect_pages` can
+        // exceed the region.
+        pages += report.engine.stats.pages_saved();
     }
     let bare_unprotect_ns = median(unprotect);
     let ideal_ns = memcpy_ns.saturating_add(bare_unprotect_ns);

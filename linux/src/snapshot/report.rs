@@ -50,8 +50,9 @@ pub struct SnapshotReport {
     pub sink_bytes: u64,
     /// Region bytes saved per second of `duration_ns`.
     pub throughput_bytes_per_sec: f64,
-    /// UFFDIO_WRITEPROTECT unprotect calls (one per contiguous run: a scan run or a capture
-    /// unit is unprotected at once) and the pages they covered.
+    /// UFFDIO_WRITEPROTECT unprotect calls (one per contiguous run: a scan span or a capture
+    /// unit is unprotected at once) and the pages they covered (a scan span also covers pages
+    /// saved before it, unprotected again, so this can exceed the region's pages).
     pub unprotect_calls: u64,
     pub unprotect_pages: u64,
     /// The memory budget in force (decoupled model): staged bytes never exceeded it.
