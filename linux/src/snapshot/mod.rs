@@ -37,6 +37,7 @@ mod session;
 mod shared;
 mod sink;
 mod staging_memory;
+pub mod thread_priority;
 
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
 pub use builder::SnapshotBuilder;
@@ -48,3 +49,4 @@ pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
 pub use staging_memory::{STAGING_CHUNK_BYTES, StagingMemoryError};
+pub use thread_priority::{BackgroundPriority, FaultThreadPriority, ThreadPriority, ThreadScheduling};

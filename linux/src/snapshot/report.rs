@@ -61,6 +61,10 @@ pub struct SnapshotReport {
     pub staging_mapped_peak_bytes: u64,
     /// How long the fault thread spun on the uffd before sleeping in poll (0: no spinning).
     pub fault_spin_ns: u64,
+    /// Each snapshot thread's scheduling (policy, a note where a requested priority was
+    /// refused, run-queue wait from schedstat), in spawn order.
+    #[serde(default)]
+    pub threads: Vec<super::thread_priority::ThreadScheduling>,
     /// Where the sink put the snapshot.
     pub destination: String,
     /// The engine's counters and its three latency summaries (writers' real fault waits, the
