@@ -49,4 +49,4 @@ pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
 pub use staging_memory::{STAGING_CHUNK_BYTES, StagingMemoryError};
-pub use thread_priority::{BackgroundPriority, FaultThreadPriority, ThreadPriority, ThreadScheduling};
+pub use thread_priority::{BackgroundPriority, FaultThreadPriority, SchedStat, ThreadPriority, ThreadScheduling};
