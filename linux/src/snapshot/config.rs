@@ -26,7 +26,9 @@ pub struct SnapshotConfig {
     pub budget_bytes: Option<u64>,
     /// The fault thread spins this long reading the uffd before it sleeps in `poll` (at most
     /// [`FAULT_SPIN_MAX`]); zero sleeps at once. Spinning saves the wake-up when faults come
-    /// close together and costs a CPU while it spins.
+    /// close together and costs a CPU while it spins. Measured worse with the default
+    /// `SCHED_FIFO` fault thread on 2 loaded CPUs (the spinning real-time thread keeps the
+    /// writers off its CPU): leave it at zero unless `thread_priority` is inherited.
     pub fault_spin: Duration,
     /// How the fault thread and the background (scan, sink) threads are scheduled against
     /// the program's threads (default: fault thread `SCHED_FIFO` where permitted, background
