@@ -240,7 +240,8 @@ impl PageSink for GatedStallSink {
 /// Both waits are judged: the engine's (fault event read to unprotect issued) and the writer's
 /// own (store to store returned). The writer's holds the time the fault thread waits for a CPU;
 /// the session's default thread priorities (fault thread `SCHED_FIFO`, scan and sink
-/// `SCHED_BATCH` nice 5) take that away. Measured under two CPU hogs at load ~13
+/// `SCHED_BATCH` nice 5) take that away. Measured under two CPU hogs (four with another
+/// session's) at load ~13
 /// (docs/results/2026-11-30-fault-latency.md): with the threads inherited, the fault thread
 /// waited 5-116 ms on a run queue per run and the writer's p99 went over 5 ms in 1 of 10 runs
 /// (4 of 10 before); with the default, its run-queue wait was at most 58 us and 40 of 40 runs
