@@ -319,7 +319,7 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         service.max_ns / 1000,
         stats.staging_peak_pages
     );
-    eprintln!("writer thread while faulting: {writer_sched:?}; snapshot threads: {:?}", report.threads);
+    eprintln!("writer thread while faulting: {writer_sched:?}; snapshot threads: {:?}", report.thread_priorities);
     assert_eq!(stats.pages_by_fault, FAULTS, "every write was a fault (the scan cannot reach these pages)");
     assert!(stalls_during_faults >= 1, "the sink was stalled while the writer faulted");
     assert!(report.engine.stats.pages_by_scan >= SINK_PAGES_BEFORE_GATE);

@@ -277,7 +277,7 @@ impl BreakdownSums {
         self.writer_wait_ns += (waits.mean_ns * waits.count as f64) as u64;
         let service = &run.report.engine.service_latency;
         self.service_ns += (service.mean_ns * service.count as f64) as u64;
-        if let Some(fault) = run.report.threads.iter().find(|t| t.thread == "wpsnap-fault") {
+        if let Some(fault) = run.report.thread_priorities.iter().find(|t| t.thread == "wpsnap-fault") {
             self.policy = fault.policy.clone();
             if let Some(stat) = fault.schedstat {
                 self.fault_run_queue_wait_ns += stat.run_queue_wait_ns;

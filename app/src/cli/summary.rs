@@ -99,9 +99,10 @@ pub fn text(report: &JobReport) -> String {
             snap.unprotect_pages,
             mib(snap.sink_bytes as f64)
         ));
-        let threads: Vec<String> = snap.threads.iter().map(|t| format!("{} {}", t.thread, t.policy)).collect();
+        let threads: Vec<String> =
+            snap.thread_priorities.iter().map(|t| format!("{} {}", t.thread, t.policy)).collect();
         line(format!("threads: {}", threads.join(", ")));
-        for note in snap.threads.iter().filter_map(|t| t.note.as_ref()) {
+        for note in snap.thread_priorities.iter().filter_map(|t| t.note.as_ref()) {
             line(format!("note: {note}"));
         }
         let w = &snap.engine.fault_wait;

@@ -38,7 +38,7 @@ def summ(name):
     big=Counter(x[3][0] for x in xs if x[2]-x[1]>=0.016)
     return f"{name}: D {len(D)} episodes {1e3*sum(x[2]-x[1] for x in D):.1f} ms total, max {1e3*max([x[2]-x[1] for x in D] or [0]):.1f} ms; off-CPU >= 16 ms by state {dict(big)}; D time by stack (ms): { {k:round(v*1e3,1) for k,v in st.most_common(4)} }"
 w=r['writer_fault_wait']['log2_ms']['counts']
-th={t['thread']:t['policy'] for t in s['threads']}
+th={t['thread']:t['policy'] for t in s.get('thread_priorities', s.get('threads', []))}
 print(f"threads {th}; writer writes >= 16 ms: {sum(w[4:])} (max {r['writer_fault_wait']['max_ns']/1e6:.1f} ms); window {s['protection_window_ns']/1e6:.0f} ms")
 print(' ',summ('wpsnap-writer')); print(' ',summ('wpsnap-fault')); print(' ',summ('wpsnap-scan')); print(' ',summ('wpsnap-sink'))
 for x in iv:

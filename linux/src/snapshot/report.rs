@@ -64,7 +64,7 @@ pub struct SnapshotReport {
     /// Each snapshot thread's scheduling (policy, a note where a requested priority was
     /// refused, run-queue wait from schedstat), in spawn order.
     #[serde(default)]
-    pub threads: Vec<super::thread_priority::ThreadScheduling>,
+    pub thread_priorities: Vec<super::thread_priority::ThreadScheduling>,
     /// Where the sink put the snapshot.
     pub destination: String,
     /// The engine's counters and its three latency summaries (writers' real fault waits, the

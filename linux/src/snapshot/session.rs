@@ -433,7 +433,7 @@ impl Running<'_> {
             budget_bytes: engine.config.budget_pages * regions.page_size(),
             staging_mapped_peak_bytes: self.shared.staging_memory.mapped_peak_bytes(),
             fault_spin_ns: self.shared.fault_spin.as_nanos() as u64,
-            threads: lock(&self.shared.thread_scheduling).clone(),
+            thread_priorities: lock(&self.shared.thread_scheduling).clone(),
             destination,
             engine,
         }
