@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use wpsnap_core::{Action, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
-use wpsnap_linux::snapshot::{MemorySink, NoWriters, PageSink, SinkError, Snapshot, SnapshotConfig};
+use wpsnap_linux::snapshot::{MemorySink, NoWriters, PageSink, SchedStat, SinkError, Snapshot, SnapshotConfig};
 use wpsnap_linux::writers::{WriterConfig, WriterSet, expected_stamp_ok};
 use wpsnap_sim::SimConfig;
 use wpsnap_sim::disk::DiskPreset;
@@ -237,10 +237,15 @@ impl PageSink for GatedStallSink {
 /// Their number fits in the budget above the scan's high-water mark, so none may wait for the
 /// sink: none waits for budget room, and the fault wait p99 stays under 5 ms.
 ///
-/// The wait judged is the engine's (fault event read to unprotect issued). The writer's own
-/// wait is printed but not judged: with two CPU hogs on two cores it also holds the time the
-/// writer and the fault thread wait for a CPU (measured: writer p99 up to 13 ms in 4 of 10 runs
-/// under two hogs, engine-side p99 at most 32 us), which is scheduling, not the sink.
+/// Both waits are judged: the engine's (fault event read to unprotect issued) and the writer's
+/// own (store to store returned). The writer's holds the time the fault thread waits for a CPU;
+/// the session's default thread priorities (fault thread `SCHED_FIFO`, scan and sink
+/// `SCHED_BATCH` nice 5) take that away. Measured under two CPU hogs (four with another
+/// session's) at load ~13
+/// (docs/results/2026-11-30-fault-latency.md): with the threads inherited, the fault thread
+/// waited 5-116 ms on a run queue per run and the writer's p99 went over 5 ms in 1 of 10 runs
+/// (4 of 10 before); with the default, its run-queue wait was at most 58 us and 40 of 40 runs
+/// passed (writer p99 at most 3.9 ms, the rest being the writer's own wait for a CPU).
 #[test]
 fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
     if !uffd_available("faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room") {
@@ -279,6 +284,7 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut waits = Vec::with_capacity(FAULTS as usize);
+    let writer_sched_before = SchedStat::of_current_thread();
     for i in 0..FAULTS {
         let page = REGION_PAGES - 1 - i;
         let started = Instant::now();
@@ -287,6 +293,7 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         unsafe { std::ptr::write_volatile(region.page_addr(page) as *mut u64, 0xfeed_0000 + i) };
         waits.push(started.elapsed());
     }
+    let writer_sched = writer_sched_before.zip(SchedStat::of_current_thread()).map(|(a, b)| b.since(&a));
     let stalls_during_faults = *stalls.lock().expect("stalls");
     {
         let (open, cv) = &*gate;
@@ -312,10 +319,12 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
         service.max_ns / 1000,
         stats.staging_peak_pages
     );
+    eprintln!("writer thread while faulting: {writer_sched:?}; snapshot threads: {:?}", report.thread_priorities);
     assert_eq!(stats.pages_by_fault, FAULTS, "every write was a fault (the scan cannot reach these pages)");
     assert!(stalls_during_faults >= 1, "the sink was stalled while the writer faulted");
     assert!(report.engine.stats.pages_by_scan >= SINK_PAGES_BEFORE_GATE);
     assert_eq!(stats.fault_blocked_on_budget, 0, "a fault waited for the stalled sink");
     assert_eq!(service.count, FAULTS, "one service latency per fault");
     assert!(service.p99_ns < 5_000_000, "engine-side fault wait p99 {} us", service.p99_ns / 1000);
+    assert!(p99 < Duration::from_millis(5), "the writer's own fault wait p99 {p99:?}");
 }

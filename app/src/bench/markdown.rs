@@ -24,6 +24,35 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
+/// Where a decoupled fault's wait goes, per thread-priority setting.
+fn fault_breakdown(o: &mut String, rows: &[super::report::FaultWaitBreakdown]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\nOne fault's wait in parts (means per fault; run-queue waits from schedstat; the writers' \
+         includes waits after preemptions that were not faults):\n\n\
+         | priorities | fault thread | faults | writer wait | fault thread run-queue wait per wake-up | \
+         engine (event read to unprotect) | writers' run-queue wait | rest (wake-ups) |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.fault_thread_policy,
+            r.faults,
+            format_ns(r.writer_wait_per_fault_ns),
+            format_ns(r.fault_thread_run_queue_wait_per_wake_ns),
+            format_ns(r.engine_service_mean_ns),
+            format_ns(r.writer_run_queue_wait_per_fault_ns),
+            format_ns(r.rest_per_fault_ns),
+        );
+    }
+}
+
 fn latency_line(out: &mut String, row: &LatencyRow) {
     let _ = writeln!(
         out,
@@ -87,6 +116,10 @@ impl BenchReport {
         let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
         latency_line(o, &f.busy_floor);
         latency_line(o, &f.decoupled_faults_only_vs_busy);
+        if let Some(row) = &f.decoupled_inherit_faults_only_vs_busy {
+            latency_line(o, row);
+        }
+        fault_breakdown(o, &f.breakdown);
         let _ = writeln!(
             o,
             "\nThe wpsnap rows count every write of 1 µs or more; the engine read {} (decoupled) and {} (qemu) \

@@ -4,8 +4,8 @@
 
 use super::options::BenchPlan;
 use super::report::{
-    BenchReport, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SlowDiskSection, SlowdownSection,
-    ThroughputSection, ratio,
+    BenchReport, FaultWaitBreakdown, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SlowDiskSection,
+    SlowdownSection, ThroughputSection, ratio,
 };
 use super::{disturbance, sim, targets};
 use crate::baseline::{self, BaselineRegion, HandlerWait};
@@ -17,7 +17,9 @@ use wpsnap_core::{LatencyRecorder, PolicyConfig, ServiceModel};
 use wpsnap_linux::fork::{ForkOptions, ForkReport, RegionRef, start_fork_snapshot};
 use wpsnap_linux::output::{Output, OutputSpec, SlowDevice, SlowDeviceProfile, open_output};
 use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
-use wpsnap_linux::snapshot::{FormatSink, PageSink, SinkError, Snapshot, SnapshotConfig, SnapshotReport};
+use wpsnap_linux::snapshot::{
+    FormatSink, PageSink, SchedStat, SinkError, Snapshot, SnapshotConfig, SnapshotReport, ThreadPriority,
+};
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome};
 use wpsnap_workload::Pattern;
 
@@ -120,6 +122,9 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     fill(&mut mapping, true);
     let region = mapping.region();
     let config_for = |service_model| SnapshotConfig { service_model, ..SnapshotConfig::default() };
+    let mut dec_inherit_wait = LatencyRecorder::new();
+    let (mut dec_inherit_faults, mut parts, mut parts_inherit) =
+        (0, BreakdownSums::default(), BreakdownSums::default());
     let (mut floor_wait, mut busy_wait, mut cow_wait, mut dec_wait, mut qemu_wait) = (
         LatencyRecorder::new(),
         LatencyRecorder::new(),
@@ -155,6 +160,14 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         let d = file_run(plan, &region, config_for(ServiceModel::Decoupled), Some(&writer_config), "decoupled")?;
         dec_wait.merge(&d.writers.fault_wait);
         dec_faults += d.report.engine.stats.faults;
+        parts.add(&d);
+        step("wpsnap decoupled, snapshot threads' priorities inherited");
+        let inherit =
+            SnapshotConfig { thread_priority: ThreadPriority::inherit(), ..config_for(ServiceModel::Decoupled) };
+        let di = file_run(plan, &region, inherit, Some(&writer_config), "decoupled-inherit")?;
+        dec_inherit_wait.merge(&di.writers.fault_wait);
+        dec_inherit_faults += di.report.engine.stats.faults;
+        parts_inherit.add(&di);
         add(&mut dec, d.writers.writes, d.window_ns);
         let page_size = d.report.page_size;
         staging_peak = staging_peak.max(d.report.engine.stats.staging_peak_pages * page_size);
@@ -183,7 +196,14 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
     let dec_only_summary = slowest(&dec_wait, dec_faults);
     let dec_only = LatencyRow::new("decoupled-faults-only-est", &dec_only_summary, &floor);
     let dec_only_busy = LatencyRow::new("decoupled-faults-only-est-vs-busy", &dec_only_summary, &busy_floor);
+    let dec_inherit_only = slowest(&dec_inherit_wait, dec_inherit_faults);
     let section = FaultWaitSection {
+        decoupled_inherit_faults_only_vs_busy: Some(LatencyRow::new(
+            "decoupled-inherit-faults-only-est-vs-busy",
+            &dec_inherit_only,
+            &busy_floor,
+        )),
+        breakdown: vec![parts.breakdown("default"), parts_inherit.breakdown("inherit")],
         busy_floor: LatencyRow::new("bare-uffd-busy-polling", &busy_floor, &busy_floor),
         target_p50_met_busy_floor: dec_only_busy.p50_ratio.map(|r| r <= FAULT_P50_TARGET_RATIO),
         target_p99_met_busy_floor: dec_only_busy.p99_ratio.map(|r| r <= FAULT_P99_TARGET_RATIO),
@@ -235,6 +255,71 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         fork_ratio: ratio(cow_peak as f64, bytes as f64),
     };
     Ok(FaultResults { section, slowdown, memory, floor })
+}
+
+/// Sums over rounds for a [`FaultWaitBreakdown`].
+#[derive(Default)]
+struct BreakdownSums {
+    policy: String,
+    faults: u64,
+    writer_wait_ns: u64,
+    fault_run_queue_wait_ns: u64,
+    fault_wakes: u64,
+    service_ns: u64,
+    writer_run_queue_wait_ns: u64,
+}
+
+impl BreakdownSums {
+    fn add(&mut self, run: &UffdRun) {
+        let faults = run.report.engine.stats.faults;
+        self.faults += faults;
+        let waits = run.writers.fault_wait.summary();
+        self.writer_wait_ns += (waits.mean_ns * waits.count as f64) as u64;
+        let service = &run.report.engine.service_latency;
+        self.service_ns += (service.mean_ns * service.count as f64) as u64;
+        if let Some(fault) = run.report.thread_priorities.iter().find(|t| t.thread == "wpsnap-fault") {
+            self.policy = fault.policy.clone();
+            if let Some(stat) = fault.schedstat {
+                self.fault_run_queue_wait_ns += stat.run_queue_wait_ns;
+                self.fault_wakes += stat.timeslices;
+            }
+        }
+        self.writer_run_queue_wait_ns += run.writer_sched.map_or(0, |s| s.run_queue_wait_ns);
+    }
+
+    fn breakdown(&self, name: &str) -> FaultWaitBreakdown {
+        let per_fault = |ns: u64| ns.checked_div(self.faults).unwrap_or(0);
+        let fault_rq = self.fault_run_queue_wait_ns.checked_div(self.fault_wakes).unwrap_or(0);
+        let (writer, service, writer_rq) =
+            (per_fault(self.writer_wait_ns), per_fault(self.service_ns), per_fault(self.writer_run_queue_wait_ns));
+        FaultWaitBreakdown {
+            name: name.to_string(),
+            fault_thread_policy: self.policy.clone(),
+            faults: self.faults,
+            writer_wait_per_fault_ns: writer,
+            fault_thread_run_queue_wait_per_wake_ns: fault_rq,
+            engine_service_mean_ns: service,
+            writer_run_queue_wait_per_fault_ns: writer_rq,
+            rest_per_fault_ns: writer.saturating_sub(fault_rq + service + writer_rq),
+        }
+    }
+}
+
+/// The writer threads' scheduler statistics summed (`wpsnap-writer-*` threads of this process).
+fn writers_schedstat() -> Option<SchedStat> {
+    let mut sum = SchedStat::default();
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("wpsnap-writer") {
+            continue;
+        }
+        let stat = SchedStat::of_thread(tid)?;
+        sum.run_ns += stat.run_ns;
+        sum.run_queue_wait_ns += stat.run_queue_wait_ns;
+        sum.timeslices += stat.timeslices;
+    }
+    Some(sum)
 }
 
 /// The distribution of the slowest `count` samples of `all` (all of them when `count` is 0 or
@@ -433,6 +518,8 @@ pub(super) struct UffdRun {
     armed_to_finished_ns: u64,
     /// Stalls the slow-device emulation injected (0 without it).
     stalls: u64,
+    /// The writer threads' scheduler statistics from arming to their stop.
+    writer_sched: Option<SchedStat>,
 }
 
 fn file_run(
@@ -498,6 +585,7 @@ pub(super) fn uffd_run(
     if let Some(w) = &set {
         w.set_reporter(Some(running.fault_wait_reporter()));
     }
+    let writer_sched_at_arm = writers_schedstat();
     let deadline = armed_at + SNAPSHOT_WAIT_MAX;
     while !running.is_done() {
         if Instant::now() > deadline {
@@ -514,6 +602,7 @@ pub(super) fn uffd_run(
     if let Some(w) = &set {
         w.set_reporter(None);
     }
+    let writer_sched = writer_sched_at_arm.zip(writers_schedstat()).map(|(a, b)| b.since(&a));
     let outcome = match set {
         Some(w) => w.stop()?,
         None => WritersOutcome {
@@ -525,7 +614,7 @@ pub(super) fn uffd_run(
     };
     let window_ns = started.elapsed().as_nanos() as u64;
     let report = result.context("the snapshot failed")?;
-    Ok(UffdRun { report, writers: outcome, window_ns, armed_to_finished_ns, stalls: 0 })
+    Ok(UffdRun { report, writers: outcome, window_ns, armed_to_finished_ns, stalls: 0, writer_sched })
 }
 
 /// The same writers for `window` with no snapshot: (writes, window in ns).

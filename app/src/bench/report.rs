@@ -59,6 +59,13 @@ pub struct FaultWaitSection {
     pub busy_floor: LatencyRow,
     /// The faults-only estimate against the busy-polling floor.
     pub decoupled_faults_only_vs_busy: LatencyRow,
+    /// The same estimate with every snapshot thread left as spawned
+    /// (`ThreadPriority::inherit`), measured in the same rounds right after the default run.
+    #[serde(default)]
+    pub decoupled_inherit_faults_only_vs_busy: Option<LatencyRow>,
+    /// Where a decoupled fault's wait goes, with the default thread priorities and inherited.
+    #[serde(default)]
+    pub breakdown: Vec<FaultWaitBreakdown>,
     /// Issue 15: faults-only p50 within 1.5x and p99 within 2x of the busy-polling floor.
     pub target_p50_met_busy_floor: Option<bool>,
     pub target_p99_met_busy_floor: Option<bool>,
@@ -81,6 +88,30 @@ pub struct FaultWaitSection {
     /// The same targets on the faults-only estimate.
     pub target_p50_met_faults_only: Option<bool>,
     pub target_p99_met_faults_only: Option<bool>,
+}
+
+/// Means per fault over the rounds of one decoupled configuration: the writer's wait, and the
+/// parts measured on their own (schedstat of the fault thread and the writers, the engine's
+/// event-read-to-unprotect time). What is left is the wake-up path (the kernel waking the
+/// fault thread, and the unprotect waking the writer, on a CPU that may have to leave idle).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultWaitBreakdown {
+    /// `default` or `inherit` (thread priorities).
+    pub name: String,
+    /// What the fault thread ran at, e.g. `SCHED_FIFO 1`.
+    pub fault_thread_policy: String,
+    pub faults: u64,
+    /// The writers' slow writes (1 µs or more) summed, per fault read by the engine.
+    pub writer_wait_per_fault_ns: u64,
+    /// The fault thread's run-queue wait per time it was given a CPU.
+    pub fault_thread_run_queue_wait_per_wake_ns: u64,
+    /// Event read to unprotect issued (the engine's service latency), mean.
+    pub engine_service_mean_ns: u64,
+    /// The writers' whole run-queue wait during the snapshot per fault (also holds waits
+    /// after preemptions that were not faults: an upper bound).
+    pub writer_run_queue_wait_per_fault_ns: u64,
+    /// The writer wait per fault less the three parts above (0 if they add up to more).
+    pub rest_per_fault_ns: u64,
 }
 
 /// Start pause at one region size and backing, against a bare whole-region write-protect.

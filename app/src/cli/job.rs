@@ -259,6 +259,7 @@ fn snapshot_uffd(
         scan_batch_pages: args.scan_batch_pages,
         budget_bytes: args.budget,
         fault_spin: Duration::from_micros(args.fault_spin_us),
+        thread_priority: args.thread_priority.into(),
         force_touch: args.force_touch,
     };
     let engine_config = config.engine_config(&region);
@@ -479,6 +480,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         model: wpsnap_core::ServiceModel::Decoupled,
         budget: None,
         fault_spin_us: 0,
+        thread_priority: super::args::ThreadPriorityArg::Default,
         scan_batch_pages: 16,
         backend: Backend::Uffd,
         out: dir.join("demo.wps").display().to_string(),

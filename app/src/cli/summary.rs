@@ -112,6 +112,12 @@ pub fn text(report: &JobReport) -> String {
             snap.unprotect_pages,
             mib(snap.sink_bytes as f64)
         ));
+        let threads: Vec<String> =
+            snap.thread_priorities.iter().map(|t| format!("{} {}", t.thread, t.policy)).collect();
+        line(format!("threads: {}", threads.join(", ")));
+        for note in snap.thread_priorities.iter().filter_map(|t| t.note.as_ref()) {
+            line(format!("note: {note}"));
+        }
         let w = &snap.engine.fault_wait;
         line(format!(
             "fault wait (writers' waits on protected pages, as the engine recorded them): n={} p50 {} p99 {} max {}",

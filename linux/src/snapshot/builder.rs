@@ -6,6 +6,7 @@ use super::pause::PauseGuard;
 use super::report::SnapshotReport;
 use super::session::{Prepared, Snapshot};
 use super::shared::SnapshotError;
+use super::thread_priority::ThreadPriority;
 use crate::output::{OutputSpec, WriterOutput, open_output};
 use crate::region::{Region, Regions};
 use std::io::Write;
@@ -61,6 +62,21 @@ impl<'a> SnapshotBuilder<'a> {
     /// The service model (default: `decoupled`).
     pub fn service_model(mut self, model: ServiceModel) -> SnapshotBuilder<'a> {
         self.config.service_model = model;
+        self
+    }
+
+    /// How the snapshot's threads are scheduled (default: [`ThreadPriority::default`], the
+    /// fault thread ahead of the program's threads and the scan and sink behind them;
+    /// [`ThreadPriority::inherit`] to leave them as spawned).
+    pub fn thread_priority(mut self, priority: ThreadPriority) -> SnapshotBuilder<'a> {
+        self.config.thread_priority = priority;
+        self
+    }
+
+    /// The fault thread spins this long on the userfaultfd before it sleeps (default: zero;
+    /// at most [`FAULT_SPIN_MAX`](super::FAULT_SPIN_MAX)).
+    pub fn fault_spin(mut self, spin: std::time::Duration) -> SnapshotBuilder<'a> {
+        self.config.fault_spin = spin;
         self
     }
 

@@ -1,6 +1,7 @@
 //! What a session needs to know beyond the region.
 
 use super::budget::default_budget_bytes;
+use super::thread_priority::ThreadPriority;
 use crate::region::{Backing, Region, Regions};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -25,8 +26,17 @@ pub struct SnapshotConfig {
     pub budget_bytes: Option<u64>,
     /// The fault thread spins this long reading the uffd before it sleeps in `poll` (at most
     /// [`FAULT_SPIN_MAX`]); zero sleeps at once. Spinning saves the wake-up when faults come
-    /// close together and costs a CPU while it spins.
+    /// close together and costs a CPU while it spins. Measured worse with the default
+    /// `SCHED_FIFO` fault thread on 2 loaded CPUs (the spinning real-time thread keeps the
+    /// writers off its CPU): leave it at zero unless `thread_priority` is inherited.
     pub fault_spin: Duration,
+    /// How the fault thread and the background (scan, sink) threads are scheduled against
+    /// the program's threads (default: fault thread `SCHED_FIFO` where permitted, background
+    /// `SCHED_BATCH` at nice 5; see [`super::thread_priority`]). A setting the process may
+    /// not make is reported in [`SnapshotReport::thread_priorities`](super::SnapshotReport::thread_priorities),
+    /// not an error. [`ThreadPriority::inherit`] leaves every thread as spawned.
+    #[serde(default)]
+    pub thread_priority: ThreadPriority,
     /// Touch every page by reading it before arming even when the kernel could protect
     /// unpopulated pages itself (to test the fallback).
     pub force_touch: bool,
@@ -40,6 +50,7 @@ impl Default for SnapshotConfig {
             scan_batch_pages: 16,
             budget_bytes: None,
             fault_spin: Duration::ZERO,
+            thread_priority: ThreadPriority::default(),
             force_touch: false,
         }
     }

@@ -37,6 +37,7 @@ mod session;
 mod shared;
 mod sink;
 mod staging_memory;
+pub mod thread_priority;
 mod thread_time;
 
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
@@ -49,4 +50,5 @@ pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
 pub use staging_memory::{POOL_CHUNKS_MAX, STAGING_CHUNK_BYTES, StagingMemoryError};
+pub use thread_priority::{BackgroundPriority, FaultThreadPriority, SchedStat, ThreadPriority, ThreadScheduling};
 pub use thread_time::{SCAN_THREAD_NAME, ThreadTime};

@@ -72,6 +72,10 @@ pub struct SnapshotReport {
     /// to its last capture, the others until they exit.
     #[serde(default)]
     pub threads: Vec<ThreadTime>,
+    /// Each snapshot thread's scheduling (policy, a note where a requested priority was
+    /// refused, run-queue wait from schedstat), in spawn order.
+    #[serde(default)]
+    pub thread_priorities: Vec<super::thread_priority::ThreadScheduling>,
     /// Where the sink put the snapshot.
     pub destination: String,
     /// The engine's counters and its three latency summaries (writers' real fault waits, the

@@ -9,6 +9,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
+use super::thread_priority::{self, SchedStat, ThreadRole, ThreadScheduling};
 use super::thread_time::{SCAN_THREAD_NAME, ThreadClock};
 use crate::region::{ContractWatches, Region, Regions};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
@@ -208,6 +209,8 @@ impl<'a> Prepared<'a> {
             scan_wait: AtomicU8::new(0),
             failure: Mutex::new(None),
             fault_spin: config.fault_spin,
+            thread_priority: config.thread_priority,
+            thread_scheduling: Mutex::new(Vec::new()),
             check_present: contracts.watched(),
             unprotect_calls: AtomicU64::new(0),
             unprotect_pages: AtomicU64::new(0),
@@ -228,7 +231,7 @@ impl<'a> Prepared<'a> {
         };
         let spawned = match config.service_model {
             ServiceModel::Decoupled => running
-                .spawn("wpsnap-fault", |s| {
+                .spawn("wpsnap-fault", ThreadRole::Fault, |s| {
                     let result = lanes::fault_lane(s);
                     if let Err(e) = result {
                         s.fail(e);
@@ -236,9 +239,9 @@ impl<'a> Prepared<'a> {
                     lanes::drain_and_release(s);
                     Ok(())
                 })
-                .and_then(|()| running.spawn(SCAN_THREAD_NAME, lanes::scan_lane))
-                .and_then(|()| running.spawn_sink("wpsnap-sink", sink, lanes::sink_lane)),
-            ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", sink, lanes::qemu_lane),
+                .and_then(|()| running.spawn(SCAN_THREAD_NAME, ThreadRole::Background, lanes::scan_lane))
+                .and_then(|()| running.spawn_sink("wpsnap-sink", ThreadRole::Background, sink, lanes::sink_lane)),
+            ServiceModel::Qemu => running.spawn_sink("wpsnap-qemu", ThreadRole::Qemu, sink, lanes::qemu_lane),
         };
         // On error, dropping `running` fails the session: protection removed, threads joined.
         spawned?;
@@ -247,6 +250,16 @@ impl<'a> Prepared<'a> {
 }
 
 type SinkThread = JoinHandle<Box<dyn PageSink>>;
+
+/// Runs a snapshot thread's `body` at the scheduling its `role` asks for, and records what the
+/// thread ran at and its scheduler statistics when it ends.
+fn scheduled(shared: &Shared, thread: String, role: ThreadRole, body: impl FnOnce()) {
+    let (policy, note) = thread_priority::apply_to_current(shared.thread_priority, role);
+    let started = SchedStat::of_current_thread();
+    body();
+    let schedstat = started.zip(SchedStat::of_current_thread()).map(|(start, end)| end.since(&start));
+    lock(&shared.thread_scheduling).push(ThreadScheduling { thread, policy, note, schedstat });
+}
 
 /// An armed snapshot: threads are saving pages while writers run. Borrows the region's
 /// memory for `'a`; its threads are joined by [`finish`](Running::finish),
@@ -274,14 +287,22 @@ impl std::fmt::Debug for Running<'_> {
 }
 
 impl Running<'_> {
-    fn spawn(&mut self, name: &str, lane: fn(&Shared) -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        role: ThreadRole,
+        lane: fn(&Shared) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
         let shared = self.shared.clone();
+        let thread = name.to_string();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                let clock = ThreadClock::start();
-                lanes::guarded(&shared, lane);
-                shared.record_thread_time(&clock);
+                scheduled(&shared, thread, role, || {
+                    let clock = ThreadClock::start();
+                    lanes::guarded(&shared, lane);
+                    shared.record_thread_time(&clock);
+                })
             })
             .map_err(SnapshotError::Spawn)?;
         self.threads.push(handle);
@@ -291,21 +312,25 @@ impl Running<'_> {
     fn spawn_sink(
         &mut self,
         name: &str,
+        role: ThreadRole,
         mut sink: Box<dyn PageSink>,
         lane: fn(&Shared, &mut dyn PageSink) -> Result<(), SnapshotError>,
     ) -> Result<(), SnapshotError> {
         let qemu = self.shared.engine.inspect(|engine, _| engine.config().service_model == ServiceModel::Qemu);
         let shared = self.shared.clone();
+        let thread = name.to_string();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                let clock = ThreadClock::start();
-                lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
-                shared.record_thread_time(&clock);
-                if qemu {
-                    // The qemu thread is also the one reading events.
-                    lanes::drain_and_release(&shared);
-                }
+                scheduled(&shared, thread, role, || {
+                    let clock = ThreadClock::start();
+                    lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
+                    shared.record_thread_time(&clock);
+                    if qemu {
+                        // The qemu thread is also the one reading events.
+                        lanes::drain_and_release(&shared);
+                    }
+                });
                 sink
             })
             .map_err(SnapshotError::Spawn)?;
@@ -421,6 +446,7 @@ impl Running<'_> {
             staging_chunk_reuses: self.shared.staging_memory.chunk_reuses(),
             fault_spin_ns: self.shared.fault_spin.as_nanos() as u64,
             threads: lock(&self.shared.thread_times).clone(),
+            thread_priorities: lock(&self.shared.thread_scheduling).clone(),
             destination,
             engine,
         }

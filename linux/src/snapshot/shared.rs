@@ -108,6 +108,9 @@ pub(super) struct Shared {
     pub failure: Mutex<Option<SnapshotError>>,
     /// How long the event-reading thread spins on the uffd before sleeping in `poll`.
     pub fault_spin: Duration,
+    /// How the snapshot threads are scheduled, and what each got (pushed as each exits).
+    pub thread_priority: super::thread_priority::ThreadPriority,
+    pub thread_scheduling: Mutex<Vec<super::thread_priority::ThreadScheduling>>,
     /// Per region: check that its pages are still present before copying them (a watched
     /// shared region, populated at prepare: a missing page was discarded behind the mapping's
     /// back).
