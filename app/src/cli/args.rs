@@ -136,8 +136,12 @@ impl From<ThreadPriorityArg> for ThreadPriority {
         match arg {
             ThreadPriorityArg::Default => raised,
             ThreadPriorityArg::Inherit => lowered,
-            ThreadPriorityArg::FaultOnly => ThreadPriority { fault: raised.fault, background: lowered.background },
-            ThreadPriorityArg::BackgroundOnly => ThreadPriority { fault: lowered.fault, background: raised.background },
+            ThreadPriorityArg::FaultOnly => {
+                ThreadPriority { fault: raised.fault, background: lowered.background, ..raised }
+            }
+            ThreadPriorityArg::BackgroundOnly => {
+                ThreadPriority { fault: lowered.fault, background: raised.background, ..raised }
+            }
         }
     }
 }

@@ -50,5 +50,7 @@ pub use session::{Prepared, Running, Snapshot};
 pub use shared::{FaultWaitReporter, SnapshotError};
 pub use sink::{DelayedSink, MemoryImage, MemorySink, PageSink, SinkError};
 pub use staging_memory::{POOL_CHUNKS_MAX, STAGING_CHUNK_BYTES, StagingMemoryError};
-pub use thread_priority::{BackgroundPriority, FaultThreadPriority, SchedStat, ThreadPriority, ThreadScheduling};
+pub use thread_priority::{
+    BackgroundPriority, FaultThreadPriority, QemuThreadPriority, SchedStat, ThreadPriority, ThreadScheduling,
+};
 pub use thread_time::{SCAN_THREAD_NAME, ThreadTime};

@@ -47,18 +47,38 @@ pub enum BackgroundPriority {
     Lowered,
 }
 
-/// Scheduling of the decoupled model's threads. The qemu model's single thread always
-/// inherits (it models QEMU's migration thread, which runs at normal priority).
+/// The qemu model's one thread's scheduling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QemuThreadPriority {
+    /// What the spawning thread has: QEMU's migration thread runs at normal priority.
+    #[default]
+    Inherit,
+    /// As a raised fault thread. For experiments that must not depend on the machine's other
+    /// load (a test comparing the real backend with the simulator, which has no CPU
+    /// contention). Only with a sink that blocks: a `SCHED_FIFO` thread that never sleeps takes
+    /// its CPU from every ordinary thread until the kernel's real-time throttling stops it.
+    Raised,
+}
+
+/// Scheduling of the snapshot's threads: the decoupled model's fault thread and background
+/// (scan, sink) threads, and the qemu model's single thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadPriority {
     pub fault: FaultThreadPriority,
     pub background: BackgroundPriority,
+    #[serde(default)]
+    pub qemu: QemuThreadPriority,
 }
 
 impl ThreadPriority {
     /// Every thread as spawned: for a program that manages its own threads' scheduling.
     pub fn inherit() -> ThreadPriority {
-        ThreadPriority { fault: FaultThreadPriority::Inherit, background: BackgroundPriority::Inherit }
+        ThreadPriority {
+            fault: FaultThreadPriority::Inherit,
+            background: BackgroundPriority::Inherit,
+            qemu: QemuThreadPriority::Inherit,
+        }
     }
 }
 
@@ -67,7 +87,7 @@ impl ThreadPriority {
 pub(super) enum ThreadRole {
     Fault,
     Background,
-    /// The qemu model's one thread: never changed.
+    /// The qemu model's one thread: changed only when asked ([`QemuThreadPriority::Raised`]).
     Qemu,
 }
 
@@ -76,6 +96,7 @@ pub(super) enum ThreadRole {
 pub(super) fn apply_to_current(priority: ThreadPriority, role: ThreadRole) -> (String, Option<String>) {
     match role {
         ThreadRole::Fault if priority.fault == FaultThreadPriority::Raised => raise_current(),
+        ThreadRole::Qemu if priority.qemu == QemuThreadPriority::Raised => raise_current(),
         ThreadRole::Background if priority.background == BackgroundPriority::Lowered => lower_current(),
         _ => (describe_current(), None),
     }
@@ -88,9 +109,9 @@ fn raise_current() -> (String, Option<String>) {
     }
     let nice = set_nice(FAULT_NICE);
     let note = match (fifo, nice) {
-        (Err(fifo), Ok(())) => format!("SCHED_FIFO refused ({fifo}); the fault thread runs at nice {FAULT_NICE}"),
+        (Err(fifo), Ok(())) => format!("SCHED_FIFO refused ({fifo}); the thread runs at nice {FAULT_NICE}"),
         (Err(fifo), Err(nice)) => format!(
-            "SCHED_FIFO refused ({fifo}) and nice {FAULT_NICE} refused ({nice}); the fault thread keeps its inherited priority"
+            "SCHED_FIFO refused ({fifo}) and nice {FAULT_NICE} refused ({nice}); the thread keeps its inherited priority"
         ),
         (Ok(()), _) => String::new(),
     };

@@ -10,7 +10,7 @@ use wpsnap_core::{LatencyRecorder, Nanos, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, PageFill, Region};
 use wpsnap_linux::snapshot::{
     DelayedSink, MemoryImage, MemorySink, PageSink, Progress, Running, SinkError, Snapshot, SnapshotConfig,
-    SnapshotReport,
+    SnapshotReport, ThreadPriority,
 };
 use wpsnap_linux::uffd::WpUffd;
 use wpsnap_linux::writers::{WriterConfig, WriterSet, WritersOutcome, expected_stamp_ok};
@@ -149,6 +149,8 @@ pub struct RunOptions {
     pub scan_batch_pages: Option<u64>,
     /// The decoupled model's memory budget in pages (default: the session's rule).
     pub budget_pages: Option<u64>,
+    /// The snapshot threads' scheduling (default: the session's).
+    pub thread_priority: Option<ThreadPriority>,
 }
 
 /// A gate the test opens once; a held sink waits for it.
@@ -274,6 +276,7 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
         policy: c.policy.clone(),
         scan_batch_pages: options.scan_batch_pages.unwrap_or(defaults.scan_batch_pages),
         budget_bytes: options.budget_pages.map(|pages| pages * page_size).or(defaults.budget_bytes),
+        thread_priority: options.thread_priority.unwrap_or(defaults.thread_priority),
         ..defaults
     };
     let (memory, image) = MemorySink::new(page_size, c.pages);
