@@ -84,6 +84,16 @@ impl Memory {
         }
     }
 
+    /// Reads `page`'s bits and version and returns something of them, for the caller to
+    /// discard: the load brings the page's cache lines in ahead of its write.
+    pub fn warm(&self, page: u64) -> u64 {
+        if page >= self.page_count {
+            return 0;
+        }
+        let version = self.versions.as_ref().and_then(|v| v.now_image.get(page as usize)).map_or(0, |p| p[NOW]);
+        u64::from(self.bits.get(Plane::Protected, page)) ^ u64::from(version)
+    }
+
     pub fn is_protected(&self, page: u64) -> bool {
         self.bits.get(Plane::Protected, page)
     }

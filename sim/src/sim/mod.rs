@@ -187,6 +187,8 @@ impl<'a> Sim<'a> {
     fn run(&mut self) {
         for w in 0..self.writers.len() as u32 {
             let gap = self.writers[w as usize].next_gap(&self.timing, Nanos::ZERO);
+            let page = self.writers[w as usize].draw_ahead();
+            self.warm(page);
             self.queue.push(gap, Event::Write(w));
         }
         self.queue.push(self.instant, Event::SnapshotStart);
@@ -276,7 +278,15 @@ impl<'a> Sim<'a> {
         }
         writer.wrote(in_window);
         let next = self.now + writer.next_gap(&self.timing, self.now);
+        let page = writer.draw_ahead();
+        self.warm(page);
         self.queue.push(next, Event::Write(w));
+    }
+
+    /// Starts loading `page`'s state into the cache; the loop runs other events until the
+    /// write comes (random pages of a large region miss the cache otherwise).
+    fn warm(&self, page: u64) {
+        std::hint::black_box(self.memory.warm(page));
     }
 
     fn on_fault_delivered(&mut self, w: u32) {
@@ -481,6 +491,8 @@ impl<'a> Sim<'a> {
             }
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
+            // The capture reads and writes this page's state when it is done.
+            std::hint::black_box(self.memory.warm(run.first.0));
             let start = self.now + Nanos(handler.capture_overhead_ns * run.count);
             let bytes = if lane == Lane::Single { stream_bytes(run, self.zero_seed, self.config) } else { 0 };
             let copied = match lane {

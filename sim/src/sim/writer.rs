@@ -19,6 +19,8 @@ pub struct Writer {
     sampler: PageSampler,
     rng: ChaCha8Rng,
     page: u64,
+    /// The next write's page, drawn ahead (see `draw_ahead`).
+    upcoming: Option<u64>,
     state: State,
     writes_in_window: u64,
     blocked_ns_total: u64,
@@ -26,13 +28,33 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(sampler: PageSampler, rng: ChaCha8Rng) -> Writer {
-        Writer { sampler, rng, page: 0, state: State::Running, writes_in_window: 0, blocked_ns_total: 0 }
+        Writer {
+            sampler,
+            rng,
+            page: 0,
+            upcoming: None,
+            state: State::Running,
+            writes_in_window: 0,
+            blocked_ns_total: 0,
+        }
     }
 
-    /// Picks the page of the next write.
+    /// Picks the page of the next write (the one drawn ahead, if any).
     pub fn choose_page(&mut self) -> u64 {
-        self.page = self.sampler.next_page(&mut self.rng);
+        self.page = match self.upcoming.take() {
+            Some(page) => page,
+            None => self.sampler.next_page(&mut self.rng),
+        };
         self.page
+    }
+
+    /// Draws the next write's page now, right after the gap before it, so the driver can
+    /// warm that page's state while other events run. The draws come in the same order
+    /// (gap, page, gap, page) from the same generator, so the run does not change.
+    pub fn draw_ahead(&mut self) -> u64 {
+        let page = self.sampler.next_page(&mut self.rng);
+        self.upcoming = Some(page);
+        page
     }
 
     /// The page of the write in progress.
