@@ -104,3 +104,37 @@ impl Writer {
         self.blocked_ns_total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use wpsnap_workload::Pattern;
+
+    /// The loop used to draw a write's page when the write came; it now draws it right after
+    /// the gap before it. Both orders must give the same gaps and pages, for every pattern.
+    #[test]
+    fn drawing_the_page_ahead_gives_the_same_writes() {
+        const WRITES: u32 = 2_000;
+        let patterns = ["uniform", "zipf:0.99", "hot-set:90/10", "sequential", "video"];
+        for text in patterns {
+            let pattern: Pattern = text.parse().expect("a valid pattern");
+            let timing = WriteTiming::for_pattern(&pattern, 20_000.0).expect("a valid rate");
+            let writer = || {
+                let sampler = PageSampler::new(&pattern, 1 << 20, 0).expect("a valid sampler");
+                Writer::new(sampler, ChaCha8Rng::seed_from_u64(9))
+            };
+            let (mut on_write, mut ahead) = (writer(), writer());
+            let mut now = on_write.next_gap(&timing, Nanos::ZERO);
+            assert_eq!(ahead.next_gap(&timing, Nanos::ZERO), now);
+            ahead.draw_ahead();
+            for _ in 0..WRITES {
+                assert_eq!(ahead.choose_page(), on_write.choose_page(), "{text}");
+                let gap = on_write.next_gap(&timing, now);
+                assert_eq!(ahead.next_gap(&timing, now), gap, "{text}");
+                ahead.draw_ahead();
+                now = now + gap;
+            }
+        }
+    }
+}
