@@ -291,7 +291,9 @@ impl BenchReport {
         if sim.measured {
             let _ = writeln!(
                 o,
-                "{:.2} M events/s ({} events in {:.2} s wall for {:.2} s simulated: {} real time), {} pages; {}.\n",
+                "{} M events per CPU-second of the simulating thread, {:.2} M events per wall-clock second \
+                 ({} events in {:.2} s wall for {:.2} s simulated: {} real time), {} pages; {}.\n",
+                sim.events_per_cpu_sec.map_or("?".to_string(), |e| format!("{:.2}", e / 1e6)),
                 sim.events_per_sec / 1e6,
                 sim.events,
                 sim.wall_s,

@@ -246,6 +246,13 @@ pub struct SimSection {
     pub simulated_s: f64,
     /// Simulated seconds per wall-clock second (the simulator's speed against real time).
     pub simulated_per_wall_ratio: Option<f64>,
+    /// CPU seconds of the simulating thread (`None` from a binary that does not print them).
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
+    /// Events per CPU-second of the simulating thread: the rate issue 15's target is judged
+    /// on (docs/simulator.md: on a shared machine the wall rate measures the scheduler).
+    #[serde(default)]
+    pub events_per_cpu_sec: Option<f64>,
 }
 
 /// Everything one bench run measured.

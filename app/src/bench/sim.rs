@@ -25,6 +25,8 @@ pub(super) fn measure(plan: &BenchPlan) -> SimSection {
         events_per_sec: 0.0,
         simulated_s: 0.0,
         simulated_per_wall_ratio: None,
+        cpu_s: None,
+        events_per_cpu_sec: None,
     };
     let Some(binary) = find_binary(plan) else {
         return not_measured(
@@ -34,10 +36,11 @@ pub(super) fn measure(plan: &BenchPlan) -> SimSection {
         );
     };
     match run(&binary, plan.sim_pages) {
-        Ok((_, wall_s, _)) if wall_s < SIM_WALL_S_MIN => not_measured(format!(
-            "not measured: the run took {wall_s} s, under {SIM_WALL_S_MIN} s (give more --sim-pages)"
+        Ok(run) if run.wall_s < SIM_WALL_S_MIN => not_measured(format!(
+            "not measured: the run took {} s, under {SIM_WALL_S_MIN} s (give more --sim-pages)",
+            run.wall_s
         )),
-        Ok((events, wall_s, simulated_s)) => SimSection {
+        Ok(SimRun { events, wall_s, simulated_s, cpu_s }) => SimSection {
             measured: true,
             note: format!(
                 "`{} bench --pages {}` (nvme preset, 4 writers, qemu model)",
@@ -50,6 +53,8 @@ pub(super) fn measure(plan: &BenchPlan) -> SimSection {
             events_per_sec: events as f64 / wall_s.max(1e-9),
             simulated_s,
             simulated_per_wall_ratio: ratio(simulated_s, wall_s),
+            cpu_s,
+            events_per_cpu_sec: cpu_s.filter(|&c| c > 0.0).map(|c| events as f64 / c),
         },
         Err(e) => not_measured(format!("not measured: {} bench failed: {e}", binary.display())),
     }
@@ -65,8 +70,18 @@ fn find_binary(plan: &BenchPlan) -> Option<PathBuf> {
     ["release", "debug"].iter().map(|p| target.join(p).join("wpsnap-sim")).find(|p| p.is_file())
 }
 
-/// Runs the bench with a time bound; returns (events, wall seconds, simulated seconds).
-fn run(binary: &Path, pages: u64) -> Result<(u64, f64, f64), String> {
+/// What one `wpsnap-sim bench` printed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SimRun {
+    events: u64,
+    wall_s: f64,
+    simulated_s: f64,
+    /// CPU time of the simulating thread; older binaries do not print it.
+    cpu_s: Option<f64>,
+}
+
+/// Runs the bench with a time bound.
+fn run(binary: &Path, pages: u64) -> Result<SimRun, String> {
     let mut child = Command::new(binary)
         .args(["bench", "--pages", &pages.to_string()])
         .stdin(Stdio::null())
@@ -96,8 +111,9 @@ fn run(binary: &Path, pages: u64) -> Result<(u64, f64, f64), String> {
     parse(&text)
 }
 
-/// Reads "simulated: snapshot X s virtual, N events, ..." and "wall time: Y s".
-fn parse(text: &str) -> Result<(u64, f64, f64), String> {
+/// Reads "simulated: snapshot X s virtual, N events, ...", "wall time: Y s" and, if there,
+/// "cpu time: Z s ...".
+fn parse(text: &str) -> Result<SimRun, String> {
     let simulated = text.lines().find_map(|l| l.strip_prefix("simulated: snapshot "));
     let wall = text.lines().find_map(|l| l.strip_prefix("wall time: "));
     let (Some(simulated), Some(wall)) = (simulated, wall) else {
@@ -111,18 +127,22 @@ fn parse(text: &str) -> Result<(u64, f64, f64), String> {
         .and_then(|p| p.trim_end_matches(" events").parse::<u64>().ok())
         .ok_or("unreadable event count")?;
     let wall_s = number(wall).ok_or("unreadable wall time")?;
-    Ok((events, wall_s, simulated_s))
+    let cpu_s = text.lines().find_map(|l| l.strip_prefix("cpu time: ")).and_then(number);
+    Ok(SimRun { events, wall_s, simulated_s, cpu_s })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{SimRun, parse};
 
     #[test]
     fn reads_the_sim_bench_output() {
         let text =
             "region: 16 pages\nsimulated: snapshot 1.50 s virtual, 12345 events, 16 pages saved\nwall time: 0.25 s\n";
-        assert_eq!(parse(text), Ok((12345, 0.25, 1.5)));
+        let old = SimRun { events: 12345, wall_s: 0.25, simulated_s: 1.5, cpu_s: None };
+        assert_eq!(parse(text), Ok(old));
+        let with_cpu = format!("{text}cpu time: 0.125 s (the simulating thread)\n");
+        assert_eq!(parse(&with_cpu), Ok(SimRun { cpu_s: Some(0.125), ..old }));
         assert!(parse("nothing").is_err());
     }
 }

@@ -87,6 +87,8 @@ struct Sim<'a> {
     staged_pages: u64,
     /// Pages the sink is writing now.
     sink_pages: u64,
+    /// Stream bytes of those pages.
+    sink_bytes: u64,
     /// Most pages captured by decoupled lanes and not yet written by the sink (the engine's
     /// budget bounds this; counted here independently of the engine).
     staged_peak_pages: u64,
@@ -161,6 +163,7 @@ impl<'a> Sim<'a> {
             staged: VecDeque::new(),
             staged_pages: 0,
             sink_pages: 0,
+            sink_bytes: 0,
             staged_peak_pages: 0,
             sink_busy: false,
             timer_generation: 0,
@@ -184,6 +187,8 @@ impl<'a> Sim<'a> {
     fn run(&mut self) {
         for w in 0..self.writers.len() as u32 {
             let gap = self.writers[w as usize].next_gap(&self.timing, Nanos::ZERO);
+            let page = self.writers[w as usize].draw_ahead();
+            self.warm(page);
             self.queue.push(gap, Event::Write(w));
         }
         self.queue.push(self.instant, Event::SnapshotStart);
@@ -199,7 +204,7 @@ impl<'a> Sim<'a> {
                 Event::Resume(w) => self.on_resume(w),
                 Event::CaptureDone(lane) => self.on_capture_done(lane),
                 Event::Timer(generation) => self.on_timer(generation),
-                Event::SinkDone { pages, bytes } => self.on_sink_done(pages, bytes),
+                Event::SinkDone => self.on_sink_done(),
                 Event::SnapshotStart => self.on_snapshot_start(),
                 Event::FreezeEnd => self.on_freeze_end(),
             }
@@ -273,7 +278,15 @@ impl<'a> Sim<'a> {
         }
         writer.wrote(in_window);
         let next = self.now + writer.next_gap(&self.timing, self.now);
+        let page = writer.draw_ahead();
+        self.warm(page);
         self.queue.push(next, Event::Write(w));
+    }
+
+    /// Starts loading `page`'s state into the cache; the loop runs other events until the
+    /// write comes (random pages of a large region miss the cache otherwise).
+    fn warm(&self, page: u64) {
+        std::hint::black_box(self.memory.warm(page));
     }
 
     fn on_fault_delivered(&mut self, w: u32) {
@@ -443,14 +456,17 @@ impl<'a> Sim<'a> {
         }
         self.staged_pages -= pages;
         self.sink_pages = pages;
+        self.sink_bytes = bytes;
         self.sink_busy = true;
         let done = self.stream.submit(self.now, bytes);
-        self.queue.push(done, Event::SinkDone { pages, bytes });
+        self.queue.push(done, Event::SinkDone);
     }
 
-    fn on_sink_done(&mut self, pages: u64, bytes: u64) {
+    fn on_sink_done(&mut self) {
+        let (pages, bytes) = (self.sink_pages, self.sink_bytes);
         self.sink_busy = false;
         self.sink_pages = 0;
+        self.sink_bytes = 0;
         if let Some(engine) = self.engine.as_mut() {
             engine.handle_stream_bytes(self.now, bytes);
             self.drain_actions();
@@ -475,16 +491,18 @@ impl<'a> Sim<'a> {
             }
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
+            // The capture reads and writes this page's state when it is done.
+            std::hint::black_box(self.memory.warm(run.first.0));
             let start = self.now + Nanos(handler.capture_overhead_ns * run.count);
+            let bytes = if lane == Lane::Single { stream_bytes(run, self.zero_seed, self.config) } else { 0 };
             let copied = match lane {
                 // QEMU writes the page to the stream, then unprotects it.
-                Lane::Single => self.stream.submit(start, stream_bytes(run, self.zero_seed, self.config)),
+                Lane::Single => self.stream.submit(start, bytes),
                 // The decoupled lanes copy into staging.
                 Lane::Fault | Lane::Scan => {
                     start + Nanos(transfer_ns(run.count * self.config.engine.page_size, self.copy_bytes_per_sec))
                 }
             };
-            let bytes = if lane == Lane::Single { stream_bytes(run, self.zero_seed, self.config) } else { 0 };
             self.queue.push(copied + Nanos(handler.unprotect_ns), Event::CaptureDone(lane));
             self.lanes[lane_slot(lane)] = Some((capture, bytes));
         }

@@ -45,5 +45,28 @@ pub struct UnknownDiskPreset(pub String);
 /// Nanoseconds to move `bytes` at `per_sec` bytes per second; zero when `per_sec` is 0 (no
 /// device: nothing to wait for).
 pub fn transfer_ns(bytes: u64, per_sec: u64) -> u64 {
-    if per_sec == 0 { 0 } else { (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64 }
+    match (per_sec, bytes.checked_mul(1_000_000_000)) {
+        (0, _) => 0,
+        // The simulator calls this per capture: a 64-bit division when the product fits
+        // (any transfer under 18 GB), the exact 128-bit one otherwise; both floor alike.
+        (_, Some(product)) => product / per_sec,
+        (_, None) => (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transfer_ns;
+
+    #[test]
+    fn the_64_bit_path_floors_like_the_128_bit_one() {
+        let exact = |bytes: u64, per_sec: u64| (bytes as u128 * 1_000_000_000 / per_sec as u128) as u64;
+        let edge = u64::MAX / 1_000_000_000;
+        for bytes in [0, 1, 4096, 4097, 1 << 20, edge - 1, edge, edge + 1, u64::MAX / 2] {
+            for per_sec in [1, 3, 1_000_000, 550_000_000, 3_000_000_000, u64::MAX] {
+                assert_eq!(transfer_ns(bytes, per_sec), exact(bytes, per_sec), "{bytes} B at {per_sec} B/s");
+            }
+        }
+        assert_eq!(transfer_ns(4096, 0), 0);
+    }
 }
