@@ -8,7 +8,8 @@
 Wait figures are the writer's own (`writer_fault_wait` in each report): counts of faults that
 waited >= 16 ms and >= 64 ms per snapshot (log2-ms histogram buckets 16-31 ms and up, 64-127 ms
 and up), the same per 100k faults, p50 and p99; duration is the snapshot's (protect to last
-byte), the protection window ends when the last page is unprotected.
+byte), the protection window ends when the last page is unprotected. Stream MB/s, pages saved
+by faults (of all pages saved) and faults blocked on the memory budget are means over the runs.
 """
 import json
 import math
@@ -81,6 +82,7 @@ def run_row(out, meta):
         "window_s": snap["protection_window_ns"] / 1e9,
         "stream_mb_per_s": stats.get("stream_bytes", 0) / 1e6 / (snap["duration_ns"] / 1e9),
         "fault_blocked_on_budget": stats.get("fault_blocked_on_budget", 0),
+        "pages_by_fault_percent": 100.0 * stats["pages_by_fault"] / max(1, stats["pages_by_fault"] + stats["pages_by_scan"]),
         "iteration_sleeps": stats.get("iteration_sleeps", 0),
     }
 
@@ -110,8 +112,9 @@ def main():
     summary = {"cells": [], "paired": [], "runs": runs}
     lines = ["## Per cell: mean ± 95 % CI half-width over the rounds (writer's fault waits)", "",
              "| sink | size | model | policy | runs ok / run | load 1-min | "
-             + " | ".join(h for _, h, _ in METRICS) + " | max ms (max over runs) | stream MB/s |",
-             "|" + "---|" * (8 + len(METRICS))]
+             + " | ".join(h for _, h, _ in METRICS)
+             + " | max ms (max over runs) | stream MB/s | pages saved by faults % | faults blocked on budget |",
+             "|" + "---|" * (10 + len(METRICS))]
     for key in sorted(cells, key=sort_key):
         ok = [r for r in cells[key] if r["figures"]]
         entry = {"sink": key[0], "model": key[1], "policy_key": key[2], "policy": cells[key][0]["policy"],
@@ -127,7 +130,8 @@ def main():
             else:
                 row.append("-")
         row.append("%.0f" % max(r["figures"]["max_ms"] for r in ok) if ok else "-")
-        row.append("%.1f" % (sum(r["figures"]["stream_mb_per_s"] for r in ok) / len(ok)) if ok else "-")
+        for extra, decimals in (("stream_mb_per_s", 1), ("pages_by_fault_percent", 0), ("fault_blocked_on_budget", 0)):
+            row.append("%.*f" % (decimals, sum(r["figures"][extra] for r in ok) / len(ok)) if ok else "-")
         summary["cells"].append(entry)
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Paired differences from `none` (same sink, model, size and round): mean ± 95 % CI half-width",

@@ -5,6 +5,7 @@
 #
 #   scripts/real-policies.sh                 # the grid, 3 rounds, 512 MiB (~30 min, root for the disk)
 #   ROUNDS=4 SIZES="512M 1G" scripts/real-policies.sh
+#   CELLS="pv:qemu:none pv:qemu:lt" SIZES=1G scripts/real-policies.sh   # a subset of the cells
 #   scripts/real-policies.sh --smoke         # one tiny run per kind of cell, seconds (CI)
 #
 # Cells (label SINK-MODEL-POLICY; every run is
@@ -50,7 +51,7 @@ else
     SIZES=${SIZES:-512M}
     OUT=${OUT:-docs/results/real-policies-$(date -u +%F)}
 fi
-SINKS=${SINKS:-pv file}
+SINKS=${SINKS:-pv file}  # CELLS (optional): only these SINK:MODEL:POLICY cells
 SMALL_BUDGET=${SMALL_BUDGET:-16M}
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-240}
 DISK_DIR=${DISK_DIR:-/var/tmp/wpsnap-real-policies}
@@ -121,9 +122,10 @@ run_one() { # SINK MODEL POLICY SIZE ROUND MOUNT
         pv) out="cmd:$PV_CMD" ;;
         file) out="$mnt/x.wps" ;;
     esac
-    # shellcheck disable=SC2046 # model_args is a word list on purpose
+    local margs
+    read -r -a margs <<< "$(model_args "$model")"
     local args=(run --size "$size" --writers 1 --pattern uniform --write-rate 0 --policy "$text"
-        $(model_args "$model") --seed "$round" --report "$report" --out "$out")
+        "${margs[@]}" --seed "$round" --report "$report" --out "$out")
     load_before=$(load1)
     echo "round $round: $cell $size (load $load_before)" >&2
     t0=$(date +%s%N)
@@ -172,6 +174,16 @@ main() {
     for sink in $sinks; do
         mapfile -t -O "${#cells[@]}" cells < <(cells_of "$sink")
     done
+    if [ -n "${CELLS:-}" ]; then
+        # A subset of the grid: keep the cells named in CELLS (SINK:MODEL:POLICY words).
+        local keep=() wanted
+        for cell in "${cells[@]}"; do
+            for wanted in $CELLS; do
+                [ "$cell" = "$wanted" ] && keep+=("$cell")
+            done
+        done
+        cells=("${keep[@]}")
+    fi
     for round in $(seq 1 "$ROUNDS"); do
         for size in $SIZES; do
             for cell in "${cells[@]}"; do
