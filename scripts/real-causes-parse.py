@@ -23,13 +23,15 @@ import os
 import re
 import sys
 
-LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+(?P<ts>\d+\.\d+): (?P<body>.*)$")
+LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[\d+\]\s+\S+\s+"
+                  r"(?P<ts>\d+\.\d+): (?P<body>.*)$")
 ENTER = re.compile(r"^sys_(?P<call>\w+)\((?P<args>.*)\)$")
 EXIT = re.compile(r"^sys_(?P<call>\w+) -> 0x(?P<ret>[0-9a-f]+)$")
 KV = re.compile(r"(\w+)=(\S+)")
 PV_SLEEP_MS_MIN = 20.0
 WRITER = "wpsnap-writer-0"
 STREAM_THREADS = ("wpsnap-qemu", "wpsnap-sink")
+PV = "wpsnap-pv"
 
 
 def pct(values, q):
@@ -53,9 +55,11 @@ def signed(hexval):
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def parse(path):
-    """Events of one trace: syscalls (paired), writer off-CPU intervals, bdp events."""
+def parse(path, wpsnap_pid):
+    """Events of one trace: syscalls (paired), writer off-CPU intervals, bdp events; only the
+    threads of process `wpsnap_pid` and of pv (PV) count as ours."""
     comm_of_pid, open_calls, calls, off, bdp = {}, {}, [], [], []
+    ours = set()
     writer_out = {}
     with open(path, errors="replace") as f:
         for line in f:
@@ -65,6 +69,8 @@ def parse(path):
             pid, ts, body = int(m["pid"]), float(m["ts"]) * 1e3, m["body"]
             if m["task"] != "<...>":
                 comm_of_pid[pid] = m["task"]
+            if m["tgid"] == str(wpsnap_pid) or m["task"] == PV:
+                ours.add(pid)
             if body.startswith("sched_switch: "):
                 kv = dict(KV.findall(body))
                 # Paired per thread: a run has more than one thread of this name over time.
@@ -76,7 +82,7 @@ def parse(path):
                 continue
             if body.startswith("balance_dirty_pages: "):
                 kv = dict(KV.findall(body))
-                bdp.append({"pid": pid, "ts_ms": ts, "pause_ms": int(kv["pause"]), "period_ms": int(kv["period"]),
+                bdp.append({"pid": pid, "tgid": m["tgid"], "ts_ms": ts, "pause_ms": int(kv["pause"]), "period_ms": int(kv["period"]),
                             "think_ms": int(kv["think"]), "paused_ms": int(kv["paused"]),
                             "dirtied": int(kv["dirtied"]), "dirty": int(kv["dirty"]), "limit": int(kv["limit"])})
                 continue
@@ -91,10 +97,12 @@ def parse(path):
                 t0, args = open_calls.pop((pid, x["call"]))
                 calls.append({"pid": pid, "call": x["call"], "start_ms": t0, "ms": ts - t0,
                               "ret": signed(x["ret"]), "args": args})
+    calls = [c for c in calls if c["pid"] in ours]
+    off = [o for o in off if o["pid"] in ours]
     for c in calls:
         c["comm"] = comm_of_pid.get(c["pid"], "?")
     for b in bdp:
-        b["comm"] = comm_of_pid.get(b["pid"], "?")
+        b["comm"] = comm_of_pid.get(b["pid"], "?") if b["pid"] in ours else "other processes"
     return calls, off, bdp
 
 
@@ -130,7 +138,7 @@ def stream_figures(writes):
 
 
 def pv_figures(calls, off, writes):
-    pv = [c for c in calls if c["comm"] == "pv" or (c["comm"] == "?" and c["call"] in ("splice", "pselect6"))]
+    pv = [c for c in calls if c["comm"] == PV]
     sleeps = [c for c in pv if c["call"] == "pselect6" and c["ret"] == 0 and c["ms"] >= PV_SLEEP_MS_MIN]
     moved = [c for c in pv if c["call"] in ("splice", "read") and c["ret"] > 0]
     # Only the snapshot: from the first stream write to the last.
@@ -220,7 +228,9 @@ def main():
     results = {}
     for path in sorted(glob.glob(os.path.join(scratch, "*.trace"))):
         name = os.path.basename(path)[:-6]
-        calls, off, bdp = parse(path)
+        with open(path[: -len(".trace")] + ".pid") as f:
+            wpsnap_pid = int(f.read())
+        calls, off, bdp = parse(path, wpsnap_pid)
         writes, t0, t1 = snapshot_window(calls)
         # Only the snapshot (a run has writer threads and a sink before it, e.g. the warm-up).
         off = [o for o in off if t0 <= o["start_ms"] <= t1]

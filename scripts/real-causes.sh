@@ -16,8 +16,9 @@
 # interleaved, untraced (to show the tracing does not change the counts); file-qemu and
 # file-decoupled on `scripts/slow-disk.sh up hdd` with dirty 64/32 MiB, traced.
 # Tracing uses a private tracefs instance (instances/wpsnap-real-causes, removed on exit) with
-# filters on the thread names (pv, wpsnap-qemu, wpsnap-sink, wpsnap-writer-0), so it sees
-# nothing of other processes. Raw traces go to $SCRATCH (deleted unless KEEP_TRACES=1);
+# filters on the thread names (wpsnap-pv, wpsnap-qemu, wpsnap-sink, wpsnap-writer-0) and the
+# parser keeps only the threads of the traced wpsnap process (record-tgid); balance_dirty_pages
+# is traced for every task, since the dirty limits are machine-wide. Raw traces go to $SCRATCH (deleted unless KEEP_TRACES=1);
 # scripts/real-causes-parse.py reduces each to $OUT/CELL-rRUN.trace.json (and, for pv, the
 # pv calls of one slice sequence as text), and summarises into $OUT/causes.md.
 # Needs root and tracefs; exits 0 with the reason when either is missing.
@@ -34,7 +35,10 @@ WPSNAP=${WPSNAP:-./target/release/wpsnap}
 TRACEFS=/sys/kernel/tracing
 INSTANCE=$TRACEFS/instances/wpsnap-real-causes
 BUFFER_KB_PER_CPU=65536
-THREADS='comm == "pv" || comm == "wpsnap-qemu" || comm == "wpsnap-sink"'
+# pv runs under its own name (a symlink wpsnap-pv -> pv: the kernel names a task after the file
+# it executed), so other users' pv on the shared machine are not traced as ours.
+PV_NAME=wpsnap-pv
+THREADS="comm == \"$PV_NAME\" || comm == \"wpsnap-qemu\" || comm == \"wpsnap-sink\""
 PV_SYSCALLS="splice read write pselect6"
 
 MOUNTED_TRACEFS=0
@@ -64,6 +68,9 @@ setup_tracing() {
     mkdir "$INSTANCE"
     echo "$BUFFER_KB_PER_CPU" > "$INSTANCE/buffer_size_kb"
     echo mono > "$INSTANCE/trace_clock"
+    # Every line carries its task's process id: the parser keeps only our wpsnap's threads
+    # (other sessions run wpsnap with threads of the same names).
+    echo 1 > "$INSTANCE/options/record-tgid"
     local call dir
     for call in $PV_SYSCALLS; do
         for dir in enter exit; do
@@ -84,10 +91,17 @@ run_one() { # NAME TRACED MODEL OUT_ARG
         echo > "$INSTANCE/trace"
         echo 1 > "$INSTANCE/tracing_on"
     fi
-    local status=0
-    timeout "$RUN_TIMEOUT_S" "$WPSNAP" run --size "$SIZE" --writers 1 --pattern uniform --write-rate 0 \
-        --policy none --model "$model" --seed "${name##*-r}" --report "$OUT/$name.report.json" --out "$out" \
-        > /dev/null || status=$?
+    local status=0 pid watchdog
+    "$WPSNAP" run --size "$SIZE" --writers 1 --pattern uniform --write-rate 0 --policy none \
+        --model "$model" --seed "${name##*-r}" --report "$OUT/$name.report.json" --out "$out" > /dev/null &
+    pid=$!
+    # The parser needs wpsnap's own process id, so no `timeout` wrapper: a watchdog instead.
+    (sleep "$RUN_TIMEOUT_S"; kill "$pid" 2> /dev/null) &
+    watchdog=$!
+    wait "$pid" || status=$?
+    kill "$watchdog" 2> /dev/null || true
+    wait "$watchdog" 2> /dev/null || true
+    echo "$pid" > "$SCRATCH/$name.pid"
     if [ "$traced" = 1 ]; then
         echo 0 > "$INSTANCE/tracing_on"
         cp "$INSTANCE/trace" "$SCRATCH/$name.trace"
@@ -102,7 +116,9 @@ main() {
     [ -x "$WPSNAP" ] || { echo "build first: cargo build --release -p wpsnap" >&2; exit 1; }
     trap cleanup EXIT
     setup_tracing
-    mkdir -p "$OUT" "$SCRATCH"
+    mkdir -p "$OUT" "$SCRATCH/bin"
+    ln -sf "$(command -v pv)" "$SCRATCH/bin/$PV_NAME"
+    local pv="cmd:$SCRATCH/bin/$PV_NAME -qL 50m > /dev/null"
     : > "$OUT/runs.jsonl"
     local mnt="" reason
     if ! reason=$(scripts/slow-disk.sh check); then
@@ -119,8 +135,8 @@ main() {
         "$RUNS" "$SIZE" "$(pv --version | head -1)" > "$OUT/run-info.json"
     local run
     for run in $(seq 1 "$RUNS"); do
-        run_one "pv-qemu-traced-r$run" 1 qemu "cmd:pv -qL 50m > /dev/null"
-        run_one "pv-qemu-untraced-r$run" 0 qemu "cmd:pv -qL 50m > /dev/null"
+        run_one "pv-qemu-traced-r$run" 1 qemu "$pv"
+        run_one "pv-qemu-untraced-r$run" 0 qemu "$pv"
         if [ -n "$mnt" ]; then
             run_one "file-qemu-traced-r$run" 1 qemu "$mnt/x.wps"; rm -f "$mnt/x.wps"
             run_one "file-decoupled-traced-r$run" 1 decoupled "$mnt/x.wps"; rm -f "$mnt/x.wps"
