@@ -2,6 +2,7 @@
 """Reduces the raw tracefs text of scripts/real-causes.sh to per-run figures.
 
     python3 scripts/real-causes-parse.py SCRATCH OUT
+    python3 scripts/real-causes-parse.py --from-json OUT   # the tables again from OUT/causes.json
 
 For every SCRATCH/NAME.trace: OUT/NAME.trace.json with
 - writer: the writer thread's off-CPU intervals (sched_switch out -> back in), split into
@@ -224,6 +225,12 @@ def report_counts(path):
 
 
 def main():
+    if sys.argv[1] == "--from-json":
+        # Only the tables again, from an earlier reduction (the raw traces are not kept).
+        out = sys.argv[2]
+        with open(os.path.join(out, "causes.json")) as f:
+            write_markdown(json.load(f), os.path.join(out, "causes.md"))
+        return
     scratch, out = sys.argv[1], sys.argv[2]
     results = {}
     for path in sorted(glob.glob(os.path.join(scratch, "*.trace"))):
@@ -256,7 +263,9 @@ def main():
 
 
 def d(x, key="p50"):
-    return "-" if not x or x.get("n", 0) == 0 else "%g" % x[key]
+    if not x or x.get("n", 0) == 0:
+        return "-"
+    return "%.0f" % x[key] if abs(x[key]) >= 1000 else "%g" % x[key]
 
 
 def write_markdown(results, path):
