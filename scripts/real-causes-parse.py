@@ -152,7 +152,12 @@ def pv_figures(calls, off, writes):
         in_slice = [c for c in moved if a["start_ms"] + a["ms"] <= c["start_ms"] < b["start_ms"]]
         asked = [int(c["args"].get("len", "0"), 16) for c in pv if c["call"] == "splice"
                  and a["start_ms"] + a["ms"] <= c["start_ms"] < b["start_ms"]]
+        awake0, awake1 = a["start_ms"] + a["ms"], b["start_ms"]
+        # pselect6 calls that returned ready input: pv was waiting for the producer.
+        input_wait = sum(c["ms"] for c in pv if c["call"] == "pselect6" and c["ret"] > 0
+                         and awake0 <= c["start_ms"] < awake1)
         slices.append({"length_ms": b["start_ms"] + b["ms"] - (a["start_ms"] + a["ms"]),
+                       "awake_ms": awake1 - awake0, "input_wait_ms": input_wait,
                        "bytes": sum(c["ret"] for c in in_slice),
                        "read_bytes": sum(c["ret"] for c in in_slice if c["call"] == "read"),
                        "first_splice_len": asked[0] if asked else 0,
@@ -184,10 +189,28 @@ def pv_figures(calls, off, writes):
             "slice_bytes": dist([s["bytes"] for s in slices]),
             "slice_read_bytes": dist([s["read_bytes"] for s in slices]),
             "slice_burst_ms": dist([s["burst_ms"] for s in slices]),
+            "slice_awake_ms": dist([s["awake_ms"] for s in slices]),
+            "slice_input_wait_ms": dist([s["input_wait_ms"] for s in slices]),
+            "long_slices": long_slices(slices),
+            "timeline_ms": {
+                "note": "start and length in ms from the first stream write",
+                "pv_sleeps": [[round(x["start_ms"] - t_first, 2), round(x["ms"], 2)] for x in sleeps],
+                "writer_waits_ge16": [[round(st - t_first, 2), round(d, 2)] for st, d in waits16],
+                "stream_writes_blocked_ge16": [[round(st - t_first, 2), round(d, 2)] for st, d in wblock16]},
             "slice_first_splice_len": dist([s["first_splice_len"] for s in slices]),
             "splice_bytes": dist([c["ret"] for c in moved if c["call"] == "splice"]),
             "sleeps_by_what_overlaps": kinds, "writer_waits_ge64_without_stream_block_ge64": unexplained,
             "snapshot_ms": t_last - t_first}
+
+
+def long_slices(slices, length_ms_min=150.0):
+    """Slices of at least `length_ms_min`: how many, and where their awake time went."""
+    long = [x for x in slices if x["length_ms"] >= length_ms_min]
+    awake = sum(x["awake_ms"] for x in long)
+    waiting = sum(x["input_wait_ms"] for x in long)
+    return {"length_ms_min": length_ms_min, "count": len(long), "awake_ms_sum": round(awake, 1),
+            "input_wait_ms_sum": round(waiting, 1),
+            "bytes": dist([x["bytes"] for x in long])}
 
 
 def bdp_figures(bdp):
@@ -282,18 +305,20 @@ def write_markdown(results, path):
     pvs = [(n, r["pv"]) for n, r in results.items() if "pv" in r]
     if pvs:
         lines += ["", "## pv's real read pattern (per traced run, during the snapshot)", "",
-                  "| run | pv sleeps | sleep ms p50 (p10-p90) | slice ms p50 (p10-p90) | bytes per slice p50 (p10-p90) | of which read(2) p50 | first splice len p50 | burst ms p50 | splice bytes p50 | sleeps with writer wait >= 64 ms | with 16-63 ms | stream blocked, writer not | stream not blocked | writer waits >= 64 ms without a stream write >= 64 ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| run | pv sleeps | sleep ms p50 (p10-p90) | slice ms p50 (p10-p90) | bytes per slice p50 (p10-p90) | of which read(2) p50 | first splice len p50 | burst ms p50 | splice bytes p50 | sleeps with writer wait >= 64 ms | with 16-63 ms | stream blocked, writer not | stream not blocked | writer waits >= 64 ms without a stream write >= 64 ms | slices >= 150 ms: count, awake ms, of which pv waited for input ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, p in pvs:
             k = p["sleeps_by_what_overlaps"]
-            lines.append("| %s | %d | %s (%s-%s) | %s (%s-%s) | %s (%s-%s) | %s | %s | %s | %s | %d | %d | %d | %d | %d |" % (
+            ls = p.get("long_slices")
+            long_text = "%d, %.0f, %.0f" % (ls["count"], ls["awake_ms_sum"], ls["input_wait_ms_sum"]) if ls else "-"
+            lines.append("| %s | %d | %s (%s-%s) | %s (%s-%s) | %s (%s-%s) | %s | %s | %s | %s | %d | %d | %d | %d | %d | %s |" % (
                 n, p["sleeps"], d(p["sleep_ms"]), d(p["sleep_ms"], "p10"), d(p["sleep_ms"], "p90"),
                 d(p["slice_ms"]), d(p["slice_ms"], "p10"), d(p["slice_ms"], "p90"),
                 d(p["slice_bytes"]), d(p["slice_bytes"], "p10"), d(p["slice_bytes"], "p90"),
                 d(p["slice_read_bytes"]), d(p["slice_first_splice_len"]), d(p["slice_burst_ms"]),
                 d(p["splice_bytes"]), k["writer_wait_ge64"], k["writer_wait_16_63"],
                 k["stream_blocked_writer_not"], k["stream_not_blocked"],
-                p["writer_waits_ge64_without_stream_block_ge64"]))
+                p["writer_waits_ge64_without_stream_block_ge64"], long_text))
     bd = [(n, r["balance_dirty_pages"]) for n, r in results.items() if r.get("balance_dirty_pages")]
     if bd:
         lines += ["", "## writeback:balance_dirty_pages (file runs): pause and period by thread", "",
