@@ -69,6 +69,17 @@ impl StreamPath {
         self.bytes_submitted
     }
 
+    /// The producer writes `bytes` at `now` and flushes its buffer: one `write(2)` of what was
+    /// buffered and these bytes; returns when it returns. The qemu model's thread does this
+    /// for every capture (`linux/src/snapshot/lanes.rs` `qemu_lane`, as QEMU's `qemu_fflush`
+    /// before each unprotect), so a page is in the stream before its writer is woken.
+    pub fn submit_flushed(&mut self, now: Nanos, bytes: u64) -> Nanos {
+        self.bytes_submitted += bytes;
+        let pending = self.buffered_bytes + bytes;
+        self.buffered_bytes = 0;
+        self.write_call(now, pending)
+    }
+
     /// The producer writes `bytes` at `now`; returns when its write returns. With a
     /// user-space buffer, as `BufWriter` does: a write that does not fit flushes the buffer
     /// first (one `write(2)`), a write as large as the buffer goes straight through, others
