@@ -498,7 +498,12 @@ impl<'a> Sim<'a> {
             }
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
-            let start = self.now + Nanos(handler.capture_overhead_ns * run.count);
+            let page_ns = if capture.cause() == wpsnap_core::Cause::Scan {
+                handler.capture_overhead_ns * 100 / handler.scan_cpu_percent as u64
+            } else {
+                handler.capture_overhead_ns
+            };
+            let start = self.now + Nanos(page_ns * run.count);
             let copied = match lane {
                 // QEMU writes the page to the stream and flushes it, then unprotects it.
                 Lane::Single => self.stream.submit_flushed(start, stream_bytes(run, self.zero_seed, self.config)),
