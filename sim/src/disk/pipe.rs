@@ -297,6 +297,26 @@ mod tests {
     }
 
     #[test]
+    fn a_flushed_write_waits_for_the_pipe_a_buffered_one_does_not() {
+        // A smooth consumer with the 256 KiB output buffer: 16 KiB writes are memory copies
+        // until the buffer is full; the same writes flushed each go through the pipe, which
+        // after the first 64 KiB waits for the consumer (16 KiB per 328 us).
+        let mut params = metered(50_000_000, 327_680, 1);
+        params.user_buffer_bytes = 256 << 10;
+        let time_of_ten = |flush: bool| {
+            let mut path = StreamPath::new(&params, ChaCha8Rng::seed_from_u64(1));
+            let mut t = Nanos::ZERO;
+            for _ in 0..10 {
+                t = if flush { path.submit_flushed(t, 16 << 10) } else { path.submit(t, 16 << 10) };
+            }
+            assert_eq!(path.bytes_submitted(), 160 << 10);
+            t
+        };
+        assert!(time_of_ten(false) < Nanos::from_us(100), "buffered: {}", time_of_ten(false));
+        assert!(time_of_ten(true) > Nanos::from_us(1_000), "flushed: {}", time_of_ten(true));
+    }
+
+    #[test]
     fn an_iops_cap_bounds_small_direct_writes() {
         let mut params = DiskPreset::Tmpfs.params();
         params.bandwidth_bytes_per_sec = 50_000_000;
