@@ -10,7 +10,9 @@
 # (scripts/heldout-real.sh: skipped with the reason where no loop device/blkio, the file cells
 # only), the held-out table (docs/research/heldout.py), the policies on the bursty sink with
 # paired seeds (docs/research/policies_pv.py) and the sensitivity sweep of the free parameters
-# (docs/research/sensitivity.py). Set GROUND_TRUTH_ONLY=1 to run just those.
+# (docs/research/sensitivity.py), after the calibration grid (docs/research/calibrate.py).
+# WAKE_MEASURE=1 also re-measures the writer wake-up tables (docs/research/wake-latency).
+# Set GROUND_TRUTH_ONLY=1 to run just those.
 #
 # Runs everything under `nice -n 10` with at most 2 simulator threads (shared machine).
 # Raw outputs go to $RAW (default: a fresh temporary folder, kept and printed at the end).
@@ -61,7 +63,17 @@ ground_truth() {
     OUT="$RAW/heldout-real" bash scripts/heldout-real.sh || echo "real held-out cells failed (outputs in $RAW)" >&2
     local real=docs/results/heldout-2026-11-30
     [ -n "$(ls "$RAW/heldout-real/"*-w*.json 2>/dev/null)" ] && real="$RAW/heldout-real"
-    "${NICE[@]}" python3 docs/research/heldout.py "$real" "$OUT/heldout" --seeds 3
+    if [ "${WAKE_MEASURE:-0}" = 1 ]; then
+        # The writer wake-up tables (overwrites docs/research/wake-latency; machine-dependent).
+        cargo build --locked -q --release -p wpsnap-sim --example wake_latency
+        for hogs in 0 2 4 8; do
+            ./target/release/examples/wake_latency "$hogs" 60000 > "$OUT/wake-latency/hogs-$hogs.json"
+            ./target/release/examples/wake_latency "$hogs" 30000 50 > "$OUT/wake-latency/hogs-$hogs-sleep50us.json"
+        done
+    fi
+    # The calibration grid on the calibration cells only; heldout.py FREE holds its best row.
+    "${NICE[@]}" python3 docs/research/calibrate.py "$real" "$OUT/calibration" --seeds 2
+    "${NICE[@]}" python3 docs/research/heldout.py "$real" "$OUT/heldout" --seeds 2
     "${NICE[@]}" python3 docs/research/policies_pv.py "$OUT/policies-pv" --seeds "$SEEDS"
     "${NICE[@]}" python3 docs/research/sensitivity.py "$OUT/sensitivity"
 }

@@ -32,7 +32,10 @@ def t95(df):
 
 def scenario(size_mib, model):
     cfg = heldout.config("pv", model, "%dM" % size_mib, 0)
-    cfg["writers"] = {"count": 6, "pattern": {"kind": "video"}, "writes_per_sec": 20000.0}
+    # Six video writers at 20 000 writes/s each: open loop, woken with the measured latency of
+    # a writer that sleeps between writes (heldout.wake_latency_table).
+    cfg["writers"].update(count=6, pattern={"kind": "video"}, writes_per_sec=20000.0, open_loop=True,
+                          wake_latency=heldout.wake_latency_table(20000))
     cfg["zero_page_percent"] = 80
     return cfg
 

@@ -22,7 +22,12 @@ SWEEP = {
     "pv_burst_slices": [1, 5, 20],
     "pipe_capacity_bytes": [16 << 10, 64 << 10, 1 << 20],
     "cmd_buffer_bytes": [4 << 10, 256 << 10, 4 << 20],
-    "capture_overhead_ns": [300, 5_000, 20_000],
+    "capture_overhead_ns": [1_000, 3_000, 10_000],
+    # Issue 14's model fixes: the measured wake-up latency (which table), the lane's work after
+    # each capture, and the scan's CPU share.
+    "wake_latency_hogs": [None, 0, 4, 8],
+    "capture_fixed_ns": [0, 10_000, 40_000],
+    "scan_cpu_percent": [5, 10, 100],
     "fault_delivery_ns": [2_000, 4_000, 16_000],
     "write_stall_per_million": [0, 10, 100],
 }
@@ -47,6 +52,10 @@ def main():
     seeds = 2 if smoke else int(sys.argv[sys.argv.index("--seeds") + 1]) if "--seeds" in sys.argv else 3
     size = 64 if smoke else 4096
     sweep = {k: v[:1] for k, v in list(SWEEP.items())[:2]} if smoke else SWEEP
+    # SWEEP_ONLY=a,b: just these parameters (a partial rerun).
+    only = [n for n in os.environ.get("SWEEP_ONLY", "").split(",") if n]
+    if only:
+        sweep = {k: v for k, v in sweep.items() if k in only}
     os.makedirs(out_dir, exist_ok=True)
     rows = []
     for name, values in sweep.items():

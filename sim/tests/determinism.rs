@@ -32,13 +32,28 @@ fn the_report_names_its_seed_and_full_disk_parameters() {
 }
 
 #[test]
-fn a_snapshot_costs_writers_progress_against_the_baseline() {
-    // The qemu model on the slow disk blocks writers on the stream: they must lose writes.
-    let config = small(ServiceModel::Qemu, PolicyConfig::None, DiskPreset::Hdd7200, 8192);
+fn a_snapshot_costs_closed_loop_writers_progress_against_the_baseline() {
+    // The qemu model on the slow disk blocks writers on the stream: closed-loop writers
+    // never make the blocked time up, so they must lose writes.
+    let mut config = small(ServiceModel::Qemu, PolicyConfig::None, DiskPreset::Hdd7200, 8192);
+    config.writers.open_loop = false;
     let report = run_twice(9, &config);
     let ratio = report.writers.throughput_ratio.expect("baseline ran");
     assert!(ratio < 1.0, "ratio {ratio}");
     assert!(report.writers.baseline_writes.is_some_and(|b| b > report.writers.writes_during_snapshot));
+}
+
+#[test]
+fn open_loop_writers_catch_up_after_their_blocks() {
+    // The same run with the default open-loop writers: they are blocked as long, but write
+    // back to back afterwards, so they lose fewer writes than closed-loop ones.
+    let mut config = small(ServiceModel::Qemu, PolicyConfig::None, DiskPreset::Hdd7200, 8192);
+    let open = run_twice(9, &config);
+    config.writers.open_loop = false;
+    let closed = run_twice(9, &config);
+    assert!(open.writers.blocked_ns_total > 0, "no writer was blocked");
+    let ratio = |r: &wpsnap_sim::SimReport| r.writers.throughput_ratio.expect("baseline ran");
+    assert!(ratio(&open) > ratio(&closed), "open {} closed {}", ratio(&open), ratio(&closed));
 }
 
 #[test]

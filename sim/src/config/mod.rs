@@ -49,7 +49,27 @@ pub struct WritersConfig {
     pub pattern: Pattern,
     /// Each writer's mean write rate (the inverse of its mean think time).
     pub writes_per_sec: f64,
+    /// Open loop (the default, as wpsnap's real writers, `linux/src/writers`): each writer
+    /// keeps a Poisson schedule of due times and, after a blocked write, writes back to back
+    /// (one `store_ns` apart) until it has caught up. Closed loop (`false`): the next think
+    /// time is drawn from the end of each write, so a block delays every later write.
+    #[serde(default = "default_true")]
+    pub open_loop: bool,
+    /// The shortest time between two writes of one writer (one store and its bookkeeping):
+    /// the pace of an open-loop writer catching up.
+    #[serde(default = "default_store_ns")]
+    pub store_ns: u64,
+    /// The time from a writer's wake-up (its page unprotected) to the writer running again,
+    /// drawn per wake-up from this table of `[cumulative probability, ns]` points (linear in
+    /// between): CPU contention on a loaded machine. Measured with
+    /// `cargo run --release -p wpsnap-sim --example wake_latency -- HOGS SAMPLES`
+    /// (`docs/research/wake-latency/`). Empty: every wake-up takes `handler.wake_ns`.
+    #[serde(default)]
+    pub wake_latency: Vec<[f64; 2]>,
 }
+
+/// Most points a wake-latency table may have.
+pub const WAKE_LATENCY_POINTS_MAX: usize = 1_000;
 
 /// Costs of the kernel and handler steps around a fault. Defaults from
 /// shared/notes/physical-limits.md: a uffd-wp round trip is 4.74 us on bare metal (2.43
@@ -64,8 +84,22 @@ pub struct HandlerCosts {
     pub unprotect_ns: u64,
     /// From the unprotect to the writer running again.
     pub wake_ns: u64,
-    /// Per-capture bookkeeping of the saving thread (find the page, build the header).
+    /// Per-page cost of the saving thread (read the page, build its header, copy it).
     pub capture_overhead_ns: u64,
+    /// A lane's work after each capture's unprotect, however many pages it had, before it
+    /// reads fault events or takes its next capture (engine turn, digests, staging hand-off,
+    /// the loop back to the event read; `linux/src/snapshot/lanes.rs`). A writer woken by the
+    /// unprotect whose next fault arrives within this time is read before the next scan
+    /// batch starts.
+    #[serde(default)]
+    pub capture_fixed_ns: u64,
+    /// The share of a CPU (percent) the background scan gets: its per-page cost is
+    /// `capture_overhead_ns * 100 / scan_cpu_percent`. A thread that is always runnable gets
+    /// its fair share on a loaded machine, while a thread woken from sleep (a fault capture)
+    /// runs at once; on the 2-core VM at load 9-12 the real decoupled scan captured about one
+    /// page per 22 us (`pages_by_scan` over the protection window in the held-out reports).
+    #[serde(default = "default_percent_100")]
+    pub scan_cpu_percent: u8,
     /// Write-protecting the region at the start, writers paused (16-22 ms/GiB measured
     /// with 4 KiB pages).
     pub protect_ns_per_gib: u64,
@@ -78,6 +112,8 @@ impl Default for HandlerCosts {
             unprotect_ns: 2_000,
             wake_ns: 2_000,
             capture_overhead_ns: 300,
+            capture_fixed_ns: 0,
+            scan_cpu_percent: 100,
             protect_ns_per_gib: 19_000_000,
         }
     }
@@ -130,6 +166,12 @@ fn default_time_max() -> u64 {
 fn default_true() -> bool {
     true
 }
+fn default_percent_100() -> u8 {
+    100
+}
+fn default_store_ns() -> u64 {
+    300
+}
 
 impl SimConfig {
     /// The documented default scenario (`wpsnap-sim run --seed N`): the seed author's test
@@ -144,7 +186,14 @@ impl SimConfig {
     pub fn new(region_bytes: u64, model: ServiceModel, policy: PolicyConfig, disk: DiskPreset) -> SimConfig {
         SimConfig {
             engine: EngineConfig::new(4096, (region_bytes / 4096).max(1), model, policy),
-            writers: WritersConfig { count: 6, pattern: Pattern::Video, writes_per_sec: 20_000.0 },
+            writers: WritersConfig {
+                count: 6,
+                pattern: Pattern::Video,
+                writes_per_sec: 20_000.0,
+                open_loop: true,
+                store_ns: default_store_ns(),
+                wake_latency: Vec::new(),
+            },
             disk_preset: disk,
             disk: None,
             handler: HandlerCosts::default(),
@@ -178,6 +227,10 @@ impl SimConfig {
         }
         self.writers.pattern.validate().map_err(|e| ConfigFieldError::new("writers.pattern", e.to_string()))?;
         self.timing()?;
+        self.validate_wake_latency()?;
+        if self.writers.store_ns > 1_000_000 {
+            return Err(ConfigFieldError::new("writers.store_ns", "above 1 ms".into()));
+        }
         self.disk_params().validate().map_err(|e| ConfigFieldError::new(&format!("disk.{}", e.field), e.reason))?;
         let h = &self.handler;
         for (field, v) in [
@@ -185,6 +238,7 @@ impl SimConfig {
             ("handler.unprotect_ns", h.unprotect_ns),
             ("handler.wake_ns", h.wake_ns),
             ("handler.capture_overhead_ns", h.capture_overhead_ns),
+            ("handler.capture_fixed_ns", h.capture_fixed_ns),
         ] {
             if v > 1_000_000_000 {
                 return Err(ConfigFieldError::new(field, format!("{v} is above one second")));
@@ -192,6 +246,9 @@ impl SimConfig {
         }
         if h.protect_ns_per_gib > 10_000_000_000 {
             return Err(ConfigFieldError::new("handler.protect_ns_per_gib", "above 10 s per GiB".into()));
+        }
+        if h.scan_cpu_percent == 0 || h.scan_cpu_percent > 100 {
+            return Err(ConfigFieldError::new("handler.scan_cpu_percent", "outside 1..=100".into()));
         }
         if self.zero_page_percent > 100 {
             return Err(ConfigFieldError::new("zero_page_percent", format!("{} is above 100", self.zero_page_percent)));
@@ -207,6 +264,31 @@ impl SimConfig {
         }
         if self.warmup_ns >= self.sim_time_ns_max {
             return Err(ConfigFieldError::new("warmup_ns", "must be below sim_time_ns_max".into()));
+        }
+        Ok(())
+    }
+
+    /// The wake-latency table: probabilities rising from 0 to 1, delays not falling, each
+    /// below one second.
+    fn validate_wake_latency(&self) -> Result<(), ConfigFieldError> {
+        let table = &self.writers.wake_latency;
+        if table.is_empty() {
+            return Ok(());
+        }
+        let bad = |reason: &str| Err(ConfigFieldError::new("writers.wake_latency", reason.to_string()));
+        if table.len() < 2 || table.len() > WAKE_LATENCY_POINTS_MAX {
+            return bad(&format!("needs 2..={WAKE_LATENCY_POINTS_MAX} points"));
+        }
+        if table[0][0] != 0.0 || table[table.len() - 1][0] != 1.0 {
+            return bad("the probabilities must start at 0 and end at 1");
+        }
+        for pair in table.windows(2) {
+            if !(pair[1][0] >= pair[0][0] && pair[1][1] >= pair[0][1]) {
+                return bad("probabilities and delays must not fall");
+            }
+        }
+        if table.iter().any(|p| !(p[1] >= 0.0 && p[1] < 1e9)) {
+            return bad("delays must be within 0 ns and one second");
         }
         Ok(())
     }
@@ -245,6 +327,17 @@ mod tests {
         disk.request_bytes = 1;
         c.disk = Some(disk);
         assert_eq!(c.validate().map_err(|e| e.field), Err("disk.request_bytes".to_string()));
+    }
+
+    #[test]
+    fn a_wake_latency_table_must_rise_from_0_to_1() {
+        let mut c = SimConfig::default_scenario();
+        c.writers.wake_latency = vec![[0.0, 1_000.0], [1.0, 5_000.0]];
+        assert_eq!(c.validate(), Ok(()));
+        for bad in [vec![[0.0, 1_000.0]], vec![[0.1, 1_000.0], [1.0, 5_000.0]], vec![[0.0, 5_000.0], [1.0, 1_000.0]]] {
+            c.writers.wake_latency = bad;
+            assert_eq!(c.validate().map_err(|e| e.field), Err("writers.wake_latency".to_string()));
+        }
     }
 
     #[test]

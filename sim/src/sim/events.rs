@@ -16,6 +16,9 @@ pub enum Event {
     Resume(u32),
     /// A lane finished copying out its capture.
     CaptureDone(Lane),
+    /// A lane finished its work after a capture (`handler.capture_fixed_ns`) and looks for
+    /// the next one.
+    LaneReady(Lane),
     /// The engine's policy timer (the generation tells stale timers apart).
     Timer(u64),
     /// The decoupled model's sink finished writing its batch (one batch is in flight at a

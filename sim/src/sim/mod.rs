@@ -47,6 +47,7 @@ mod component {
     pub const DISK: u64 = 1;
     pub const ZERO_PAGES: u64 = 2;
     pub const WRITER_BASE: u64 = 1_000;
+    pub const WAKE_BASE: u64 = 2_000_000;
 }
 
 /// SplitMix64: spreads (seed, component) into an independent-looking 64-bit sub-seed.
@@ -82,6 +83,8 @@ struct Sim<'a> {
     uffd_pending: VecDeque<u64>,
     /// Each lane's capture in flight, with the stream bytes it writes (qemu lane).
     lanes: [Option<(Capture, u64)>; 3],
+    /// Lanes doing their work after a capture (until their `LaneReady` event).
+    lanes_settling: [bool; 3],
     stream: StreamPath,
     staged: VecDeque<PageRun>,
     staged_pages: u64,
@@ -142,7 +145,8 @@ impl<'a> Sim<'a> {
         for w in 0..config.writers.count {
             let sampler = PageSampler::new(&config.writers.pattern, page_count, w)?;
             let rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, component::WRITER_BASE + w as u64));
-            writers.push(Writer::new(sampler, rng));
+            let wake_rng = ChaCha8Rng::seed_from_u64(sub_seed(seed, component::WAKE_BASE + w as u64));
+            writers.push(Writer::new(sampler, rng, wake_rng));
         }
         let disk = config.disk_params();
         let keep_versions = with_snapshot && page_count <= VERSIONED_PAGES_MAX;
@@ -159,6 +163,7 @@ impl<'a> Sim<'a> {
             phase: Phase::Warmup,
             uffd_pending: VecDeque::new(),
             lanes: [None, None, None],
+            lanes_settling: [false; 3],
             stream: StreamPath::new(&disk, ChaCha8Rng::seed_from_u64(sub_seed(seed, component::DISK))),
             staged: VecDeque::new(),
             staged_pages: 0,
@@ -185,11 +190,12 @@ impl<'a> Sim<'a> {
     /// Runs until the snapshot is finished and no writer is blocked (or, without a
     /// snapshot, until `stop_at`).
     fn run(&mut self) {
+        let (open_loop, store_ns) = (self.config.writers.open_loop, self.config.writers.store_ns);
         for w in 0..self.writers.len() as u32 {
-            let gap = self.writers[w as usize].next_gap(&self.timing, Nanos::ZERO);
+            let first = self.writers[w as usize].next_write_at(&self.timing, Nanos::ZERO, open_loop, store_ns);
             let page = self.writers[w as usize].draw_ahead();
             self.warm(page);
-            self.queue.push(gap, Event::Write(w));
+            self.queue.push(first, Event::Write(w));
         }
         self.queue.push(self.instant, Event::SnapshotStart);
         while let Some((at, event)) = self.queue.pop() {
@@ -203,6 +209,10 @@ impl<'a> Sim<'a> {
                 Event::FaultDelivered(w) => self.on_fault_delivered(w),
                 Event::Resume(w) => self.on_resume(w),
                 Event::CaptureDone(lane) => self.on_capture_done(lane),
+                Event::LaneReady(lane) => {
+                    self.lanes_settling[lane_slot(lane)] = false;
+                    self.serve();
+                }
                 Event::Timer(generation) => self.on_timer(generation),
                 Event::SinkDone => self.on_sink_done(),
                 Event::SnapshotStart => self.on_snapshot_start(),
@@ -277,7 +287,8 @@ impl<'a> Sim<'a> {
             self.memory.write(page);
         }
         writer.wrote(in_window);
-        let next = self.now + writer.next_gap(&self.timing, self.now);
+        let (open_loop, store_ns) = (self.config.writers.open_loop, self.config.writers.store_ns);
+        let next = writer.next_write_at(&self.timing, self.now, open_loop, store_ns);
         let page = writer.draw_ahead();
         self.warm(page);
         self.queue.push(next, Event::Write(w));
@@ -303,7 +314,7 @@ impl<'a> Sim<'a> {
             self.read_faults();
             self.poll_lanes();
             let idle_with_events = self.config.engine.service_model == ServiceModel::Qemu
-                && self.lanes[lane_slot(Lane::Single)].is_none()
+                && !self.lane_busy(Lane::Single)
                 && !self.uffd_pending.is_empty();
             if !idle_with_events {
                 break;
@@ -317,7 +328,7 @@ impl<'a> Sim<'a> {
     fn read_faults(&mut self) {
         let model = self.config.engine.service_model;
         let reader = if model == ServiceModel::Qemu { Lane::Single } else { Lane::Fault };
-        if self.lanes[lane_slot(reader)].is_some()
+        if self.lane_busy(reader)
             || self.engine.as_ref().is_some_and(|e| e.lane_asleep_until(reader, self.now).is_some())
         {
             return;
@@ -367,11 +378,14 @@ impl<'a> Sim<'a> {
         if self.blocked == 0 {
             return;
         }
-        let at = self.now + Nanos(self.config.handler.wake_ns);
+        let table = &self.config.writers.wake_latency;
         for (w, writer) in self.writers.iter_mut().enumerate() {
             if writer.is_blocked_unwoken() && matches(writer.pending_page()) {
                 writer.mark_woken();
-                self.queue.push(at, Event::Resume(w as u32));
+                // A measured wake-up latency (CPU contention) if given, else the fixed cost.
+                let latency =
+                    if table.is_empty() { Nanos(self.config.handler.wake_ns) } else { writer.wake_latency(table) };
+                self.queue.push(self.now + latency, Event::Resume(w as u32));
             }
         }
     }
@@ -405,6 +419,10 @@ impl<'a> Sim<'a> {
             self.driver_errors.push(format!("capture done on idle lane {lane:?}"));
             return;
         };
+        if self.config.handler.capture_fixed_ns > 0 {
+            self.lanes_settling[lane_slot(lane)] = true;
+            self.queue.push(self.now + Nanos(self.config.handler.capture_fixed_ns), Event::LaneReady(lane));
+        }
         let run = capture.run();
         let scan = capture.cause() == wpsnap_core::Cause::Scan;
         let Some(engine) = self.engine.as_mut() else { return };
@@ -427,6 +445,11 @@ impl<'a> Sim<'a> {
         }
         self.kick_sink();
         self.serve();
+    }
+
+    /// Whether `lane` has a capture in flight or is still doing its work after one.
+    fn lane_busy(&self, lane: Lane) -> bool {
+        self.lanes[lane_slot(lane)].is_some() || self.lanes_settling[lane_slot(lane)]
     }
 
     /// Pages held by the decoupled path: captures in flight on its lanes, staged, being written.
@@ -486,18 +509,23 @@ impl<'a> Sim<'a> {
         let Some(engine) = self.engine.as_mut() else { return };
         let handler = self.config.handler;
         for &lane in self.config.engine.service_model.lanes() {
-            if self.lanes[lane_slot(lane)].is_some() {
+            if self.lanes[lane_slot(lane)].is_some() || self.lanes_settling[lane_slot(lane)] {
                 continue;
             }
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
             // The capture reads and writes this page's state when it is done.
             std::hint::black_box(self.memory.warm(run.first.0));
-            let start = self.now + Nanos(handler.capture_overhead_ns * run.count);
+            let page_ns = if capture.cause() == wpsnap_core::Cause::Scan {
+                handler.capture_overhead_ns * 100 / handler.scan_cpu_percent as u64
+            } else {
+                handler.capture_overhead_ns
+            };
+            let start = self.now + Nanos(page_ns * run.count);
             let bytes = if lane == Lane::Single { stream_bytes(run, self.zero_seed, self.config) } else { 0 };
             let copied = match lane {
-                // QEMU writes the page to the stream, then unprotects it.
-                Lane::Single => self.stream.submit(start, bytes),
+                // QEMU writes the page to the stream and flushes it, then unprotects it.
+                Lane::Single => self.stream.submit_flushed(start, bytes),
                 // The decoupled lanes copy into staging.
                 Lane::Fault | Lane::Scan => {
                     start + Nanos(transfer_ns(run.count * self.config.engine.page_size, self.copy_bytes_per_sec))

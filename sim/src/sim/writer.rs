@@ -1,5 +1,6 @@
 //! One simulated writer thread (a vCPU).
 
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use wpsnap_core::Nanos;
 use wpsnap_workload::{PageSampler, WriteTiming};
@@ -18,6 +19,11 @@ enum State {
 pub struct Writer {
     sampler: PageSampler,
     rng: ChaCha8Rng,
+    /// Draws the wake-up latencies: its own stream, so a wake-latency table does not shift
+    /// the pages and think times drawn from `rng`.
+    wake_rng: ChaCha8Rng,
+    /// The open-loop schedule: when the next write is due.
+    due: Nanos,
     page: u64,
     /// The next write's page, drawn ahead (see `draw_ahead`).
     upcoming: Option<u64>,
@@ -27,10 +33,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(sampler: PageSampler, rng: ChaCha8Rng) -> Writer {
+    pub fn new(sampler: PageSampler, rng: ChaCha8Rng, wake_rng: ChaCha8Rng) -> Writer {
         Writer {
             sampler,
             rng,
+            wake_rng,
+            due: Nanos::ZERO,
             page: 0,
             upcoming: None,
             state: State::Running,
@@ -62,8 +70,27 @@ impl Writer {
         self.page
     }
 
-    pub fn next_gap(&mut self, timing: &WriteTiming, now: Nanos) -> Nanos {
-        Nanos(timing.next_gap_ns(now.as_ns(), &mut self.rng))
+    /// When the next write happens, after a write that ended `now`. Open loop: the next due
+    /// time of the Poisson schedule, but no sooner than one store from now (a writer behind
+    /// its schedule catches up back to back, as the real one). Closed loop: a think time
+    /// from now.
+    pub fn next_write_at(&mut self, timing: &WriteTiming, now: Nanos, open_loop: bool, store_ns: u64) -> Nanos {
+        if open_loop {
+            self.due = self.due + Nanos(timing.next_gap_ns(self.due.as_ns(), &mut self.rng));
+            self.due.max(now + Nanos(store_ns))
+        } else {
+            now + Nanos(timing.next_gap_ns(now.as_ns(), &mut self.rng).max(store_ns))
+        }
+    }
+
+    /// One wake-up latency drawn from `table` (`[cumulative probability, ns]`, validated),
+    /// linear between its points.
+    pub fn wake_latency(&mut self, table: &[[f64; 2]]) -> Nanos {
+        let u: f64 = self.wake_rng.random();
+        let upper = table.partition_point(|p| p[0] <= u).clamp(1, table.len() - 1);
+        let ([p0, ns0], [p1, ns1]) = (table[upper - 1], table[upper]);
+        let share = if p1 > p0 { (u - p0) / (p1 - p0) } else { 0.0 };
+        Nanos((ns0 + share * (ns1 - ns0)) as u64)
     }
 
     pub fn block(&mut self, page: u64, now: Nanos) {
@@ -111,8 +138,44 @@ mod tests {
     use rand::SeedableRng;
     use wpsnap_workload::Pattern;
 
+    fn writer() -> Writer {
+        let sampler = PageSampler::new(&Pattern::Uniform, 1024, 0).expect("valid pattern");
+        Writer::new(sampler, ChaCha8Rng::seed_from_u64(1), ChaCha8Rng::seed_from_u64(2))
+    }
+
+    #[test]
+    fn wake_latencies_follow_the_table() {
+        // Half the wake-ups take 1-2 us, the other half 10-20 ms.
+        let table = [[0.0, 1_000.0], [0.5, 2_000.0], [0.5, 10_000_000.0], [1.0, 20_000_000.0]];
+        let mut w = writer();
+        let draws: Vec<u64> = (0..10_000).map(|_| w.wake_latency(&table).as_ns()).collect();
+        assert!(draws.iter().all(|&ns| (1_000..=20_000_000).contains(&ns)));
+        assert!(draws.iter().all(|&ns| ns <= 2_000 || ns >= 10_000_000), "a draw fell in the gap");
+        let long = draws.iter().filter(|&&ns| ns >= 10_000_000).count();
+        assert!((4_000..6_000).contains(&long), "{long} of 10000 long");
+    }
+
+    #[test]
+    fn an_open_loop_writer_catches_up_one_store_apart() {
+        let timing = WriteTiming::steady(1_000.0).expect("valid rate");
+        let mut w = writer();
+        // Blocked for a whole second: about 1000 writes are overdue, so the next ones come
+        // one store apart until the schedule is met again.
+        let mut now = Nanos(1_000_000_000);
+        let mut back_to_back = 0;
+        for _ in 0..100 {
+            let next = w.next_write_at(&timing, now, true, 300);
+            back_to_back += (next == now + Nanos(300)) as u32;
+            now = next;
+        }
+        assert_eq!(back_to_back, 100);
+        // Closed loop: the gap is drawn from now, never a catch-up.
+        let next = w.next_write_at(&timing, now, false, 300);
+        assert!(next >= now + Nanos(300));
+    }
+
     /// The loop used to draw a write's page when the write came; it now draws it right after
-    /// the gap before it. Both orders must give the same gaps and pages, for every pattern.
+    /// the gap before it. Both orders must give the same times and pages, for every pattern.
     #[test]
     fn drawing_the_page_ahead_gives_the_same_writes() {
         const WRITES: u32 = 2_000;
@@ -122,18 +185,18 @@ mod tests {
             let timing = WriteTiming::for_pattern(&pattern, 20_000.0).expect("a valid rate");
             let writer = || {
                 let sampler = PageSampler::new(&pattern, 1 << 20, 0).expect("a valid sampler");
-                Writer::new(sampler, ChaCha8Rng::seed_from_u64(9))
+                Writer::new(sampler, ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(10))
             };
             let (mut on_write, mut ahead) = (writer(), writer());
-            let mut now = on_write.next_gap(&timing, Nanos::ZERO);
-            assert_eq!(ahead.next_gap(&timing, Nanos::ZERO), now);
+            let mut now = on_write.next_write_at(&timing, Nanos::ZERO, true, 300);
+            assert_eq!(ahead.next_write_at(&timing, Nanos::ZERO, true, 300), now);
             ahead.draw_ahead();
             for _ in 0..WRITES {
                 assert_eq!(ahead.choose_page(), on_write.choose_page(), "{text}");
-                let gap = on_write.next_gap(&timing, now);
-                assert_eq!(ahead.next_gap(&timing, now), gap, "{text}");
+                let next = on_write.next_write_at(&timing, now, true, 300);
+                assert_eq!(ahead.next_write_at(&timing, now, true, 300), next, "{text}");
                 ahead.draw_ahead();
-                now = now + gap;
+                now = next;
             }
         }
     }
