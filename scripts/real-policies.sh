@@ -166,6 +166,11 @@ main() {
             *) echo "unknown sink $sink (pv, file)" >&2; exit 2 ;;
         esac
     done
+    # CI sets WPSNAP_REQUIRE_SLOW_DISK=1: there a skipped sink is a failure, not a note.
+    if [ "${WPSNAP_REQUIRE_SLOW_DISK:-0}" = 1 ] && [ -s "$OUT/skipped.txt" ]; then
+        echo "real-policies: a sink was skipped and WPSNAP_REQUIRE_SLOW_DISK=1 requires every one" >&2
+        exit 1
+    fi
     printf '{"started_utc": "%s", "commit": "%s", "uncommitted_files": %s, "load_average_start": "%s", "cores": %s, "kernel": "%s", "rounds": %s, "sizes": "%s", "sinks": "%s", "small_budget": "%s", "smoke": %s}\n' \
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD)" "$(git status --porcelain | wc -l)" \
         "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)" "$(uname -r)" "$ROUNDS" "$SIZES" "${sinks# }" \

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh research
 
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
 export RUST_BACKTRACE=1
@@ -33,6 +33,11 @@ bash scripts/test-slow-disk.sh
 # The research pipeline's ground-truth pieces on tiny sizes, twice, byte-identical.
 echo "== scripts/research.sh --smoke"
 bash scripts/research.sh --smoke
+
+# Every throttle policy on the real backend, one tiny run per cell, on the bursty pv pipe and
+# the throttled loop disk (the debug binary the demo step built).
+echo "== scripts/real-policies.sh --smoke"
+WPSNAP=./target/debug/wpsnap bash scripts/real-policies.sh --smoke
 
 # loom: the real backend's thread handoffs, in their own target folder so the normal build
 # cache survives the `--cfg loom` rebuild.
