@@ -12,6 +12,10 @@
 # paired seeds (docs/research/policies_pv.py) and the sensitivity sweep of the free parameters
 # (docs/research/sensitivity.py), after the calibration grid (docs/research/calibrate.py).
 # WAKE_MEASURE=1 also re-measures the writer wake-up tables (docs/research/wake-latency).
+# Then every policy on the real backend (scripts/real-policies.sh into $RAW/real-policies, about
+# 22 min; pv cells need pv, file cells a loop device and blkio, each skipped with the reason)
+# and the kernel traces of their causes (scripts/real-causes.sh); REAL_POLICIES=0 skips both.
+# The dated copy in docs/results/2026-11-30-real-policies.md came from these two scripts.
 # Set GROUND_TRUTH_ONLY=1 to run just those.
 #
 # Runs everything under `nice -n 10` with at most 2 simulator threads (shared machine).
@@ -76,6 +80,12 @@ ground_truth() {
     "${NICE[@]}" python3 docs/research/heldout.py "$real" "$OUT/heldout" --seeds 2
     "${NICE[@]}" python3 docs/research/policies_pv.py "$OUT/policies-pv" --seeds "$SEEDS"
     "${NICE[@]}" python3 docs/research/sensitivity.py "$OUT/sensitivity"
+    if [ "${REAL_POLICIES:-1}" = 1 ]; then
+        OUT="$RAW/real-policies" WPSNAP="$WPSNAP" bash scripts/real-policies.sh \
+            || echo "real policy runs failed (outputs in $RAW/real-policies)" >&2
+        OUT="$RAW/real-policies/causes" WPSNAP="$WPSNAP" bash scripts/real-causes.sh \
+            || echo "real cause traces failed (outputs in $RAW/real-policies/causes)" >&2
+    fi
 }
 
 main() {
