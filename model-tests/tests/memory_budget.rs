@@ -239,8 +239,9 @@ impl PageSink for GatedStallSink {
 ///
 /// Both waits are judged: the engine's (fault event read to unprotect issued) and the writer's
 /// own (store to store returned). The writer's holds the time the fault thread waits for a CPU;
-/// the session's default thread priorities (fault thread `SCHED_FIFO`, scan and sink
-/// `SCHED_BATCH` nice 5) take that away. Measured under two CPU hogs (four with another
+/// the session's default thread priorities (fault thread `SCHED_FIFO`) take that away (the
+/// numbers below were measured with the scan and sink also lowered, the first default; the
+/// current default, background threads as spawned, passed 20 of 20 runs under two CPU hogs). Measured under two CPU hogs (four with another
 /// session's) at load ~13
 /// (docs/results/2026-11-30-fault-latency.md): with the threads inherited, the fault thread
 /// waited 5-116 ms on a run queue per run and the writer's p99 went over 5 ms in 1 of 10 runs

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::region::Backing;
-use wpsnap_linux::snapshot::ThreadPriority;
+use wpsnap_linux::snapshot::{BackgroundPriority, ThreadPriority};
 use wpsnap_workload::Pattern;
 
 /// Live point-in-time snapshots of memory with userfaultfd write-protection.
@@ -120,28 +120,26 @@ pub enum Backend {
 /// How the snapshot's threads are scheduled (docs/linux.md, "Thread priorities").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ThreadPriorityArg {
-    /// Fault thread SCHED_FIFO (else nice -5) where permitted, scan and sink SCHED_BATCH nice 5.
+    /// Fault thread SCHED_FIFO (else nice -5) where permitted; scan and sink as spawned.
     Default,
     /// Every snapshot thread as spawned.
     Inherit,
-    /// Only the fault thread raised.
-    FaultOnly,
-    /// Only the scan and sink threads lowered.
+    /// The default, and the scan and sink threads lowered to SCHED_BATCH nice 5 (the writers
+    /// keep more CPU; the protection window gets longer).
+    LowerBackground,
+    /// Only the scan and sink threads lowered; the fault thread as spawned.
     BackgroundOnly,
 }
 
 impl From<ThreadPriorityArg> for ThreadPriority {
     fn from(arg: ThreadPriorityArg) -> ThreadPriority {
-        let (raised, lowered) = (ThreadPriority::default(), ThreadPriority::inherit());
+        let default = ThreadPriority::default();
+        let inherit = ThreadPriority::inherit();
         match arg {
-            ThreadPriorityArg::Default => raised,
-            ThreadPriorityArg::Inherit => lowered,
-            ThreadPriorityArg::FaultOnly => {
-                ThreadPriority { fault: raised.fault, background: lowered.background, ..raised }
-            }
-            ThreadPriorityArg::BackgroundOnly => {
-                ThreadPriority { fault: lowered.fault, background: raised.background, ..raised }
-            }
+            ThreadPriorityArg::Default => default,
+            ThreadPriorityArg::Inherit => inherit,
+            ThreadPriorityArg::LowerBackground => ThreadPriority { background: BackgroundPriority::Lowered, ..default },
+            ThreadPriorityArg::BackgroundOnly => ThreadPriority { background: BackgroundPriority::Lowered, ..inherit },
         }
     }
 }
@@ -207,7 +205,7 @@ pub struct RunArgs {
     /// Microseconds the fault thread spins on the userfaultfd before sleeping (0..=500).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=500))]
     pub fault_spin_us: u64,
-    /// Scheduling of the snapshot threads: default, inherit, fault-only, background-only.
+    /// Scheduling of the snapshot threads: default, inherit, lower-background, background-only.
     #[arg(long, value_enum, default_value_t = ThreadPriorityArg::Default)]
     pub thread_priority: ThreadPriorityArg,
     /// Pages per scan capture (one unprotect each).

@@ -32,7 +32,7 @@ pub struct SnapshotConfig {
     pub fault_spin: Duration,
     /// How the fault thread and the background (scan, sink) threads are scheduled against
     /// the program's threads (default: fault thread `SCHED_FIFO` where permitted, background
-    /// `SCHED_BATCH` at nice 5; see [`super::thread_priority`]). A setting the process may
+    /// threads as spawned; see [`super::thread_priority`]). A setting the process may
     /// not make is reported in [`SnapshotReport::thread_priorities`](super::SnapshotReport::thread_priorities),
     /// not an error. [`ThreadPriority::inherit`] leaves every thread as spawned.
     #[serde(default)]

@@ -5,10 +5,13 @@
 //! themselves, the scan's memcpy, the sink's writes, other programs) the fault thread's wait
 //! for a CPU dominates (docs/results/2026-11-30-fault-latency.md). The default therefore puts
 //! the fault thread ahead of ordinary threads (`SCHED_FIFO` where the process may, else a
-//! negative nice value where it may) and the scan and sink threads, which are background work,
-//! behind them (`SCHED_BATCH` at a positive nice value, always permitted). Where a setting is
-//! not permitted the thread keeps what it inherited and the report carries a note; it is never
-//! an error. [`ThreadPriority::inherit`] turns all of it off.
+//! negative nice value where it may). The scan and sink threads keep what they inherited by
+//! default: lowering them (`SCHED_BATCH` at a positive nice value, [`BackgroundPriority::Lowered`])
+//! gives the writers more CPU while they share one, but the scan then takes longer, and every
+//! store to a page it has not reached yet faults: with a full-rate uniform writer on 2 CPUs the
+//! protection window's median went from 321 ms to 522 ms (4 interleaved rounds, docs/linux.md).
+//! Where a setting is not permitted the thread keeps what it inherited and the report carries
+//! a note; it is never an error. [`ThreadPriority::inherit`] turns all of it off.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,11 +42,13 @@ pub enum FaultThreadPriority {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackgroundPriority {
-    /// What the spawning thread has.
+    /// What the spawning thread has (the default: a faster scan shortens the protection
+    /// window, see the module docs).
+    #[default]
     Inherit,
     /// `SCHED_BATCH` (no wake-up preemption of other threads) at nice [`BACKGROUND_NICE`]
-    /// (or the inherited nice value if that is already lower priority).
-    #[default]
+    /// (or the inherited nice value if that is already lower priority): for writers that
+    /// must keep their CPU share even at the cost of a longer protection window.
     Lowered,
 }
 
@@ -245,11 +250,22 @@ mod tests {
 
     #[test]
     fn lowering_a_thread_never_fails_and_says_what_it_runs_at() {
-        let (policy, note) = std::thread::spawn(|| apply_to_current(ThreadPriority::default(), ThreadRole::Background))
-            .join()
-            .expect("thread");
+        let lowered = ThreadPriority { background: BackgroundPriority::Lowered, ..ThreadPriority::default() };
+        let (policy, note) =
+            std::thread::spawn(move || apply_to_current(lowered, ThreadRole::Background)).join().expect("thread");
         assert_eq!(note, None, "lowering one's own priority is always permitted");
         assert!(policy.starts_with("SCHED_BATCH nice "), "{policy}");
+    }
+
+    #[test]
+    fn the_default_leaves_the_background_threads_as_spawned() {
+        let (before, applied) = std::thread::spawn(|| {
+            let before = describe_current();
+            (before, apply_to_current(ThreadPriority::default(), ThreadRole::Background))
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(applied, (before, None));
     }
 
     #[test]
