@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use wpsnap_core::policy::LatencyMeasure;
+use wpsnap_core::PolicyConfig;
+use wpsnap_core::policy::{LatencyMeasure, LatencyTargetParams};
 use wpsnap_linux::region::{Backing, OwnedMapping, PageFill};
 use wpsnap_linux::snapshot::{MemorySink, NoWriters, PageSink, SinkError, Snapshot, SnapshotConfig};
 use wpsnap_linux::uffd::uffd_or_skip;
@@ -69,8 +70,13 @@ fn latency_target_slows_the_scan_on_driver_measures_when_no_writer_reports() {
     let gate: Gate = Arc::new((Mutex::new(false), Condvar::new()));
     let (memory, image) = MemorySink::new(4096, PAGES as u64);
     let sink = GatedSink { inner: memory, gate: gate.clone() };
-    // The default policy (latency-target, 1 ms target), a small budget, and no reporter.
-    let config = SnapshotConfig { budget_bytes: Some(BUDGET_PAGES * 4096), ..SnapshotConfig::default() };
+    // latency-target with its 1 ms target (the qemu model's default), a small budget, and no
+    // reporter.
+    let config = SnapshotConfig {
+        policy: PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
+        budget_bytes: Some(BUDGET_PAGES * 4096),
+        ..SnapshotConfig::default()
+    };
     let mut reference = Vec::new();
     let running = Snapshot::prepare(region, config, Box::new(sink))
         .expect("prepare")

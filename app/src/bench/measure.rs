@@ -68,7 +68,7 @@ pub(super) fn run_all(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
         format!(
             "Fault-wait, slowdown and memory steps: {} writer thread(s), uniform pattern, as fast as they can, \
              on a {} MiB anonymous region filled with data; sink: a wpsnap file in {} (page cache, fsync at commit); \
-             policy latency-target (default).",
+             policy none (the decoupled default).",
             plan.writers,
             plan.fault_region_bytes >> 20,
             plan.dir.display()

@@ -183,9 +183,11 @@ pub struct RunArgs {
     /// Throttle policy of the background scan, with its knobs: none, limit-scan-rate,
     /// limit-scan-rate-true-latency, bandwidth[:RATE], latency-target[:P99] (e.g.
     /// `bandwidth:256M`, `latency-target:2ms`; docs/policies.md). `seed` and
-    /// `seed-true-latency` are the old names of limit-scan-rate and its variant.
-    #[arg(long, default_value = "latency-target:1ms")]
-    pub policy: PolicyConfig,
+    /// `seed-true-latency` are the old names of limit-scan-rate and its variant. Default: none
+    /// with `--model decoupled` (a policy only slows its scan), latency-target:1ms with
+    /// `--model qemu` (docs/policies.md, "Defaults").
+    #[arg(long)]
+    pub policy: Option<PolicyConfig>,
     /// Old spelling of `--policy latency-target:P99` (microseconds); only with that policy.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub target_p99_us: Option<u64>,
@@ -261,7 +263,12 @@ impl RunArgs {
     /// `--policy` with the old knob flags applied; a knob flag the policy does not have is an
     /// error (it used to be ignored).
     pub fn policy_with_old_knobs(&self) -> Result<PolicyConfig, String> {
-        let mut policy = self.policy.clone();
+        let mut policy = match (&self.policy, self.target_p99_us) {
+            (Some(policy), _) => policy.clone(),
+            // The old knob alone used to tune the old default, latency-target.
+            (None, Some(_)) => PolicyConfig::LatencyTarget(Default::default()),
+            (None, None) => PolicyConfig::default_for(self.model),
+        };
         match (&mut policy, self.scan_bandwidth, self.target_p99_us) {
             (PolicyConfig::Bandwidth(p), Some(bytes_per_sec), None) => p.bytes_per_sec = bytes_per_sec,
             (PolicyConfig::LatencyTarget(p), None, Some(us)) => p.target_p99_ns = us.saturating_mul(1_000),

@@ -473,7 +473,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         writers: 4,
         pattern: wpsnap_workload::Pattern::Zipf { theta: 0.99 },
         write_rate: 50_000.0,
-        policy: PolicyConfig::LatencyTarget(policy::LatencyTargetParams::default()),
+        policy: Some(PolicyConfig::LatencyTarget(policy::LatencyTargetParams::default())),
         target_p99_us: None,
         scan_bandwidth: None,
         policy_json: None,

@@ -16,7 +16,7 @@ pub use limit_scan_rate::{LatencySource, LimitScanRatePolicy};
 pub use text::PolicyParseError;
 pub use token_bucket::TokenBucket;
 
-use crate::config::{ConfigError, IterationMode};
+use crate::config::{ConfigError, IterationMode, ServiceModel};
 use crate::time::Nanos;
 use serde::{Deserialize, Serialize};
 
@@ -222,6 +222,22 @@ pub const POLICY_DELAY_NS_MAX: u64 = 10_000_000_000;
 pub const THROTTLE_PAGES_MAX: u32 = 1 << 20;
 
 impl PolicyConfig {
+    /// The policy a session uses when none is asked for, per service model.
+    ///
+    /// Decoupled: `none`. Its faults never wait for the sink while the memory budget has
+    /// room, so a policy can only slow the scan, which lengthens the protection window, and a
+    /// store to a page the scan has not reached faults: measured on the real backend,
+    /// `latency-target` doubled the window (222-296 ms against 432-614 ms for 256 MiB and a
+    /// full-rate writer, 3 rounds each) with 3-7x the faults, and no policy reduced the
+    /// writers' long waits on the bursty pipe or the loop disk (docs/research.md, "Policies on
+    /// the real backend"). Qemu: `latency-target`, the only policy that removed waits there.
+    pub fn default_for(model: ServiceModel) -> PolicyConfig {
+        match model {
+            ServiceModel::Decoupled => PolicyConfig::None,
+            ServiceModel::Qemu => PolicyConfig::LatencyTarget(LatencyTargetParams::default()),
+        }
+    }
+
     /// `limit-scan-rate` with the patch's constants.
     pub fn limit_scan_rate() -> PolicyConfig {
         PolicyConfig::LimitScanRate(LimitScanRateParams::default())

@@ -46,7 +46,7 @@ impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
             service_model: ServiceModel::Decoupled,
-            policy: PolicyConfig::LatencyTarget(Default::default()),
+            policy: PolicyConfig::default_for(ServiceModel::Decoupled),
             scan_batch_pages: 16,
             budget_bytes: None,
             fault_spin: Duration::ZERO,
