@@ -400,6 +400,7 @@ fn run_checked(args: &RunArgs, checked: &Preflight) -> anyhow::Result<JobReport>
         pattern: args.pattern.clone(),
         writes_per_sec: (args.write_rate > 0.0).then_some(args.write_rate),
         seed: args.seed,
+        classify_faults: false,
     };
     let writers = if args.writers == 0 { None } else { Some(WriterSet::start(region, &writer_config)?) };
     warm_up(args.warmup_ms)?;

@@ -2,11 +2,24 @@
 //! pattern (`wpsnap-workload`), time every write, and report the slow ones (writes that waited
 //! for a write-protect fault) to the running snapshot and to their own histograms.
 //!
+//! With [`WriterConfig::classify_faults`] the writers also classify each timed write exactly:
+//! just before the store they read the page's `/proc/self/pagemap` entry ([`PagemapReader`]);
+//! a write to a page that was write-protected then is a fault candidate and goes to
+//! [`WritersOutcome::protected_write_latency`]; a write to an unprotected page never faulted.
+//! The check and the store run under the same pause gate the arm takes, so no protection can
+//! be added between them. The one race left: the snapshot may unprotect the page (scan or
+//! another fault) between the check and the store; that store is fast and still counted as
+//! a fault candidate, so the exact figures can only err towards more, faster fault waits.
+//! Off by default: the extra `pread` per write (about a microsecond) would slow full-rate
+//! writers.
+//!
 //! Each writer owns the pages `p` with `p % writers == index`, so the last stamp each page
 //! should hold afterwards is known exactly, and a lost write can be detected.
 
+mod pagemap;
 mod stamp;
 
+pub use pagemap::{PAGEMAP_UFFD_WP_BIT, PagemapError, PagemapReader};
 pub use stamp::{STAMP_OFFSETS, expected_stamp_ok, stamp_value};
 
 use crate::region::Region;
@@ -38,6 +51,10 @@ pub struct WriterConfig {
     /// Writes per second per writer; `None`: as fast as possible.
     pub writes_per_sec: Option<f64>,
     pub seed: u64,
+    /// Read each page's pagemap entry before a timed write to tell fault candidates from
+    /// writes that were only preempted ([`WritersOutcome::protected_write_latency`]).
+    #[serde(default)]
+    pub classify_faults: bool,
 }
 
 #[derive(Debug, Error)]
@@ -52,6 +69,8 @@ pub enum WriterError {
     Spawn(std::io::Error),
     #[error("a writer thread panicked")]
     Panicked,
+    #[error("classifying fault waits: {0}")]
+    Classify(#[source] PagemapError),
 }
 
 /// What the writers did.
@@ -62,6 +81,10 @@ pub struct WritersOutcome {
     pub fault_wait: LatencyRecorder,
     /// Every write timed while a snapshot was running.
     pub write_latency: LatencyRecorder,
+    /// With [`WriterConfig::classify_faults`]: the timed writes to pages write-protected just
+    /// before the store (fault waits, plus the rare store the snapshot unprotected first);
+    /// `None` when not classified.
+    pub protected_write_latency: Option<LatencyRecorder>,
     /// The sequence number last written to each page (0: never written).
     pub last_seq: Vec<u64>,
 }
@@ -82,6 +105,7 @@ pub struct WriterSet<'a> {
     control: Arc<Control>,
     handles: Vec<JoinHandle<WriterResult>>,
     page_count: u64,
+    classify_faults: bool,
     _region: std::marker::PhantomData<Region<'a>>,
 }
 
@@ -101,6 +125,9 @@ struct WriterResult {
     writes: u64,
     fault_wait: LatencyRecorder,
     write_latency: LatencyRecorder,
+    protected_write_latency: LatencyRecorder,
+    /// The first pagemap read that failed (the writer stopped classifying then).
+    classify_error: Option<PagemapError>,
     last_seq: Vec<(u64, u64)>,
 }
 
@@ -117,6 +144,11 @@ impl<'a> WriterSet<'a> {
             Some(rate) => Some(WriteTiming::for_pattern(&config.pattern, rate)?),
             None => None,
         };
+        let pagemap = if config.classify_faults {
+            Some(Arc::new(PagemapReader::open().map_err(WriterError::Classify)?))
+        } else {
+            None
+        };
         let control = Arc::new(Control {
             gate: RwLock::new(()),
             stop: AtomicBool::new(false),
@@ -124,17 +156,26 @@ impl<'a> WriterSet<'a> {
             reporter_version: AtomicU64::new(0),
             recording: AtomicBool::new(false),
         });
-        let mut set =
-            WriterSet { control: control.clone(), handles: Vec::new(), page_count, _region: std::marker::PhantomData };
+        let mut set = WriterSet {
+            control: control.clone(),
+            handles: Vec::new(),
+            page_count,
+            classify_faults: config.classify_faults,
+            _region: std::marker::PhantomData,
+        };
         for index in 0..config.threads {
             let sampler = PageSampler::new(&config.pattern, page_count, index)?;
             let rng = ChaCha8Rng::seed_from_u64(config.seed ^ ((index as u64 + 1) << 32));
             let control = control.clone();
             let timing = timing.clone();
             let writers = config.threads;
+            let pagemap = pagemap.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("wpsnap-writer-{index}"))
-                .spawn(move || writer_loop(region, index, writers, sampler, rng, timing, &control))
+                .spawn(move || {
+                    let plan = WriterPlan { region, index, writers, timing, pagemap };
+                    writer_loop(plan, sampler, rng, &control)
+                })
                 .map_err(WriterError::Spawn);
             match handle {
                 Ok(h) => set.handles.push(h),
@@ -176,15 +217,21 @@ impl<'a> WriterSet<'a> {
             writes: 0,
             fault_wait: LatencyRecorder::new(),
             write_latency: LatencyRecorder::new(),
+            protected_write_latency: self.classify_faults.then(LatencyRecorder::new),
             last_seq: vec![0; self.page_count as usize],
         };
         let mut panicked = false;
+        let mut classify_error = None;
         for handle in self.handles.drain(..) {
             match handle.join() {
                 Ok(r) => {
                     outcome.writes += r.writes;
                     outcome.fault_wait.merge(&r.fault_wait);
                     outcome.write_latency.merge(&r.write_latency);
+                    if let Some(protected) = &mut outcome.protected_write_latency {
+                        protected.merge(&r.protected_write_latency);
+                    }
+                    classify_error = classify_error.or(r.classify_error);
                     for (page, seq) in r.last_seq {
                         outcome.last_seq[page as usize] = seq;
                     }
@@ -192,7 +239,11 @@ impl<'a> WriterSet<'a> {
                 Err(_) => panicked = true,
             }
         }
-        if panicked { Err(WriterError::Panicked) } else { Ok(outcome) }
+        match classify_error {
+            _ if panicked => Err(WriterError::Panicked),
+            Some(e) => Err(WriterError::Classify(e)),
+            None => Ok(outcome),
+        }
     }
 }
 
@@ -218,22 +269,54 @@ fn owned_page(page: u64, index: u32, writers: u32, page_count: u64) -> u64 {
     if owned < page_count { owned } else { index as u64 }
 }
 
-fn writer_loop(
+/// What one writer thread writes, and how.
+struct WriterPlan {
     region: Region<'static>,
     index: u32,
     writers: u32,
-    mut sampler: PageSampler,
-    mut rng: ChaCha8Rng,
     timing: Option<WriteTiming>,
-    control: &Control,
-) -> WriterResult {
+    /// Present when the writes are classified ([`WriterConfig::classify_faults`]).
+    pagemap: Option<Arc<PagemapReader>>,
+}
+
+/// One writer's histograms of its timed writes.
+struct WriterRecord {
+    fault_wait: LatencyRecorder,
+    write_latency: LatencyRecorder,
+    protected_write_latency: LatencyRecorder,
+    classify_error: Option<PagemapError>,
+}
+
+impl WriterRecord {
+    /// Records one timed write; `protected`: the page was write-protected just before it.
+    fn record(&mut self, took: Duration, protected: bool, reporter: Option<&FaultWaitReporter>) {
+        let ns = Nanos(took.as_nanos() as u64);
+        self.write_latency.record(ns);
+        if protected {
+            self.protected_write_latency.record(ns);
+        }
+        if ns.as_ns() >= FAULT_WAIT_NS_MIN {
+            self.fault_wait.record(ns);
+            if let Some(reporter) = reporter {
+                reporter.report(took);
+            }
+        }
+    }
+}
+
+fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, control: &Control) -> WriterResult {
+    let WriterPlan { region, index, writers, timing, mut pagemap } = plan;
     let page_count = region.page_count();
     // Pages this writer owns: index, index + writers, ...
     let owned_pages = (page_count - index as u64).div_ceil(writers as u64);
     let mut last = vec![0u64; owned_pages as usize];
     let mut seq = 0u64;
-    let mut fault_wait = LatencyRecorder::new();
-    let mut write_latency = LatencyRecorder::new();
+    let mut record = WriterRecord {
+        fault_wait: LatencyRecorder::new(),
+        write_latency: LatencyRecorder::new(),
+        protected_write_latency: LatencyRecorder::new(),
+        classify_error: None,
+    };
     let mut reporter: Option<FaultWaitReporter> = None;
     let mut reporter_seen = u64::MAX;
     let started = Instant::now();
@@ -254,25 +337,34 @@ fn writer_loop(
         let page = owned_page(sampler.next_page(&mut rng), index, writers, page_count);
         seq += 1;
         let value = stamp_value(index, seq);
-        let took = {
+        let (took, protected) = {
+            // The arm protects the region under this gate's write side, so a page read as
+            // unprotected here stays so until the store.
             let _pause = match control.gate.read() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
+            let protected = match pagemap.as_deref() {
+                Some(reader) => match reader.is_write_protected(region.page_addr(page)) {
+                    Ok(protected) => protected,
+                    Err(e) => {
+                        // Stop classifying; `stop` reports the error.
+                        record.classify_error = Some(e);
+                        pagemap = None;
+                        false
+                    }
+                },
+                None => false,
+            };
             let t0 = Instant::now();
             stamp::write_stamp(&region, page, seq, value);
-            t0.elapsed()
+            (t0.elapsed(), protected)
         };
         last[(page / writers as u64) as usize] = seq;
-        if control.recording.load(Ordering::Relaxed) {
-            let ns = Nanos(took.as_nanos() as u64);
-            write_latency.record(ns);
-            if ns.as_ns() >= FAULT_WAIT_NS_MIN {
-                fault_wait.record(ns);
-                if let Some(reporter) = &reporter {
-                    reporter.report(took);
-                }
-            }
+        // Read after the store: a write that ends after recording stopped is not recorded
+        // (the tests stop recording before anything the write may wait for can happen).
+        if control.recording.load(Ordering::Acquire) {
+            record.record(took, protected, reporter.as_ref());
         }
     }
     let last_seq = last
@@ -281,7 +373,14 @@ fn writer_loop(
         .filter(|(_, s)| **s != 0)
         .map(|(i, s)| (i as u64 * writers as u64 + index as u64, stamp_value(index, *s)))
         .collect();
-    WriterResult { writes: seq, fault_wait, write_latency, last_seq }
+    WriterResult {
+        writes: seq,
+        fault_wait: record.fault_wait,
+        write_latency: record.write_latency,
+        protected_write_latency: record.protected_write_latency,
+        classify_error: record.classify_error,
+        last_seq,
+    }
 }
 
 #[cfg(test)]
