@@ -17,6 +17,7 @@
 //! should hold afterwards is known exactly, and a lost write can be detected.
 
 mod pagemap;
+mod run_delay;
 mod stamp;
 
 pub use pagemap::{PAGEMAP_UFFD_WP_BIT, PagemapError, PagemapReader};
@@ -26,6 +27,7 @@ use crate::region::Region;
 use crate::snapshot::FaultWaitReporter;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use run_delay::RunDelayReader;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
@@ -85,6 +87,11 @@ pub struct WritersOutcome {
     /// before the store (fault waits, plus the rare store the snapshot unprotected first);
     /// `None` when not classified.
     pub protected_write_latency: Option<LatencyRecorder>,
+    /// The same writes, each less the writer's own run-queue delay during it (the time it
+    /// was runnable but had no CPU: after its fault was served, or preempted). What is left
+    /// is the fault's service as the writer saw it, without the machine's CPU contention.
+    /// `None` when not classified or where `/proc/thread-self/schedstat` is missing.
+    pub protected_write_latency_less_run_delay: Option<LatencyRecorder>,
     /// The sequence number last written to each page (0: never written).
     pub last_seq: Vec<u64>,
 }
@@ -126,6 +133,9 @@ struct WriterResult {
     fault_wait: LatencyRecorder,
     write_latency: LatencyRecorder,
     protected_write_latency: LatencyRecorder,
+    protected_write_latency_less_run_delay: LatencyRecorder,
+    /// The writer could not read its run-queue delay for every protected write.
+    run_delay_missing: bool,
     /// The first pagemap read that failed (the writer stopped classifying then).
     classify_error: Option<PagemapError>,
     last_seq: Vec<(u64, u64)>,
@@ -218,6 +228,7 @@ impl<'a> WriterSet<'a> {
             fault_wait: LatencyRecorder::new(),
             write_latency: LatencyRecorder::new(),
             protected_write_latency: self.classify_faults.then(LatencyRecorder::new),
+            protected_write_latency_less_run_delay: self.classify_faults.then(LatencyRecorder::new),
             last_seq: vec![0; self.page_count as usize],
         };
         let mut panicked = false;
@@ -230,6 +241,12 @@ impl<'a> WriterSet<'a> {
                     outcome.write_latency.merge(&r.write_latency);
                     if let Some(protected) = &mut outcome.protected_write_latency {
                         protected.merge(&r.protected_write_latency);
+                    }
+                    if r.run_delay_missing {
+                        outcome.protected_write_latency_less_run_delay = None;
+                    }
+                    if let Some(protected) = &mut outcome.protected_write_latency_less_run_delay {
+                        protected.merge(&r.protected_write_latency_less_run_delay);
                     }
                     classify_error = classify_error.or(r.classify_error);
                     for (page, seq) in r.last_seq {
@@ -284,16 +301,20 @@ struct WriterRecord {
     fault_wait: LatencyRecorder,
     write_latency: LatencyRecorder,
     protected_write_latency: LatencyRecorder,
-    classify_error: Option<PagemapError>,
+    protected_write_latency_less_run_delay: LatencyRecorder,
 }
 
 impl WriterRecord {
-    /// Records one timed write; `protected`: the page was write-protected just before it.
-    fn record(&mut self, took: Duration, protected: bool, reporter: Option<&FaultWaitReporter>) {
+    /// Records one timed write.
+    fn record(&mut self, write: &TimedWrite, reporter: Option<&FaultWaitReporter>) {
+        let took = write.took;
         let ns = Nanos(took.as_nanos() as u64);
         self.write_latency.record(ns);
-        if protected {
+        if write.protected {
             self.protected_write_latency.record(ns);
+            if let Some(run_delay_ns) = write.run_delay_ns {
+                self.protected_write_latency_less_run_delay.record(Nanos(ns.as_ns().saturating_sub(run_delay_ns)));
+            }
         }
         if ns.as_ns() >= FAULT_WAIT_NS_MIN {
             self.fault_wait.record(ns);
@@ -304,8 +325,63 @@ impl WriterRecord {
     }
 }
 
+/// One writer's exact fault classification ([`WriterConfig::classify_faults`]).
+struct Classifier {
+    pagemap: Arc<PagemapReader>,
+    /// `None` where the kernel has no schedstat.
+    run_delay: Option<RunDelayReader>,
+    /// A run-delay read failed (the less-run-delay figure is then incomplete).
+    run_delay_missing: bool,
+    /// The first pagemap read that failed; classification stopped then.
+    error: Option<PagemapError>,
+}
+
+/// One store and what is known about it.
+struct TimedWrite {
+    took: Duration,
+    /// The page was write-protected just before the store.
+    protected: bool,
+    /// The writer's run-queue delay during a protected write.
+    run_delay_ns: Option<u64>,
+}
+
+/// Stores a stamp and times it; with a classifier, reads the page's protection first and,
+/// for a protected page, the writer's run-queue delay around the store.
+fn timed_write(region: &Region, page: u64, seq: u64, value: u64, classifier: Option<&mut Classifier>) -> TimedWrite {
+    let Some(classifier) = classifier.filter(|c| c.error.is_none()) else {
+        let t0 = Instant::now();
+        stamp::write_stamp(region, page, seq, value);
+        return TimedWrite { took: t0.elapsed(), protected: false, run_delay_ns: None };
+    };
+    let protected = match classifier.pagemap.is_write_protected(region.page_addr(page)) {
+        Ok(protected) => protected,
+        Err(e) => {
+            // Stop classifying; `stop` reports the error.
+            classifier.error = Some(e);
+            false
+        }
+    };
+    let run_delay = classifier.run_delay.as_ref().filter(|_| protected);
+    let before_ns = run_delay.and_then(RunDelayReader::run_delay_ns);
+    let t0 = Instant::now();
+    stamp::write_stamp(region, page, seq, value);
+    let took = t0.elapsed();
+    let after_ns = run_delay.and_then(RunDelayReader::run_delay_ns);
+    let run_delay_ns = before_ns.zip(after_ns).map(|(before, after)| after.saturating_sub(before));
+    if protected && run_delay.is_some() && run_delay_ns.is_none() {
+        classifier.run_delay_missing = true;
+    }
+    TimedWrite { took, protected, run_delay_ns }
+}
+
 fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, control: &Control) -> WriterResult {
-    let WriterPlan { region, index, writers, timing, mut pagemap } = plan;
+    let WriterPlan { region, index, writers, timing, pagemap } = plan;
+    let mut classifier = pagemap.map(|pagemap| Classifier {
+        pagemap,
+        run_delay: RunDelayReader::open_for_this_thread(),
+        run_delay_missing: false,
+        error: None,
+    });
     let page_count = region.page_count();
     // Pages this writer owns: index, index + writers, ...
     let owned_pages = (page_count - index as u64).div_ceil(writers as u64);
@@ -315,7 +391,7 @@ fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, 
         fault_wait: LatencyRecorder::new(),
         write_latency: LatencyRecorder::new(),
         protected_write_latency: LatencyRecorder::new(),
-        classify_error: None,
+        protected_write_latency_less_run_delay: LatencyRecorder::new(),
     };
     let mut reporter: Option<FaultWaitReporter> = None;
     let mut reporter_seen = u64::MAX;
@@ -337,34 +413,20 @@ fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, 
         let page = owned_page(sampler.next_page(&mut rng), index, writers, page_count);
         seq += 1;
         let value = stamp_value(index, seq);
-        let (took, protected) = {
+        let write = {
             // The arm protects the region under this gate's write side, so a page read as
             // unprotected here stays so until the store.
             let _pause = match control.gate.read() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            let protected = match pagemap.as_deref() {
-                Some(reader) => match reader.is_write_protected(region.page_addr(page)) {
-                    Ok(protected) => protected,
-                    Err(e) => {
-                        // Stop classifying; `stop` reports the error.
-                        record.classify_error = Some(e);
-                        pagemap = None;
-                        false
-                    }
-                },
-                None => false,
-            };
-            let t0 = Instant::now();
-            stamp::write_stamp(&region, page, seq, value);
-            (t0.elapsed(), protected)
+            timed_write(&region, page, seq, value, classifier.as_mut())
         };
         last[(page / writers as u64) as usize] = seq;
         // Read after the store: a write that ends after recording stopped is not recorded
         // (the tests stop recording before anything the write may wait for can happen).
         if control.recording.load(Ordering::Acquire) {
-            record.record(took, protected, reporter.as_ref());
+            record.record(&write, reporter.as_ref());
         }
     }
     let last_seq = last
@@ -378,7 +440,9 @@ fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, 
         fault_wait: record.fault_wait,
         write_latency: record.write_latency,
         protected_write_latency: record.protected_write_latency,
-        classify_error: record.classify_error,
+        protected_write_latency_less_run_delay: record.protected_write_latency_less_run_delay,
+        run_delay_missing: classifier.as_ref().is_some_and(|c| c.run_delay_missing || c.run_delay.is_none()),
+        classify_error: classifier.and_then(|c| c.error),
         last_seq,
     }
 }

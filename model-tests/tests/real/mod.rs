@@ -303,6 +303,9 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
         .arm(|| {
             let pause = writers.pause();
             reference = copy_region(&region);
+            // Time from the first write after the instant: on a loaded machine the faults
+            // right after it may all come before this thread gets to set the reporter.
+            writers.set_recording(true);
             pause
         })
         .expect("arm");
