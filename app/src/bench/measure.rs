@@ -612,6 +612,8 @@ pub(super) fn uffd_run(
             writes: 0,
             fault_wait: LatencyRecorder::new(),
             write_latency: LatencyRecorder::new(),
+            protected_write_latency: None,
+            protected_write_latency_less_run_delay: None,
             last_seq: Vec::new(),
         },
     };
