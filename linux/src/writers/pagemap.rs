@@ -3,11 +3,12 @@
 //!
 //! Each virtual 4 KiB page has one 64-bit entry at offset `vaddr / 4096 * 8`; bit 57 is set
 //! while the entry is uffd-wp write-protected (the kernel's
-//! `Documentation/admin-guide/mm/pagemap.rst`, Linux 5.19+). The kernel reports it for
-//! present PTEs, PMD-mapped transparent huge pages, hugetlb entries, swap entries and the
-//! markers `WP_UNPOPULATED` (anonymous) or shmem/hugetlbfs protection leave in empty entries;
-//! `tests/pagemap_wp.rs` checks each backing the tests use. Reading the flags needs no
-//! privilege (only the frame numbers do).
+//! `Documentation/admin-guide/mm/pagemap.rst`, Linux 5.13+; newer kernels call it "tracked by
+//! userfaultfd", which in a write-protect registration still means write-protected). The
+//! kernel reports it for present PTEs, PMD-mapped transparent huge pages, hugetlb entries,
+//! swap entries and the markers `WP_UNPOPULATED` (anonymous) or shmem/hugetlbfs protection
+//! leave in empty entries; `tests/pagemap_wp.rs` checks each backing the tests use. Reading
+//! the flags needs no privilege (only the frame numbers do).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
