@@ -23,6 +23,7 @@ const PAGEMAP_ENTRY_SPAN_BYTES: usize = 4096;
 const PAGEMAP_ENTRY_BYTES: usize = 8;
 const PAGEMAP_PATH: &str = "/proc/self/pagemap";
 
+/// Why the pagemap could not be read.
 #[derive(Debug, Error)]
 pub enum PagemapError {
     #[error("opening {PAGEMAP_PATH}: {0}")]
@@ -42,6 +43,7 @@ pub struct PagemapReader {
 }
 
 impl PagemapReader {
+    /// Opens this process's pagemap (needs `/proc` mounted).
     pub fn open() -> Result<PagemapReader, PagemapError> {
         File::open(PAGEMAP_PATH).map(|file| PagemapReader { file }).map_err(PagemapError::Open)
     }
