@@ -26,7 +26,7 @@ fn run_checks_its_image_and_the_file_commands_read_it() {
     let report = dir.join("r.json");
     let out = wpsnap()
         .args(["run", "--size", "8M", "--writers", "2", "--warmup-ms", "20", "--check", "--json"])
-        .args(["--policy", "bandwidth", "--scan-bandwidth", "64M"])
+        .args(["--policy", "bandwidth", "--scan-bandwidth", "64M", "--classify-faults"])
         .arg("--out")
         .arg(&snap)
         .arg("--report")
@@ -44,6 +44,11 @@ fn run_checks_its_image_and_the_file_commands_read_it() {
         2048
     );
     assert!(report.exists());
+    // --classify-faults: the exact figures are there, and no more writes met a protected page
+    // than were timed.
+    let exact =
+        json["writer_fault_wait_exact"]["count"].as_u64().expect("writer_fault_wait_exact with --classify-faults");
+    assert!(exact <= json["writer_write_latency"]["count"].as_u64().unwrap_or(0), "{exact} exact fault waits");
 
     let verify = wpsnap().arg("verify").arg(&snap).output().expect("verify");
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));

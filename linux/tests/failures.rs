@@ -58,8 +58,11 @@ fn start_hot_set_writers(mapping: &'static OwnedMapping) -> WriterSet<'static> {
 }
 
 fn start_writers_with(mapping: &'static OwnedMapping, pattern: Pattern) -> WriterSet<'static> {
-    WriterSet::start(mapping.region(), &WriterConfig { threads: 3, pattern, writes_per_sec: Some(20_000.0), seed: 3 })
-        .expect("writers")
+    WriterSet::start(
+        mapping.region(),
+        &WriterConfig { threads: 3, pattern, writes_per_sec: Some(20_000.0), seed: 3, classify_faults: false },
+    )
+    .expect("writers")
 }
 
 /// Stops the writers in a helper thread and fails if that takes longer than the bound (a

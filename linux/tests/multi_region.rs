@@ -16,7 +16,13 @@ fn filled(bytes: usize, backing: Backing) -> OwnedMapping {
 }
 
 fn writers(mapping: &OwnedMapping, seed: u64) -> WriterSet<'_> {
-    let config = WriterConfig { threads: 2, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed };
+    let config = WriterConfig {
+        threads: 2,
+        pattern: Pattern::Uniform,
+        writes_per_sec: Some(20_000.0),
+        seed,
+        classify_faults: false,
+    };
     WriterSet::start(mapping.region(), &config).expect("writers")
 }
 

@@ -158,7 +158,13 @@ fn a_snapshot_with_any_budget_is_the_instant() {
         fill(&region);
         let writers = WriterSet::start(
             region,
-            &WriterConfig { threads: 2, pattern: Pattern::Uniform, writes_per_sec: Some(20_000.0), seed: 3 },
+            &WriterConfig {
+                threads: 2,
+                pattern: Pattern::Uniform,
+                writes_per_sec: Some(20_000.0),
+                seed: 3,
+                classify_faults: false,
+            },
         )
         .expect("writers");
         let config = SnapshotConfig { policy: PolicyConfig::None, budget_bytes: budget, ..SnapshotConfig::default() };

@@ -42,12 +42,22 @@ proptest! {
 /// - qemu: one-page scan captures and `limit-scan-rate` holding the scan for 10 s after every
 ///   fault while faults keep coming (a bandwidth limit would not do: the qemu thread sleeps out
 ///   a used-up slice reading no fault), so at least half the pages are saved by fault;
-/// - the latency bounds are statistics a few scheduling delays cannot move: the decoupled
-///   faulting writes' median under half a stall, the qemu faulting writes' median and p99 at
-///   least a stall (each qemu fault waits for its own page's stalled write, by construction
-///   of that model). The decoupled p99 is printed, not asserted: on a quiet machine it is well
-///   under a millisecond, but under two CPU hogs and parallel builds one writer that is not
-///   scheduled for tens of milliseconds after its wake-up sets it.
+/// - the writers classify their writes exactly (`RunOptions::classify_faults`: the page's
+///   pagemap entry read just before each store), so the decoupled bound holds the writes to
+///   write-protected pages only, not the stores a CPU hog preempted: their median under half
+///   a stall. Every fault saved while the sink was held is among them except the at most one
+///   per writer still waking when the timing stopped (timing starts at the instant, inside
+///   the arm's pause);
+/// - the decoupled p99 is printed, not asserted: the issue's "p99 under 5 ms" holds in
+///   `memory_budget.rs` (a 100 ms sink, a region 16x the budget, 120 timed faults) but not
+///   here under two CPU hogs, although these are real fault waits: the p99 (the max of 16-32
+///   waits) was over 5 ms in 9 of 20 runs (5.8-12.9 ms; 57 ms once in an earlier series,
+///   docs/testing.md). The writer's own run-queue wait explains one of the nine, the
+///   `SCHED_FIFO` fault thread's (tens of µs per run) none: the fault thread was blocked,
+///   most likely behind the nice-5 scan and sink threads (40-120 ms run-queue wait per run);
+/// - the qemu faulting writes' median and p99 at least a stall (each qemu fault waits for
+///   its own page's stalled write, by construction of that model), from the slowest writes
+///   as many as the engine counted faults (a preempted store only makes a write slower).
 #[test]
 fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
     if !uffd_available("a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones") {
@@ -75,23 +85,38 @@ fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
             stall_per_page: Some(stall),
             hold_sink_until_saved: Some(BUDGET_PAGES),
             budget_pages: Some(BUDGET_PAGES),
+            classify_faults: true,
             ..RunOptions::default()
         },
     );
     let qemu = snapshot_and_check_with(
         &qemu_case,
-        RunOptions { stall_per_page: Some(stall), scan_batch_pages: Some(1), ..RunOptions::default() },
+        RunOptions {
+            stall_per_page: Some(stall),
+            scan_batch_pages: Some(1),
+            classify_faults: true,
+            ..RunOptions::default()
+        },
     );
     let held = decoupled.while_held.expect("the decoupled sink was held");
     let faulting = |run: &Run, faults: u64, q: f64| quantile_of_slowest(&run.writers.fault_wait, faults, q);
     let runs =
         [("decoupled", &decoupled, held.pages_by_fault), ("qemu", &qemu, qemu.report.engine.stats.pages_by_fault)];
+    let less_run_delay = |run: &Run| run.writers.protected_write_latency_less_run_delay.clone().unwrap_or_default();
     for (name, run, faults) in runs {
+        let exact = run.writers.protected_write_latency.as_ref().expect("classified");
         eprintln!(
-            "{name}: {faults} pages by fault (timed), {} in all; faulting writes p50 {} us, p99 {} us",
+            "{name}: {faults} pages by fault (timed), {} in all; slowest-{faults} writes p50 {} us, p99 {} us; \
+             {} writes to protected pages p50 {} us, p99 {} us, max {} us; less run delay p50 {} us, p99 {} us",
             run.report.engine.stats.pages_by_fault,
             faulting(run, faults, 0.5).as_ns() / 1000,
             faulting(run, faults, 0.99).as_ns() / 1000,
+            exact.count(),
+            exact.quantile(0.5).as_ns() / 1000,
+            exact.quantile(0.99).as_ns() / 1000,
+            exact.quantile(1.0).as_ns() / 1000,
+            less_run_delay(run).quantile(0.5).as_ns() / 1000,
+            less_run_delay(run).quantile(0.99).as_ns() / 1000,
         );
     }
     assert!(
@@ -105,7 +130,15 @@ fn a_stalling_sink_stalls_qemu_writers_but_not_decoupled_ones() {
         qemu.report.engine.stats.pages_by_fault,
         qemu_case.pages
     );
-    let d50 = faulting(&decoupled, held.pages_by_fault, 0.5);
+    let decoupled_faults = decoupled.writers.protected_write_latency.as_ref().expect("classified");
+    let faults_timed_min = held.pages_by_fault.saturating_sub(decoupled_case.writers as u64);
+    assert!(
+        decoupled_faults.count() >= faults_timed_min,
+        "decoupled: {} timed writes met a write-protected page, {} pages were saved by fault while the sink was held",
+        decoupled_faults.count(),
+        held.pages_by_fault
+    );
+    let d50 = decoupled_faults.quantile(0.5);
     assert!(d50.as_ns() < stall.as_nanos() as u64 / 2, "decoupled median {d50} should stay under half a stall");
     for q in [0.5, 0.99] {
         let wait = faulting(&qemu, qemu.report.engine.stats.pages_by_fault, q);

@@ -34,7 +34,13 @@ const MEMCPY_REPEATS: u32 = 3;
 
 /// The writer of every row here: issue 15's one uniform writer at full rate.
 fn full_rate_writer(plan: &BenchPlan) -> WriterConfig {
-    WriterConfig { threads: plan.writers, pattern: Pattern::Uniform, writes_per_sec: None, seed: plan.seed }
+    WriterConfig {
+        threads: plan.writers,
+        pattern: Pattern::Uniform,
+        writes_per_sec: None,
+        seed: plan.seed,
+        classify_faults: false,
+    }
 }
 
 /// A mapped, filled region of `bytes` with `backing`.

@@ -148,6 +148,7 @@ fn fault_and_slowdown(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Resu
             pattern: Pattern::Uniform,
             writes_per_sec: None,
             seed: plan.seed + u64::from(round),
+            classify_faults: false,
         };
         step("bare userfaultfd round trip (the floor)");
         floor_wait.merge(&baseline::measure_uffd_round_trip(&floor_region)?.first_write_wait);
@@ -366,6 +367,7 @@ fn start_pause(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<
                 pattern: Pattern::Uniform,
                 writes_per_sec: Some(PAUSE_STEP_WRITE_RATE),
                 seed: plan.seed + u64::from(round),
+                classify_faults: false,
             };
             let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
             let run = uffd_run(&region, config, Box::new(DiscardSink::default()), Some(&writer))?;
@@ -478,6 +480,7 @@ fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::R
         pattern: pattern.clone(),
         writes_per_sec: Some(plan.slow_disk_write_rate),
         seed: plan.seed,
+        classify_faults: false,
     };
     let profile = SlowDeviceProfile::preset(SLOW_DISK_PRESET)
         .ok_or_else(|| anyhow!("the slow-device preset {SLOW_DISK_PRESET} is missing"))?
@@ -609,6 +612,8 @@ pub(super) fn uffd_run(
             writes: 0,
             fault_wait: LatencyRecorder::new(),
             write_latency: LatencyRecorder::new(),
+            protected_write_latency: None,
+            protected_write_latency_less_run_delay: None,
             last_seq: Vec::new(),
         },
     };

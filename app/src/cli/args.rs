@@ -245,6 +245,11 @@ pub struct RunArgs {
     /// of a populated region of the same size.
     #[arg(long)]
     pub baseline: bool,
+    /// Writers read each page's pagemap entry before a write, so writes to write-protected
+    /// pages (the real fault waits) are told from writes that were only preempted; costs a
+    /// system call per write (docs/linux.md, "Synthetic writers").
+    #[arg(long)]
+    pub classify_faults: bool,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,

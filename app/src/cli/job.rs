@@ -57,6 +57,10 @@ pub struct JobReport {
     pub writer_fault_wait: LatencySummary,
     /// Every write timed during the snapshot.
     pub writer_write_latency: LatencySummary,
+    /// `--classify-faults`: the timed writes to pages write-protected just before the store.
+    pub writer_fault_wait_exact: Option<LatencySummary>,
+    /// `--classify-faults`: the same less each writer's own run-queue wait during it.
+    pub writer_fault_wait_exact_less_run_delay: Option<LatencySummary>,
     /// Image equals the reference copy taken at the snapshot instant (None: not checked).
     pub image_matches_reference: Option<bool>,
     /// Live memory holds every writer's last write after the snapshot.
@@ -400,6 +404,7 @@ fn run_checked(args: &RunArgs, checked: &Preflight) -> anyhow::Result<JobReport>
         pattern: args.pattern.clone(),
         writes_per_sec: (args.write_rate > 0.0).then_some(args.write_rate),
         seed: args.seed,
+        classify_faults: args.classify_faults,
     };
     let writers = if args.writers == 0 { None } else { Some(WriterSet::start(region, &writer_config)?) };
     warm_up(args.warmup_ms)?;
@@ -422,6 +427,10 @@ fn run_checked(args: &RunArgs, checked: &Preflight) -> anyhow::Result<JobReport>
         _ => None,
     };
     let (outcome, live_memory_ok, image_matches_reference) = check_after(&region, writers, image)?;
+    let summary_of = |r: Option<&LatencyRecorder>| r.map(LatencyRecorder::summary);
+    let exact = outcome.as_ref().and_then(|o| summary_of(o.protected_write_latency.as_ref()));
+    let exact_less_run_delay =
+        outcome.as_ref().and_then(|o| summary_of(o.protected_write_latency_less_run_delay.as_ref()));
     let (fault_wait, write_latency, writes) = match outcome {
         Some(o) => (o.fault_wait, o.write_latency, o.writes),
         None => (LatencyRecorder::new(), LatencyRecorder::new(), 0),
@@ -443,6 +452,8 @@ fn run_checked(args: &RunArgs, checked: &Preflight) -> anyhow::Result<JobReport>
         output: taken.output,
         writer_fault_wait: fault_wait.summary(),
         writer_write_latency: write_latency.summary(),
+        writer_fault_wait_exact: exact,
+        writer_fault_wait_exact_less_run_delay: exact_less_run_delay,
         image_matches_reference,
         live_memory_ok,
         output_path,
@@ -491,6 +502,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         force_touch: false,
         check: true,
         baseline: true,
+        classify_faults: false,
         report: Some(dir.join("report.json")),
         svg: Some(dir.join("fault-wait.svg")),
         log2_svg: Some(dir.join("fault-wait-log2ms.svg")),

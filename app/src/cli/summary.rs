@@ -162,6 +162,23 @@ pub fn text(report: &JobReport) -> String {
     }
     line("slow writes: every write slower than 1 µs during the snapshot, as the writers timed it".into());
     line(text_report(&[Series::new(SLOW_WRITES_LABEL, &report.fault_wait_recorder)]));
+    if let Some(w) = &report.writer_fault_wait_exact {
+        line(format!(
+            "fault waits, exact (writes to pages write-protected just before, --classify-faults): n={} p50 {} p99 {} max {}",
+            w.count,
+            format_ns(w.p50_ns),
+            format_ns(w.p99_ns),
+            format_ns(w.max_ns)
+        ));
+    }
+    if let Some(w) = &report.writer_fault_wait_exact_less_run_delay {
+        line(format!(
+            "the same less each writer's own run-queue wait: p50 {} p99 {} max {}",
+            format_ns(w.p50_ns),
+            format_ns(w.p99_ns),
+            format_ns(w.max_ns)
+        ));
+    }
     match report.image_matches_reference {
         Some(true) => line("image check: equals the reference copy taken at the snapshot instant".into()),
         Some(false) => line("image check: DIFFERS from the reference copy".into()),

@@ -192,7 +192,8 @@ impl SchedStat {
         SchedStat::parse(&std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?)
     }
 
-    fn parse(text: &str) -> Option<SchedStat> {
+    /// Parses the file's text ("run_ns run_queue_wait_ns timeslices").
+    pub(crate) fn parse(text: &str) -> Option<SchedStat> {
         let mut fields = text.split_whitespace().map(str::parse::<u64>);
         let run_ns = fields.next()?.ok()?;
         let run_queue_wait_ns = fields.next()?.ok()?;

@@ -2,17 +2,32 @@
 //! pattern (`wpsnap-workload`), time every write, and report the slow ones (writes that waited
 //! for a write-protect fault) to the running snapshot and to their own histograms.
 //!
+//! With [`WriterConfig::classify_faults`] the writers also classify each timed write exactly:
+//! just before the store they read the page's `/proc/self/pagemap` entry ([`PagemapReader`]);
+//! a write to a page that was write-protected then is a fault candidate and goes to
+//! [`WritersOutcome::protected_write_latency`]; a write to an unprotected page never faulted.
+//! The check and the store run under the same pause gate the arm takes, so no protection can
+//! be added between them. The one race left: the snapshot may unprotect the page (scan or
+//! another fault) between the check and the store; that store is fast and still counted as
+//! a fault candidate, so the exact figures can only err towards more, faster fault waits.
+//! Off by default: the extra `pread` per write (about a microsecond) would slow full-rate
+//! writers.
+//!
 //! Each writer owns the pages `p` with `p % writers == index`, so the last stamp each page
 //! should hold afterwards is known exactly, and a lost write can be detected.
 
+mod pagemap;
+mod run_delay;
 mod stamp;
 
+pub use pagemap::{PAGEMAP_UFFD_WP_BIT, PagemapError, PagemapReader};
 pub use stamp::{STAMP_OFFSETS, expected_stamp_ok, stamp_value};
 
 use crate::region::Region;
 use crate::snapshot::FaultWaitReporter;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use run_delay::RunDelayReader;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
@@ -38,6 +53,10 @@ pub struct WriterConfig {
     /// Writes per second per writer; `None`: as fast as possible.
     pub writes_per_sec: Option<f64>,
     pub seed: u64,
+    /// Read each page's pagemap entry before a timed write to tell fault candidates from
+    /// writes that were only preempted ([`WritersOutcome::protected_write_latency`]).
+    #[serde(default)]
+    pub classify_faults: bool,
 }
 
 #[derive(Debug, Error)]
@@ -52,6 +71,8 @@ pub enum WriterError {
     Spawn(std::io::Error),
     #[error("a writer thread panicked")]
     Panicked,
+    #[error("classifying fault waits: {0}")]
+    Classify(#[source] PagemapError),
 }
 
 /// What the writers did.
@@ -62,6 +83,15 @@ pub struct WritersOutcome {
     pub fault_wait: LatencyRecorder,
     /// Every write timed while a snapshot was running.
     pub write_latency: LatencyRecorder,
+    /// With [`WriterConfig::classify_faults`]: the timed writes to pages write-protected just
+    /// before the store (fault waits, plus the rare store the snapshot unprotected first);
+    /// `None` when not classified.
+    pub protected_write_latency: Option<LatencyRecorder>,
+    /// The same writes, each less the writer's own run-queue delay during it (the time it
+    /// was runnable but had no CPU: after its fault was served, or preempted). What is left
+    /// is the fault's service as the writer saw it, without the machine's CPU contention.
+    /// `None` when not classified or where `/proc/thread-self/schedstat` is missing.
+    pub protected_write_latency_less_run_delay: Option<LatencyRecorder>,
     /// The sequence number last written to each page (0: never written).
     pub last_seq: Vec<u64>,
 }
@@ -82,6 +112,7 @@ pub struct WriterSet<'a> {
     control: Arc<Control>,
     handles: Vec<JoinHandle<WriterResult>>,
     page_count: u64,
+    classify_faults: bool,
     _region: std::marker::PhantomData<Region<'a>>,
 }
 
@@ -101,6 +132,12 @@ struct WriterResult {
     writes: u64,
     fault_wait: LatencyRecorder,
     write_latency: LatencyRecorder,
+    protected_write_latency: LatencyRecorder,
+    protected_write_latency_less_run_delay: LatencyRecorder,
+    /// The writer could not read its run-queue delay for every protected write.
+    run_delay_missing: bool,
+    /// The first pagemap read that failed (the writer stopped classifying then).
+    classify_error: Option<PagemapError>,
     last_seq: Vec<(u64, u64)>,
 }
 
@@ -117,6 +154,11 @@ impl<'a> WriterSet<'a> {
             Some(rate) => Some(WriteTiming::for_pattern(&config.pattern, rate)?),
             None => None,
         };
+        let pagemap = if config.classify_faults {
+            Some(Arc::new(PagemapReader::open().map_err(WriterError::Classify)?))
+        } else {
+            None
+        };
         let control = Arc::new(Control {
             gate: RwLock::new(()),
             stop: AtomicBool::new(false),
@@ -124,17 +166,26 @@ impl<'a> WriterSet<'a> {
             reporter_version: AtomicU64::new(0),
             recording: AtomicBool::new(false),
         });
-        let mut set =
-            WriterSet { control: control.clone(), handles: Vec::new(), page_count, _region: std::marker::PhantomData };
+        let mut set = WriterSet {
+            control: control.clone(),
+            handles: Vec::new(),
+            page_count,
+            classify_faults: config.classify_faults,
+            _region: std::marker::PhantomData,
+        };
         for index in 0..config.threads {
             let sampler = PageSampler::new(&config.pattern, page_count, index)?;
             let rng = ChaCha8Rng::seed_from_u64(config.seed ^ ((index as u64 + 1) << 32));
             let control = control.clone();
             let timing = timing.clone();
             let writers = config.threads;
+            let pagemap = pagemap.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("wpsnap-writer-{index}"))
-                .spawn(move || writer_loop(region, index, writers, sampler, rng, timing, &control))
+                .spawn(move || {
+                    let plan = WriterPlan { region, index, writers, timing, pagemap };
+                    writer_loop(plan, sampler, rng, &control)
+                })
                 .map_err(WriterError::Spawn);
             match handle {
                 Ok(h) => set.handles.push(h),
@@ -176,15 +227,28 @@ impl<'a> WriterSet<'a> {
             writes: 0,
             fault_wait: LatencyRecorder::new(),
             write_latency: LatencyRecorder::new(),
+            protected_write_latency: self.classify_faults.then(LatencyRecorder::new),
+            protected_write_latency_less_run_delay: self.classify_faults.then(LatencyRecorder::new),
             last_seq: vec![0; self.page_count as usize],
         };
         let mut panicked = false;
+        let mut classify_error = None;
         for handle in self.handles.drain(..) {
             match handle.join() {
                 Ok(r) => {
                     outcome.writes += r.writes;
                     outcome.fault_wait.merge(&r.fault_wait);
                     outcome.write_latency.merge(&r.write_latency);
+                    if let Some(protected) = &mut outcome.protected_write_latency {
+                        protected.merge(&r.protected_write_latency);
+                    }
+                    if r.run_delay_missing {
+                        outcome.protected_write_latency_less_run_delay = None;
+                    }
+                    if let Some(protected) = &mut outcome.protected_write_latency_less_run_delay {
+                        protected.merge(&r.protected_write_latency_less_run_delay);
+                    }
+                    classify_error = classify_error.or(r.classify_error);
                     for (page, seq) in r.last_seq {
                         outcome.last_seq[page as usize] = seq;
                     }
@@ -192,7 +256,11 @@ impl<'a> WriterSet<'a> {
                 Err(_) => panicked = true,
             }
         }
-        if panicked { Err(WriterError::Panicked) } else { Ok(outcome) }
+        match classify_error {
+            _ if panicked => Err(WriterError::Panicked),
+            Some(e) => Err(WriterError::Classify(e)),
+            None => Ok(outcome),
+        }
     }
 }
 
@@ -218,22 +286,113 @@ fn owned_page(page: u64, index: u32, writers: u32, page_count: u64) -> u64 {
     if owned < page_count { owned } else { index as u64 }
 }
 
-fn writer_loop(
+/// What one writer thread writes, and how.
+struct WriterPlan {
     region: Region<'static>,
     index: u32,
     writers: u32,
-    mut sampler: PageSampler,
-    mut rng: ChaCha8Rng,
     timing: Option<WriteTiming>,
-    control: &Control,
-) -> WriterResult {
+    /// Present when the writes are classified ([`WriterConfig::classify_faults`]).
+    pagemap: Option<Arc<PagemapReader>>,
+}
+
+/// One writer's histograms of its timed writes.
+struct WriterRecord {
+    fault_wait: LatencyRecorder,
+    write_latency: LatencyRecorder,
+    protected_write_latency: LatencyRecorder,
+    protected_write_latency_less_run_delay: LatencyRecorder,
+}
+
+impl WriterRecord {
+    /// Records one timed write.
+    fn record(&mut self, write: &TimedWrite, reporter: Option<&FaultWaitReporter>) {
+        let took = write.took;
+        let ns = Nanos(took.as_nanos() as u64);
+        self.write_latency.record(ns);
+        if write.protected {
+            self.protected_write_latency.record(ns);
+            if let Some(run_delay_ns) = write.run_delay_ns {
+                self.protected_write_latency_less_run_delay.record(Nanos(ns.as_ns().saturating_sub(run_delay_ns)));
+            }
+        }
+        if ns.as_ns() >= FAULT_WAIT_NS_MIN {
+            self.fault_wait.record(ns);
+            if let Some(reporter) = reporter {
+                reporter.report(took);
+            }
+        }
+    }
+}
+
+/// One writer's exact fault classification ([`WriterConfig::classify_faults`]).
+struct Classifier {
+    pagemap: Arc<PagemapReader>,
+    /// `None` where the kernel has no schedstat.
+    run_delay: Option<RunDelayReader>,
+    /// A run-delay read failed (the less-run-delay figure is then incomplete).
+    run_delay_missing: bool,
+    /// The first pagemap read that failed; classification stopped then.
+    error: Option<PagemapError>,
+}
+
+/// One store and what is known about it.
+struct TimedWrite {
+    took: Duration,
+    /// The page was write-protected just before the store.
+    protected: bool,
+    /// The writer's run-queue delay during a protected write.
+    run_delay_ns: Option<u64>,
+}
+
+/// Stores a stamp and times it; with a classifier, reads the page's protection first and,
+/// for a protected page, the writer's run-queue delay around the store.
+fn timed_write(region: &Region, page: u64, seq: u64, value: u64, classifier: Option<&mut Classifier>) -> TimedWrite {
+    let Some(classifier) = classifier.filter(|c| c.error.is_none()) else {
+        let t0 = Instant::now();
+        stamp::write_stamp(region, page, seq, value);
+        return TimedWrite { took: t0.elapsed(), protected: false, run_delay_ns: None };
+    };
+    let protected = match classifier.pagemap.is_write_protected(region.page_addr(page)) {
+        Ok(protected) => protected,
+        Err(e) => {
+            // Stop classifying; `stop` reports the error.
+            classifier.error = Some(e);
+            false
+        }
+    };
+    let run_delay = classifier.run_delay.as_ref().filter(|_| protected);
+    let before_ns = run_delay.and_then(RunDelayReader::run_delay_ns);
+    let t0 = Instant::now();
+    stamp::write_stamp(region, page, seq, value);
+    let took = t0.elapsed();
+    let after_ns = run_delay.and_then(RunDelayReader::run_delay_ns);
+    let run_delay_ns = before_ns.zip(after_ns).map(|(before, after)| after.saturating_sub(before));
+    if protected && run_delay.is_some() && run_delay_ns.is_none() {
+        classifier.run_delay_missing = true;
+    }
+    TimedWrite { took, protected, run_delay_ns }
+}
+
+fn writer_loop(plan: WriterPlan, mut sampler: PageSampler, mut rng: ChaCha8Rng, control: &Control) -> WriterResult {
+    let WriterPlan { region, index, writers, timing, pagemap } = plan;
+    let mut classifier = pagemap.map(|pagemap| Classifier {
+        pagemap,
+        run_delay: RunDelayReader::open_for_this_thread(),
+        run_delay_missing: false,
+        error: None,
+    });
     let page_count = region.page_count();
     // Pages this writer owns: index, index + writers, ...
     let owned_pages = (page_count - index as u64).div_ceil(writers as u64);
     let mut last = vec![0u64; owned_pages as usize];
     let mut seq = 0u64;
-    let mut fault_wait = LatencyRecorder::new();
-    let mut write_latency = LatencyRecorder::new();
+    let mut record = WriterRecord {
+        fault_wait: LatencyRecorder::new(),
+        write_latency: LatencyRecorder::new(),
+        protected_write_latency: LatencyRecorder::new(),
+        protected_write_latency_less_run_delay: LatencyRecorder::new(),
+    };
     let mut reporter: Option<FaultWaitReporter> = None;
     let mut reporter_seen = u64::MAX;
     let started = Instant::now();
@@ -254,25 +413,20 @@ fn writer_loop(
         let page = owned_page(sampler.next_page(&mut rng), index, writers, page_count);
         seq += 1;
         let value = stamp_value(index, seq);
-        let took = {
+        let write = {
+            // The arm protects the region under this gate's write side, so a page read as
+            // unprotected here stays so until the store.
             let _pause = match control.gate.read() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            let t0 = Instant::now();
-            stamp::write_stamp(&region, page, seq, value);
-            t0.elapsed()
+            timed_write(&region, page, seq, value, classifier.as_mut())
         };
         last[(page / writers as u64) as usize] = seq;
-        if control.recording.load(Ordering::Relaxed) {
-            let ns = Nanos(took.as_nanos() as u64);
-            write_latency.record(ns);
-            if ns.as_ns() >= FAULT_WAIT_NS_MIN {
-                fault_wait.record(ns);
-                if let Some(reporter) = &reporter {
-                    reporter.report(took);
-                }
-            }
+        // Read after the store: a write that ends after recording stopped is not recorded
+        // (the tests stop recording before anything the write may wait for can happen).
+        if control.recording.load(Ordering::Acquire) {
+            record.record(&write, reporter.as_ref());
         }
     }
     let last_seq = last
@@ -281,7 +435,16 @@ fn writer_loop(
         .filter(|(_, s)| **s != 0)
         .map(|(i, s)| (i as u64 * writers as u64 + index as u64, stamp_value(index, *s)))
         .collect();
-    WriterResult { writes: seq, fault_wait, write_latency, last_seq }
+    WriterResult {
+        writes: seq,
+        fault_wait: record.fault_wait,
+        write_latency: record.write_latency,
+        protected_write_latency: record.protected_write_latency,
+        protected_write_latency_less_run_delay: record.protected_write_latency_less_run_delay,
+        run_delay_missing: classifier.as_ref().is_some_and(|c| c.run_delay_missing || c.run_delay.is_none()),
+        classify_error: classifier.and_then(|c| c.error),
+        last_seq,
+    }
 }
 
 #[cfg(test)]

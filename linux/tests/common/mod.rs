@@ -79,6 +79,7 @@ pub fn run_and_check(s: &Scenario, during: impl FnOnce(&Region) -> Vec<u64>) -> 
             pattern: Pattern::Uniform,
             writes_per_sec: Some(s.writes_per_sec),
             seed: 7,
+            classify_faults: false,
         },
     )
     .expect("writers");

@@ -151,6 +151,9 @@ pub struct RunOptions {
     pub budget_pages: Option<u64>,
     /// The snapshot threads' scheduling (default: the session's).
     pub thread_priority: Option<ThreadPriority>,
+    /// Classify the timed writes exactly (`WriterConfig::classify_faults`): the fault
+    /// candidates land in `Run::writers.protected_write_latency`.
+    pub classify_faults: bool,
 }
 
 /// A gate the test opens once; a held sink waits for it.
@@ -208,15 +211,16 @@ impl PageSink for HeldSink {
     }
 }
 
-/// Waits until `pages` pages are saved while the sink is held, then lets the sink go and
-/// returns the progress then. Panics (after letting it go) if that takes longer than
-/// [`HOLD_WAIT_MAX`].
-fn release_when_saved(running: &Running, gate: Arc<Gate>, pages: u64) -> Progress {
+/// Waits until `pages` pages are saved while the sink is held, calls `before_release`, then
+/// lets the sink go and returns the progress then. Panics (after letting it go) if that takes
+/// longer than [`HOLD_WAIT_MAX`].
+fn release_when_saved(running: &Running, gate: Arc<Gate>, pages: u64, before_release: impl FnOnce()) -> Progress {
     let _open = OpenOnDrop(gate);
     let deadline = Instant::now() + HOLD_WAIT_MAX;
     loop {
         let progress = running.progress();
         if progress.pages_saved >= pages {
+            before_release();
             return progress;
         }
         assert!(
@@ -233,6 +237,8 @@ fn release_when_saved(running: &Running, gate: Arc<Gate>, pages: u64) -> Progres
 /// the quantile q of the slowest n of m samples is the quantile 1 - (n / m)(1 - q) of all m.
 /// Writers record every write over 1 us, which includes slow writes that did not fault
 /// (interrupts, preemption); the faulting writes are the slowest, as many as the engine read.
+/// An estimate: under load preempted stores outrank real fault waits; [`RunOptions::classify_faults`]
+/// gives the exact ones.
 pub fn quantile_of_slowest(all: &LatencyRecorder, n: u64, q: f64) -> Nanos {
     let m = all.count();
     let share = if n == 0 || n >= m { 1.0 } else { n as f64 / m as f64 };
@@ -266,6 +272,7 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
             pattern: c.pattern.clone(),
             writes_per_sec: Some(c.writes_per_sec),
             seed: 11,
+            classify_faults: options.classify_faults,
         },
     )
     .expect("writers");
@@ -296,6 +303,9 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
         .arm(|| {
             let pause = writers.pause();
             reference = copy_region(&region);
+            // Time from the first write after the instant: on a loaded machine the faults
+            // right after it may all come before this thread gets to set the reporter.
+            writers.set_recording(true);
             pause
         })
         .expect("arm");
@@ -304,11 +314,10 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
         kernel_write(&region, page);
     }
     let while_held = gate.zip(options.hold_sink_until_saved).map(|(gate, pages)| {
-        let progress = release_when_saved(&running, gate, pages);
-        // Time only the writes made while the sink was held (afterwards a fault may wait for
-        // the sink once the budget is full, and a preempted write would only add noise).
-        writers.set_reporter(None);
-        progress
+        // Time only the writes that end while the sink is held: recording stops before the
+        // sink writes anything, so a fault that waited for the sink (once the budget is full)
+        // ends after it and is not recorded.
+        release_when_saved(&running, gate, pages, || writers.set_reporter(None))
     });
     let report = running.finish().expect("snapshot completes");
     writers.set_reporter(None);
