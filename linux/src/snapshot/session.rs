@@ -256,7 +256,9 @@ type SinkThread = JoinHandle<Box<dyn PageSink>>;
 fn scheduled(shared: &Shared, thread: String, role: ThreadRole, body: impl FnOnce()) {
     let (policy, note) = thread_priority::apply_to_current(shared.thread_priority, role);
     let started = SchedStat::of_current_thread();
+    let clock = ThreadClock::start();
     body();
+    shared.record_thread_time(&clock);
     let schedstat = started.zip(SchedStat::of_current_thread()).map(|(start, end)| end.since(&start));
     lock(&shared.thread_scheduling).push(ThreadScheduling { thread, policy, note, schedstat });
 }
@@ -297,13 +299,7 @@ impl Running<'_> {
         let thread = name.to_string();
         let handle = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || {
-                scheduled(&shared, thread, role, || {
-                    let clock = ThreadClock::start();
-                    lanes::guarded(&shared, lane);
-                    shared.record_thread_time(&clock);
-                })
-            })
+            .spawn(move || scheduled(&shared, thread, role, || lanes::guarded(&shared, lane)))
             .map_err(SnapshotError::Spawn)?;
         self.threads.push(handle);
         Ok(())
@@ -323,9 +319,7 @@ impl Running<'_> {
             .name(name.to_string())
             .spawn(move || {
                 scheduled(&shared, thread, role, || {
-                    let clock = ThreadClock::start();
                     lanes::guarded(&shared, |s| lane(s, sink.as_mut()));
-                    shared.record_thread_time(&clock);
                     if qemu {
                         // The qemu thread is also the one reading events.
                         lanes::drain_and_release(&shared);
