@@ -52,7 +52,10 @@ impl Lane {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Capture {
     run: PageRun,
-    copies: Vec<PageRun>,
+    /// The runs to copy when they are not the whole span; empty when the span is one run
+    /// (every fault capture, and every scan capture without saved pages inside), so the
+    /// fault path allocates nothing.
+    gapped_copies: Vec<PageRun>,
     cause: Cause,
     lane: Lane,
     serial: u64,
@@ -67,11 +70,11 @@ impl Capture {
     /// The runs to copy out, in order, inside [`run`](Capture::run): the span's unsaved
     /// pages. The pages between them were saved before and must not be copied again.
     pub fn copy_runs(&self) -> &[PageRun] {
-        &self.copies
+        if self.gapped_copies.is_empty() { std::slice::from_ref(&self.run) } else { &self.gapped_copies }
     }
     /// Pages to copy out (the pages of [`copy_runs`](Capture::copy_runs)).
     pub fn pages_copied(&self) -> u64 {
-        self.copies.iter().map(|r| r.count).sum()
+        self.copy_runs().iter().map(|r| r.count).sum()
     }
     pub fn cause(&self) -> Cause {
         self.cause
@@ -437,20 +440,26 @@ impl Engine {
         }
     }
 
+    /// Starts a capture of the span `run` on `lane`; `copies` are the runs to copy inside it,
+    /// empty for the whole span.
     fn start(
         &mut self,
         lane: Lane,
         run: PageRun,
-        copies: Vec<PageRun>,
+        mut copies: Vec<PageRun>,
         cause: Cause,
         fault_read_at: Option<Nanos>,
     ) -> Capture {
         let serial = self.next_serial;
         self.next_serial += 1;
-        let copied = copies.iter().map(|r| r.count).sum();
+        if copies.as_slice() == [run] {
+            copies.clear();
+        }
+        let capture = Capture { run, gapped_copies: copies, cause, lane, serial };
+        let copied = capture.pages_copied();
         self.reserve_staging(copied);
         self.in_flight[lane.index()] = Some(InFlight { run, copied, cause, serial, fault_read_at });
-        Capture { run, copies, cause, lane, serial }
+        capture
     }
 
     /// A page saved and done: not pending, not queued, not in any lane's capture. Only such
@@ -496,7 +505,7 @@ impl Engine {
             self.stats.fault_blocked_on_budget_ns += now.saturating_since(since).as_ns();
         }
         let fault = self.faults.pop()?;
-        Some(self.start(lane, fault.run, vec![fault.run], Cause::Fault, Some(fault.read_at)))
+        Some(self.start(lane, fault.run, Vec::new(), Cause::Fault, Some(fault.read_at)))
     }
 
     fn start_scan_capture(&mut self, now: Nanos, lane: Lane) -> Option<Capture> {

@@ -6,7 +6,7 @@ use super::shared::{
     IDLE_WAIT_MAX, SCAN_BUSY, SCAN_WAITS_FOR_CHANGE, SCAN_WAITS_FOR_DEADLINE, Shared, SnapshotError, StagedRun,
 };
 use super::sink::PageSink;
-use super::thread_time::ThreadClock;
+use super::thread_time::{SCAN_THREAD_NAME, ThreadClock};
 use crate::sync::shim::Ordering;
 use crate::uffd::{UffdEvent, WpUffd};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -217,7 +217,9 @@ pub(super) fn scan_lane(shared: &Shared) -> Result<(), SnapshotError> {
             None if pending == 0 && !scan_done => {
                 // Nothing left to scan: the scan's own time ends here, not at the drain.
                 scan_done = true;
-                shared.record_thread_time(&clock);
+                if let Some(time) = clock.stop(SCAN_THREAD_NAME) {
+                    shared.record_thread_time(&time);
+                }
             }
             None => {
                 shared.scan_signal.wait_for_change(seen, wait.min(IDLE_WAIT_MAX));

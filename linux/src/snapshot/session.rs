@@ -9,7 +9,7 @@ use super::report::{Progress, SnapshotReport};
 use super::shared::{FaultWaitReporter, Shared, SnapshotError};
 use super::sink::PageSink;
 use super::staging_memory::StagingMemory;
-use super::thread_priority::{self, SchedStat, ThreadRole, ThreadScheduling};
+use super::thread_priority::{self, ThreadRole, ThreadScheduling};
 use super::thread_time::{SCAN_THREAD_NAME, ThreadClock};
 use crate::region::{ContractWatches, Region, Regions};
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
@@ -255,11 +255,13 @@ type SinkThread = JoinHandle<Box<dyn PageSink>>;
 /// thread ran at and its scheduler statistics when it ends.
 fn scheduled(shared: &Shared, thread: String, role: ThreadRole, body: impl FnOnce()) {
     let (policy, note) = thread_priority::apply_to_current(shared.thread_priority, role);
-    let started = SchedStat::of_current_thread();
     let clock = ThreadClock::start();
     body();
-    shared.record_thread_time(&clock);
-    let schedstat = started.zip(SchedStat::of_current_thread()).map(|(start, end)| end.since(&start));
+    let time = clock.stop(&thread);
+    if let Some(time) = &time {
+        shared.record_thread_time(time);
+    }
+    let schedstat = time.map(|t| t.schedstat());
     lock(&shared.thread_scheduling).push(ThreadScheduling { thread, policy, note, schedstat });
 }
 

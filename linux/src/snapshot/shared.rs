@@ -4,7 +4,7 @@
 
 use super::engine_handle::{ActionTarget, EngineHandle, Turn};
 use super::staging_memory::{StagedBuf, StagingMemory, StagingMemoryError};
-use super::thread_time::{ThreadClock, ThreadTime};
+use super::thread_time::ThreadTime;
 use crate::region::Regions;
 use crate::sync::shim::{AtomicBool, AtomicU8, AtomicU64, Mutex, Ordering, lock};
 use crate::sync::{ChangeSignal, StagedPages, StagingQueue};
@@ -193,16 +193,12 @@ impl Shared {
         }
     }
 
-    /// Records the calling thread's time since `clock` started, if schedstat is readable and
-    /// the thread has not recorded it yet (the scan thread records at its last capture).
-    pub fn record_thread_time(&self, clock: &ThreadClock) {
-        let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+    /// Records a thread's time unless that thread recorded one already (the scan thread
+    /// records at its last capture, before its exit does).
+    pub fn record_thread_time(&self, time: &ThreadTime) {
         let mut times = lock(&self.thread_times);
-        if times.iter().any(|t| t.name == name) {
-            return;
-        }
-        if let Some(time) = clock.stop(&name) {
-            times.push(time);
+        if !times.iter().any(|t| t.name == time.name) {
+            times.push(time.clone());
         }
     }
 

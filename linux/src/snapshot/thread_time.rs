@@ -3,6 +3,7 @@
 //! machine with fewer cores than busy threads this tells a thread that is slow from one that
 //! is not running.
 
+use super::thread_priority::SchedStat;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -30,36 +31,33 @@ impl ThreadTime {
     pub fn blocked_ns(&self) -> u64 {
         self.wall_ns.saturating_sub(self.cpu_ns).saturating_sub(self.runqueue_wait_ns)
     }
-}
 
-/// The calling thread's (cpu ns, run-queue wait ns, timeslices), if the kernel has schedstat.
-fn schedstat() -> Option<[u64; 3]> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
-    Some([fields.next()??, fields.next()??, fields.next()??])
+    /// The scheduler statistics of the same span.
+    pub fn schedstat(&self) -> SchedStat {
+        SchedStat { run_ns: self.cpu_ns, run_queue_wait_ns: self.runqueue_wait_ns, timeslices: self.timeslices }
+    }
 }
 
 /// Started on the thread it measures; [`ThreadClock::stop`] on the same thread.
 pub(super) struct ThreadClock {
     started: Instant,
-    at_start: Option<[u64; 3]>,
+    at_start: Option<SchedStat>,
 }
 
 impl ThreadClock {
     pub fn start() -> ThreadClock {
-        ThreadClock { started: Instant::now(), at_start: schedstat() }
+        ThreadClock { started: Instant::now(), at_start: SchedStat::of_current_thread() }
     }
 
     /// The time since [`start`](ThreadClock::start); `None` if schedstat cannot be read.
     pub fn stop(&self, name: &str) -> Option<ThreadTime> {
-        let start = self.at_start?;
-        let end = schedstat()?;
+        let used = SchedStat::of_current_thread()?.since(&self.at_start?);
         Some(ThreadTime {
             name: name.to_string(),
             wall_ns: self.started.elapsed().as_nanos().min(u64::MAX as u128) as u64,
-            cpu_ns: end[0].saturating_sub(start[0]),
-            runqueue_wait_ns: end[1].saturating_sub(start[1]),
-            timeslices: end[2].saturating_sub(start[2]),
+            cpu_ns: used.run_ns,
+            runqueue_wait_ns: used.run_queue_wait_ns,
+            timeslices: used.timeslices,
         })
     }
 }
@@ -70,7 +68,7 @@ mod tests {
 
     #[test]
     fn a_spinning_thread_is_mostly_on_cpu_and_a_sleeping_one_mostly_blocked() {
-        let Some(_) = schedstat() else {
+        let Some(_) = SchedStat::of_current_thread() else {
             // Kernels without CONFIG_SCHEDSTATS have no file: nothing to measure.
             return;
         };
