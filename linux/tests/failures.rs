@@ -240,7 +240,7 @@ fn full_staging_applies_back_pressure_without_dropping_pages() {
         service_model: ServiceModel::Decoupled,
         policy: PolicyConfig::None,
         budget_bytes: Some(8 * 4096),
-        scan_batch_pages: 2,
+        scan_batch_pages: Some(2),
         ..SnapshotConfig::default()
     };
     let mut reference = Vec::new();

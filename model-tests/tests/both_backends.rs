@@ -44,7 +44,7 @@ use std::time::Duration;
 use wpsnap_core::policy::BandwidthParams;
 use wpsnap_core::{PolicyConfig, ServiceModel};
 use wpsnap_linux::region::Backing;
-use wpsnap_linux::snapshot::{QemuThreadPriority, SnapshotConfig, ThreadPriority};
+use wpsnap_linux::snapshot::{QemuThreadPriority, ThreadPriority, default_scan_batch_pages};
 use wpsnap_sim::SimConfig;
 use wpsnap_sim::config::STREAM_PAGE_HEADER_BYTES;
 use wpsnap_sim::disk::{DiskParams, DiskPreset};
@@ -75,8 +75,8 @@ fn simulated_waits_ns(policy: &PolicyConfig) -> (u64, u64) {
     config.writers.writes_per_sec = WRITES_PER_SEC;
     config.zero_page_percent = 0;
     config.baseline = false;
-    // The real session's scan batch (16 pages by default), so both run the same engine config.
-    config.engine.scan_batch_pages = SnapshotConfig::default().scan_batch_pages;
+    // The real session's scan batch (the qemu model's default), so both run the same engine config.
+    config.engine.scan_batch_pages = default_scan_batch_pages(ServiceModel::Qemu, 4096);
     // Direct writes at 2 ms per page record, whatever the batch: the sink of the real run.
     let record_bytes = 4096 + STREAM_PAGE_HEADER_BYTES;
     config.disk = Some(DiskParams {

@@ -492,7 +492,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<JobReport> {
         budget: None,
         fault_spin_us: 0,
         thread_priority: super::args::ThreadPriorityArg::Default,
-        scan_batch_pages: 16,
+        scan_batch_pages: None,
         backend: Backend::Uffd,
         out: dir.join("demo.wps").display().to_string(),
         direct_io: false,

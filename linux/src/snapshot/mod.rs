@@ -42,7 +42,10 @@ mod thread_time;
 
 pub use budget::{BUDGET_BYTES_CAP, BUDGET_BYTES_FLOOR, budget_rule, default_budget_bytes};
 pub use builder::SnapshotBuilder;
-pub use config::{FAULT_SPIN_MAX, SnapshotConfig, capture_unit_pages};
+pub use config::{
+    DECOUPLED_SCAN_BATCH_BYTES, FAULT_SPIN_MAX, QEMU_SCAN_BATCH_PAGES, SnapshotConfig, capture_unit_pages,
+    default_scan_batch_pages,
+};
 pub use format_sink::{FormatSink, RegionTable};
 pub use pause::{NoWriters, PauseGuard, Resume};
 pub use report::{Progress, SnapshotReport};

@@ -281,7 +281,7 @@ pub fn snapshot_and_check_with(c: &Case, options: RunOptions) -> Run {
     let config = SnapshotConfig {
         service_model: c.model,
         policy: c.policy.clone(),
-        scan_batch_pages: options.scan_batch_pages.unwrap_or(defaults.scan_batch_pages),
+        scan_batch_pages: options.scan_batch_pages.or(defaults.scan_batch_pages),
         budget_bytes: options.budget_pages.map(|pages| pages * page_size).or(defaults.budget_bytes),
         thread_priority: options.thread_priority.unwrap_or(defaults.thread_priority),
         ..defaults
