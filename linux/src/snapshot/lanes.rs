@@ -94,12 +94,18 @@ fn wait_for_events(shared: &Shared, timeout: Duration) -> Result<(), SnapshotErr
 /// critical path, the sink thread mostly idle (docs/results/2026-11-30-window.md).
 fn stage(shared: &Shared, capture: Capture) -> Result<(), SnapshotError> {
     let page_size = shared.regions.page_size();
-    let mut copies = Vec::with_capacity(capture.copy_runs().len());
+    // A run may end one chunk and start the next: one staged run per piece.
+    let mut copies = Vec::with_capacity(capture.copy_runs().len() + 1);
     for run in capture.copy_runs() {
-        let mut data = shared.staging_memory.alloc((run.count * page_size) as usize)?;
         shared.check_present(run.first.0, run.count)?;
-        shared.regions.copy_pages(run.first.0, run.count, data.as_mut_slice());
-        copies.push((run.first.0, run.count, data));
+        let (mut first, end) = (run.first.0, run.first.0 + run.count);
+        while first < end {
+            let mut data = shared.staging_memory.alloc_pages(end - first, page_size)?;
+            let count = data.as_slice().len() as u64 / page_size;
+            shared.regions.copy_pages(first, count, data.as_mut_slice());
+            copies.push((first, count, data));
+            first += count;
+        }
     }
     shared.turn(|t| t.captured(capture))??;
     for (first, count, data) in copies {

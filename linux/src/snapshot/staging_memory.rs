@@ -205,18 +205,30 @@ impl StagingMemory {
         StagingMemory { current: Mutex::new(Current { chunk: None, used: 0 }), pool: Arc::default() }
     }
 
-    /// A buffer of `len` bytes (a multiple of the page size keeps every run page-aligned).
-    pub fn alloc(&self, len: usize) -> Result<StagedBuf, StagingMemoryError> {
+    /// A buffer for at most `pages` pages of `page_size` bytes: the rest of the current chunk
+    /// when it has room for one page or more, else the start of a new chunk (of one page if a
+    /// page is larger than a chunk). It holds fewer pages than asked when the chunk ends there;
+    /// the caller asks again for the rest. Runs are split rather than started on a new chunk,
+    /// so no chunk is left part-empty while it holds staged pages: with 2 MiB scan runs
+    /// beside single fault pages, starting over left up to a chunk per run unused
+    /// (docs/results/2026-11-30-scan-batch.md).
+    pub fn alloc_pages(&self, pages: u64, page_size: u64) -> Result<StagedBuf, StagingMemoryError> {
+        let page = page_size as usize;
+        let wanted = (pages as usize).saturating_mul(page);
         let mut current = lock(&self.current);
-        if let Some(chunk) = &current.chunk
-            && current.used + len <= chunk.len
-        {
-            let buf = StagedBuf { chunk: chunk.clone(), offset: current.used, len };
-            current.used += len;
-            return Ok(buf);
+        if let Some(chunk) = &current.chunk {
+            let room = (chunk.len - current.used) / page * page;
+            if room > 0 {
+                let len = wanted.min(room);
+                let buf = StagedBuf { chunk: chunk.clone(), offset: current.used, len };
+                current.used += len;
+                return Ok(buf);
+            }
         }
         // Start a new chunk; the old one lives on until its last run is drained.
-        let chunk = Arc::new(Chunk::new(len.max(STAGING_CHUNK_BYTES), self.pool.clone())?);
+        let chunk_len = STAGING_CHUNK_BYTES.max(page);
+        let chunk = Arc::new(Chunk::new(chunk_len, self.pool.clone())?);
+        let len = wanted.min(chunk_len / page * page);
         current.chunk = Some(chunk.clone());
         current.used = len;
         Ok(StagedBuf { chunk, offset: 0, len })
@@ -264,7 +276,8 @@ mod tests {
         let memory = StagingMemory::new();
         assert_eq!(memory.mapped_bytes(), 0);
         let page = 4096;
-        let mut bufs: Vec<StagedBuf> = (0..1024).map(|_| memory.alloc(page).expect("map")).collect();
+        let chunk_pages = (STAGING_CHUNK_BYTES / page) as u64;
+        let mut bufs: Vec<StagedBuf> = (0..1024).map(|_| memory.alloc_pages(1, page as u64).expect("map")).collect();
         for (i, buf) in bufs.iter_mut().enumerate() {
             buf.as_mut_slice().fill(i as u8);
         }
@@ -274,14 +287,15 @@ mod tests {
         // Draining the first chunk's runs pools it; the next chunk needed is that one again.
         bufs.drain(..512);
         assert_eq!(memory.mapped_bytes(), 2 * STAGING_CHUNK_BYTES as u64, "pooled, still mapped");
-        let mut more: Vec<StagedBuf> = (0..512).map(|_| memory.alloc(page).expect("reuse")).collect();
+        let mut more: Vec<StagedBuf> = (0..512).map(|_| memory.alloc_pages(1, page as u64).expect("reuse")).collect();
         assert_eq!(memory.chunks_mapped(), 2, "no new mapping");
         assert_eq!(memory.chunk_reuses(), 1);
         more[0].as_mut_slice().fill(7);
         assert!(bufs.iter().all(|b| b.as_slice()[0] != 7 || b.as_slice().iter().all(|&x| x == 7)), "disjoint");
         // The pool holds at most its bound; the rest is unmapped when drained.
         let many: Vec<StagedBuf> =
-            (0..POOL_CHUNKS_MAX + 2).map(|_| memory.alloc(STAGING_CHUNK_BYTES).expect("map")).collect();
+            (0..POOL_CHUNKS_MAX + 2).map(|_| memory.alloc_pages(chunk_pages, page as u64).expect("map")).collect();
+        assert!(many.iter().all(|b| b.as_slice().len() == STAGING_CHUNK_BYTES), "whole chunks");
         drop(many);
         // Mapped: the chunks of `bufs` and `more`, the current chunk (the last of `many`) and
         // a full pool; the one drained chunk beyond the pool's bound was unmapped.
@@ -291,11 +305,27 @@ mod tests {
         more.clear();
         memory.release_current();
         assert_eq!(memory.mapped_bytes(), 0, "release unmaps the pool and the current chunk");
-        // A run larger than a chunk gets a chunk of its own, never pooled.
-        let big = memory.alloc(3 * STAGING_CHUNK_BYTES).expect("map");
-        assert_eq!(big.as_slice().len(), 3 * STAGING_CHUNK_BYTES);
-        drop(big);
-        assert_eq!(memory.mapped_bytes(), 3 * STAGING_CHUNK_BYTES as u64, "the current chunk");
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_fills_the_current_chunk_first() {
+        let memory = StagingMemory::new();
+        let page = 4096u64;
+        let chunk_pages = STAGING_CHUNK_BYTES as u64 / page;
+        let one = memory.alloc_pages(1, page).expect("map");
+        // Asking for a whole chunk's pages gets the rest of the current chunk only...
+        let rest = memory.alloc_pages(chunk_pages, page).expect("rest");
+        assert_eq!(rest.as_slice().len() as u64, (chunk_pages - 1) * page);
+        assert_eq!(memory.chunks_mapped(), 1, "no chunk left part-empty");
+        // ...and the next call the one page left over, from a new chunk.
+        let last = memory.alloc_pages(1, page).expect("new chunk");
+        assert_eq!(last.as_slice().len() as u64, page);
+        assert_eq!(memory.chunks_mapped(), 2);
+        // A page larger than a chunk gets a chunk of its own size, one page at a time.
+        let huge = 2 * STAGING_CHUNK_BYTES as u64;
+        let big = memory.alloc_pages(3, huge).expect("map");
+        assert_eq!(big.as_slice().len() as u64, huge);
+        drop((one, rest, last, big));
         memory.release_current();
         assert_eq!(memory.mapped_bytes(), 0);
     }
