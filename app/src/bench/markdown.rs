@@ -116,6 +116,9 @@ impl BenchReport {
         let _ = writeln!(o, "| | samples | p50 | p99 | p99.9 | max |\n|---|---|---|---|---|---|");
         latency_line(o, &f.busy_floor);
         latency_line(o, &f.decoupled_faults_only_vs_busy);
+        if let Some(row) = &f.decoupled_faults_exact_vs_busy {
+            latency_line(o, row);
+        }
         if let Some(row) = &f.decoupled_inherit_faults_only_vs_busy {
             latency_line(o, row);
         }

@@ -59,6 +59,14 @@ pub struct FaultWaitSection {
     pub busy_floor: LatencyRow,
     /// The faults-only estimate against the busy-polling floor.
     pub decoupled_faults_only_vs_busy: LatencyRow,
+    /// The decoupled faults' own waits, measured exactly in a separate run per round whose
+    /// writers classify every store by the pagemap's uffd-wp bit just before it
+    /// (`WriterConfig::classify_faults`), against the busy-polling floor. The estimate above
+    /// counts any slow write (a preemption, an interrupt) as a fault once faults are few; this
+    /// row counts only stores to protected pages. `None` where the pagemap has no uffd-wp bit.
+    /// The busy-floor targets are judged on it when present.
+    #[serde(default)]
+    pub decoupled_faults_exact_vs_busy: Option<LatencyRow>,
     /// The same estimate with every snapshot thread left as spawned
     /// (`ThreadPriority::inherit`), measured in the same rounds right after the default run.
     #[serde(default)]

@@ -103,23 +103,28 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
         t.pause_target_met,
     ));
     let f = &report.fault_wait;
-    let only = &f.decoupled_faults_only_vs_busy;
-    rows.push(row(
-        "fault_wait.faults_only.p50_vs_busy_floor",
-        format_ns(only.p50_ns),
-        format!("busy floor {}", format_ns(f.busy_floor.p50_ns)),
-        only.p50_ratio,
-        "<= 1.5x",
-        f.target_p50_met_busy_floor,
-    ));
-    rows.push(row(
-        "fault_wait.faults_only.p99_vs_busy_floor",
-        format_ns(only.p99_ns),
-        format!("busy floor {}", format_ns(f.busy_floor.p99_ns)),
-        only.p99_ratio,
-        "<= 2x",
-        f.target_p99_met_busy_floor,
-    ));
+    // Judged on the exact fault waits where measured (see `FaultWaitSection`).
+    let only = f.decoupled_faults_exact_vs_busy.as_ref().unwrap_or(&f.decoupled_faults_only_vs_busy);
+    let which = if f.decoupled_faults_exact_vs_busy.is_some() {
+        format!("exact: {} stores to protected pages (writers classify each store)", only.samples)
+    } else {
+        format!("estimate: the slowest {} slow writes", only.samples)
+    };
+    for (name, value, floor, ratio, target, met) in [
+        ("p50", only.p50_ns, f.busy_floor.p50_ns, only.p50_ratio, "<= 1.5x", f.target_p50_met_busy_floor),
+        ("p99", only.p99_ns, f.busy_floor.p99_ns, only.p99_ratio, "<= 2x", f.target_p99_met_busy_floor),
+    ] {
+        let mut r = row(
+            &format!("fault_wait.faults_only.{name}_vs_busy_floor"),
+            format_ns(value),
+            format!("busy floor {}", format_ns(floor)),
+            ratio,
+            target,
+            met,
+        );
+        r.note = which.clone();
+        rows.push(r);
+    }
     let sim = &report.simulator;
     let mut r = row(
         "simulator.events_per_cpu_second",
