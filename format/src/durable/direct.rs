@@ -64,31 +64,72 @@ impl DirectFile {
 
 impl Write for DirectFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    /// Copies as many of `bufs`' bytes as fit into the aligned buffer (all of them unless it
+    /// fills), writing it out each time it is full: one `O_DIRECT` write per whole buffer,
+    /// whatever the slices (a record's header and its page are two).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         if self.finished {
             return Err(io::Error::other("O_DIRECT file already finished; no more writes"));
         }
-        let room = DIRECT_BUFFER_BYTES - self.filled;
-        let n = room.min(buf.len());
-        let at = self.start + self.filled;
-        self.storage[at..at + n].copy_from_slice(&buf[..n]);
-        self.filled += n;
-        if self.filled == DIRECT_BUFFER_BYTES {
-            self.write_out(DIRECT_BUFFER_BYTES)?;
-            self.filled = 0;
+        let mut taken = 0;
+        for buf in bufs {
+            let mut rest: &[u8] = buf;
+            while !rest.is_empty() {
+                let n = (DIRECT_BUFFER_BYTES - self.filled).min(rest.len());
+                let at = self.start + self.filled;
+                self.storage[at..at + n].copy_from_slice(&rest[..n]);
+                self.filled += n;
+                taken += n;
+                rest = &rest[n..];
+                if self.filled == DIRECT_BUFFER_BYTES {
+                    // The bytes are taken (staged) even if this write fails; report the
+                    // error, as the file cannot be trusted after it anyway.
+                    self.write_out(DIRECT_BUFFER_BYTES)?;
+                    self.filled = 0;
+                }
+            }
         }
-        Ok(n)
+        Ok(taken)
     }
 
-    /// Writes only whole aligned blocks; a tail shorter than the alignment stays staged until
-    /// `finish_and_sync`, since `O_DIRECT` cannot write it alone.
+    /// Writes nothing: `O_DIRECT` writes go out a whole buffer at a time (a flush per record
+    /// made them 4 KiB each, about 64 MB/s here against 2 GB/s for 1 MiB writes), and the file's
+    /// bytes are durable only at [`DirectFile::finish_and_sync`] anyway, which writes the tail.
     fn flush(&mut self) -> io::Result<()> {
-        let whole = self.filled - self.filled % DIRECT_IO_ALIGN_BYTES;
-        if whole > 0 {
-            self.write_out(whole)?;
-            let (s, f) = (self.start, self.filled);
-            self.storage.copy_within(s + whole..s + f, s);
-            self.filled -= whole;
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectored_writes_fill_whole_buffers_and_the_tail_is_written_at_finish() {
+        let dir = std::env::temp_dir().join(format!("wpsnap-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("plain-file-as-direct");
+        // A plain file behaves the same for the buffering (O_DIRECT only adds alignment rules).
+        let file = File::create(&path).expect("create");
+        let mut direct = DirectFile::new(file);
+        let header = [7u8; 20];
+        let page = [9u8; 4096];
+        let records = DIRECT_BUFFER_BYTES / (header.len() + page.len()) + 3;
+        for _ in 0..records {
+            let n = direct.write_vectored(&[io::IoSlice::new(&header), io::IoSlice::new(&page)]).expect("write");
+            assert_eq!(n, header.len() + page.len(), "every slice taken");
+            direct.flush().expect("flush");
+        }
+        let total = (records * (header.len() + page.len())) as u64;
+        assert_eq!(direct.written, DIRECT_BUFFER_BYTES as u64, "one whole buffer out, no flush writes");
+        direct.finish_and_sync().expect("finish");
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(bytes.len() as u64, total);
+        let record = header.len() + page.len();
+        assert!(bytes.chunks(record).all(|r| r[..20] == header && r[20..] == page[..r.len() - 20]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
