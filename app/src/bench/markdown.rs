@@ -184,6 +184,25 @@ impl BenchReport {
             r(t.ratio_to_sink)
         );
         let _ = writeln!(o, "| memcpy | {} | {} |", mb(t.memcpy_bytes_per_sec), r(t.ratio_to_memcpy));
+        match &t.direct_io {
+            Ok(d) => {
+                let _ = writeln!(
+                    o,
+                    "| snapshot with O_DIRECT output (`--direct-io`, arm to committed) | {} | {} of the buffered raw write |",
+                    mb(d.snapshot_bytes_per_sec),
+                    r(d.ratio_to_buffered_raw)
+                );
+                let _ = writeln!(
+                    o,
+                    "| raw O_DIRECT write (1 MiB writes + commit) | {} | {} (O_DIRECT snapshot / this) |",
+                    mb(d.raw_bytes_per_sec),
+                    r(d.ratio_to_raw)
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(o, "| O_DIRECT pair | not measured: {why} | |");
+            }
+        }
         let _ = writeln!(
             o,
             "\nCommit (fsync and rename) took {} after the snapshot and {} after the raw write (best of {} round(s)).",

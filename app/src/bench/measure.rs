@@ -4,8 +4,8 @@
 
 use super::options::BenchPlan;
 use super::report::{
-    BenchReport, FaultWaitBreakdown, FaultWaitSection, LatencyRow, MemorySection, PauseRow, SlowDiskSection,
-    SlowdownSection, ThroughputSection, ratio,
+    BenchReport, DirectIoThroughput, FaultWaitBreakdown, FaultWaitSection, LatencyRow, MemorySection, PauseRow,
+    SlowDiskSection, SlowdownSection, ThroughputSection, ratio,
 };
 use super::{disturbance, sim, targets};
 use crate::baseline::{self, BaselineRegion, HandlerWait};
@@ -431,9 +431,11 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
     let (mut memcpy_ns, mut raw_ns, mut raw_commit_ns, mut snap_ns, mut snap_commit_ns, mut to_sink) =
         (u64::MAX, u64::MAX, u64::MAX, u64::MAX, u64::MAX, 0.0_f64);
     let mut snap_threads = Vec::new();
+    // Best (raw O_DIRECT write, snapshot with O_DIRECT output) in ns, or why not measured.
+    let mut direct: Result<(u64, u64), String> = Ok((u64::MAX, u64::MAX));
     for round in 0..plan.rounds {
         progress(&format!(
-            "throughput, round {}/{}: memcpy, raw file write, snapshot to a file",
+            "throughput, round {}/{}: memcpy, raw file write, snapshot to a file (buffered, then O_DIRECT)",
             round + 1,
             plan.rounds
         ));
@@ -444,11 +446,14 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
             memcpy_ns = memcpy_ns.min(t.elapsed().as_nanos() as u64);
         }
         let raw_path = plan.dir.join("raw-write.bin");
-        let raw = raw_write(&raw_path, &copy);
+        let raw = raw_write(&raw_path, &copy, false);
         let _ = std::fs::remove_file(&raw_path);
         let (total, commit) = raw?;
         if total < raw_ns {
             (raw_ns, raw_commit_ns) = (total, commit);
+        }
+        if direct.is_ok() {
+            direct = direct_pair(plan, &region, &copy, direct);
         }
         drop(copy);
         let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
@@ -483,7 +488,35 @@ fn throughput(plan: &BenchPlan, progress: &dyn Fn(&str)) -> anyhow::Result<Throu
         ratio_to_slower,
         target_met: ratio_to_slower.map(|r| r >= THROUGHPUT_TARGET_RATIO),
         snapshot_threads: snap_threads,
+        direct_io: direct.map(|(raw_ns, snap_ns)| DirectIoThroughput {
+            snapshot_bytes_per_sec: per_sec(snap_ns),
+            raw_bytes_per_sec: per_sec(raw_ns),
+            ratio_to_raw: ratio(per_sec(snap_ns), per_sec(raw_ns)),
+            ratio_to_buffered_raw: ratio(per_sec(snap_ns), sink),
+        }),
     })
+}
+
+/// One round of the O_DIRECT pair: a raw O_DIRECT write of `data` and a snapshot of `region`
+/// with O_DIRECT output, both committed, into the best times so far. The first failure (a
+/// file system without O_DIRECT) ends the pair with the reason.
+fn direct_pair(
+    plan: &BenchPlan,
+    region: &Region,
+    data: &[u8],
+    best: Result<(u64, u64), String>,
+) -> Result<(u64, u64), String> {
+    let (mut raw_best, mut snap_best) = best?;
+    let raw_path = plan.dir.join("raw-write-direct.bin");
+    let raw = raw_write(&raw_path, data, true);
+    let _ = std::fs::remove_file(&raw_path);
+    raw_best = raw_best.min(raw.map_err(|e| format!("raw O_DIRECT write: {e:#}"))?.0);
+    let path = plan.dir.join("throughput-direct.wps");
+    let config = SnapshotConfig { policy: PolicyConfig::None, ..SnapshotConfig::default() };
+    let run = spec_run(&OutputSpec::File { path: path.clone(), direct_io: true }, region, config, None, None);
+    let _ = std::fs::remove_file(&path);
+    snap_best = snap_best.min(run.map_err(|e| format!("snapshot with O_DIRECT output: {e:#}"))?.armed_to_finished_ns);
+    Ok((raw_best, snap_best))
 }
 
 fn slow_disk(plan: &BenchPlan, floor: &wpsnap_core::LatencySummary) -> anyhow::Result<SlowDiskSection> {
@@ -694,9 +727,9 @@ pub(super) fn fill(mapping: &mut OwnedMapping, whole: bool) {
 
 /// Writes `data` to a file output in 1 MiB writes and commits it (fsync and rename):
 /// (total ns, commit ns).
-fn raw_write(path: &Path, data: &[u8]) -> anyhow::Result<(u64, u64)> {
+fn raw_write(path: &Path, data: &[u8], direct_io: bool) -> anyhow::Result<(u64, u64)> {
     let started = Instant::now();
-    let mut output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io: false })
+    let mut output = open_output(&OutputSpec::File { path: path.to_path_buf(), direct_io })
         .with_context(|| format!("opening {}", path.display()))?;
     for chunk in data.chunks(RAW_WRITE_CHUNK_BYTES) {
         if let Err(e) = output.write_all(chunk) {

@@ -174,6 +174,26 @@ pub struct ThroughputSection {
     /// to their exit): on a CPU, waiting for one, blocked.
     #[serde(default)]
     pub snapshot_threads: Vec<wpsnap_linux::snapshot::ThreadTime>,
+    /// The same pair with `O_DIRECT` (`--direct-io`): the snapshot's output and a raw write,
+    /// 1 MiB at a time from an aligned buffer, both committed; or why it was not measured
+    /// (a file system without `O_DIRECT`). Stated, no target.
+    #[serde(default = "direct_io_not_run")]
+    pub direct_io: Result<DirectIoThroughput, String>,
+}
+
+fn direct_io_not_run() -> Result<DirectIoThroughput, String> {
+    Err("not measured by this version".to_string())
+}
+
+/// Throughput with `O_DIRECT` output, against a raw `O_DIRECT` write of the same bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectIoThroughput {
+    /// Region bytes per second, arm to committed.
+    pub snapshot_bytes_per_sec: f64,
+    pub raw_bytes_per_sec: f64,
+    pub ratio_to_raw: Option<f64>,
+    /// Against the buffered raw write of the main row.
+    pub ratio_to_buffered_raw: Option<f64>,
 }
 
 /// Writes per second of the same writers with and without a snapshot.

@@ -156,5 +156,20 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
             .collect::<Vec<_>>()
             .join("; ");
     }
+    if let Ok(d) = &th.direct_io {
+        let mut r = row(
+            "throughput.direct_io",
+            format!("{:.0} MB/s with O_DIRECT output", d.snapshot_bytes_per_sec / 1e6),
+            format!("raw O_DIRECT write {:.0} MB/s", d.raw_bytes_per_sec / 1e6),
+            d.ratio_to_raw,
+            "stated",
+            None,
+        );
+        r.note = format!(
+            "{} of the buffered raw write",
+            d.ratio_to_buffered_raw.map_or("n/a".into(), |x| format!("{x:.2}x"))
+        );
+        rows.push(r);
+    }
     rows
 }
