@@ -218,6 +218,16 @@ pub struct SlowdownSection {
     pub decoupled_vs_fork_target_met: Option<bool>,
 }
 
+impl SlowdownSection {
+    /// Writes a snapshot cost the writers, per snapshot: what they would have done at the
+    /// no-snapshot rate in the snapshot's window, less what they did. Unlike writes/s, it does
+    /// not reward a longer window: fork's snapshot takes longer, and once every page is copied
+    /// its writers run undisturbed for the rest of it, which raises fork's average rate.
+    pub fn lost_writes(&self, writes_per_sec: f64, window_ms: f64) -> f64 {
+        (self.no_snapshot_writes_per_sec - writes_per_sec) * window_ms / 1e3
+    }
+}
+
 /// Memory a snapshot costs beyond the region, against the region size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemorySection {

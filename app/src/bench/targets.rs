@@ -45,6 +45,20 @@ pub(super) fn target_rows(report: &BenchReport) -> Vec<TargetRow> {
         ">= 1x",
         w.decoupled_vs_fork_target_met,
     ));
+    let (dec_lost, fork_lost) = (
+        w.lost_writes(w.decoupled_writes_per_sec, w.decoupled_window_ms),
+        w.lost_writes(w.fork_writes_per_sec, w.fork_window_ms),
+    );
+    let mut lost = row(
+        "writer_rate.lost_writes_vs_fork",
+        format!("{dec_lost:.0} writes lost per snapshot"),
+        format!("fork {fork_lost:.0}"),
+        (dec_lost >= 0.0 && fork_lost > 0.0).then(|| dec_lost / fork_lost),
+        "stated (below 1x: fewer lost than fork)",
+        None,
+    );
+    lost.note = "no-snapshot rate x window - writes; writes/s above favours the longer window".to_string();
+    rows.push(lost);
     let m = &report.extra_memory;
     rows.push(row(
         "extra_memory.decoupled_vs_fork",
