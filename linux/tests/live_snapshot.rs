@@ -107,7 +107,8 @@ fn read_syscall_into_protected_page() {
     let scenario = Scenario::new(Backing::Anonymous, ServiceModel::Decoupled);
     let mut target = 0;
     let outcome = run_and_check(&scenario, |region| {
-        // Near the end: the paced scan has not reached it yet, so it is still protected.
+        // Near the end: the scan cannot have reached it (it holds at most the budget, a
+        // quarter of the region, beyond what the slow sink wrote), so it is still protected.
         target = region.page_count() - 5;
         let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
         let payload = vec![0xABu8; region.page_size() as usize];
