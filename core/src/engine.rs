@@ -472,7 +472,8 @@ impl Engine {
 
     /// The scan's span from `first` (a pending unit start): pending runs up to `copy_max`
     /// pages, stepping over saved-and-done pages within `window` pages when the config allows
-    /// it, and ending at its last pending page.
+    /// it, and ending at its last pending page. The runs are listed only when there are
+    /// several; none means the span is one run (the common case allocates nothing).
     fn scan_span(&self, first: u64, window: u64, copy_max: u64) -> (PageRun, Vec<PageRun>) {
         let end = first.saturating_add(window).min(self.config.page_count);
         let mut copies = Vec::new();
@@ -480,7 +481,13 @@ impl Engine {
         while page < end && copied < copy_max {
             if self.pending.get(page) {
                 let count = self.pending.run_length(page, (end - page).min(copy_max - copied));
-                copies.push(PageRun { first: PageIndex(page), count });
+                if page > first {
+                    // A run after a gap: list the first run (from `first` to `span_end`) too.
+                    if copies.is_empty() {
+                        copies.push(PageRun { first: PageIndex(first), count: span_end - first });
+                    }
+                    copies.push(PageRun { first: PageIndex(page), count });
+                }
                 (copied, page, span_end) = (copied + count, page + count, page + count);
             } else if self.config.scan_spans_saved_pages && self.is_saved_and_done(page) {
                 page += 1;
@@ -536,11 +543,12 @@ impl Engine {
         let limit = (limit / unit * unit).max(unit);
         let window = self.config.scan_run_pages_max().max(limit);
         let (span, copies) = self.scan_span(first.0, window, limit);
-        debug_assert!(!copies.is_empty());
-        for copy in &copies {
+        debug_assert!(span.count > 0);
+        let runs = if copies.is_empty() { std::slice::from_ref(&span) } else { copies.as_slice() };
+        for copy in runs {
             self.pending.clear_run(copy.first.0, copy.count);
         }
-        let pages: u64 = copies.iter().map(|r| r.count).sum();
+        let pages: u64 = runs.iter().map(|r| r.count).sum();
         self.cursor.move_to(PageIndex(span.end()));
         self.stats.scan_captures += 1;
         self.policy.observe(now, Observation::ScanStarted { pages });
