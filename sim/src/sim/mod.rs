@@ -297,7 +297,7 @@ impl<'a> Sim<'a> {
     /// Starts loading `page`'s state into the cache; the loop runs other events until the
     /// write comes (random pages of a large region miss the cache otherwise).
     fn warm(&self, page: u64) {
-        std::hint::black_box(self.memory.warm(page));
+        self.memory.prefetch(page);
     }
 
     fn on_fault_delivered(&mut self, w: u32) {
@@ -515,7 +515,7 @@ impl<'a> Sim<'a> {
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
             // The capture reads and writes this page's state when it is done.
-            std::hint::black_box(self.memory.warm(run.first.0));
+            self.memory.prefetch(run.first.0);
             let page_ns = if capture.cause() == wpsnap_core::Cause::Scan {
                 handler.capture_overhead_ns * 100 / handler.scan_cpu_percent as u64
             } else {
