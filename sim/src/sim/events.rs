@@ -140,8 +140,9 @@ mod tests {
         assert_eq!(got, expected);
     }
 
-    #[test]
-    fn matches_a_sorted_reference_under_random_pushes_and_pops() {
+    /// Random pushes and pops against a sorted reference; the queue is popped whenever it
+    /// holds `len_max` events.
+    fn check_against_a_sorted_reference(push_share: f64, len_max: usize) {
         use rand::{RngExt, SeedableRng};
         // Many equal times, so the insertion-order tie break is exercised.
         const OPS: u32 = 20_000;
@@ -151,8 +152,10 @@ mod tests {
         let mut seq = 0u32;
         let mut now = 0u64;
         for _ in 0..OPS {
-            if rng.random_bool(0.55) {
-                let at = now + rng.random_range(0..8u64);
+            if reference.len() < len_max && rng.random_bool(push_share) {
+                // Mostly soon, sometimes far ahead (a writer's next write).
+                let ahead = if rng.random_bool(0.2) { rng.random_range(0..200u64) } else { rng.random_range(0..8u64) };
+                let at = now + ahead;
                 q.push(Nanos(at), Event::Write(seq));
                 reference.insert((at, seq), seq);
                 seq += 1;
@@ -172,8 +175,16 @@ mod tests {
     }
 
     #[test]
+    fn matches_a_sorted_reference_under_random_pushes_and_pops() {
+        // Grows to about 2000 events.
+        check_against_a_sorted_reference(0.55, usize::MAX);
+        // At most 12 events, as in a run with a few writers.
+        check_against_a_sorted_reference(0.5, 12);
+    }
+
+    #[test]
     fn an_event_is_sixteen_bytes() {
-        // The heap moves events on every push and pop; a larger payload costs the hot loop.
+        // The queue moves events on every push and pop; a larger payload costs the hot loop.
         assert_eq!(std::mem::size_of::<Event>(), 16);
     }
 }
