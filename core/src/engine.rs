@@ -374,7 +374,9 @@ impl Engine {
     /// The capture unit holding `page` (shorter at the end of the region).
     fn unit_of(&self, page: PageIndex) -> PageRun {
         let unit = self.config.capture_unit_pages;
-        let first = page.0 / unit * unit;
+        // A power of two (validated): a mask, not a division, on every fault and capture.
+        debug_assert!(unit.is_power_of_two());
+        let first = page.0 & !(unit - 1);
         PageRun { first: PageIndex(first), count: unit.min(self.config.page_count - first) }
     }
 
@@ -539,9 +541,10 @@ impl Engine {
             self.stats.throttled_ns += now.saturating_since(since).as_ns();
         }
         // Whole units only: a policy or room smaller than a unit still gets one unit.
-        let limit = self.config.scan_run_pages_max().min(pages_max).min(room);
-        let limit = (limit / unit * unit).max(unit);
-        let window = self.config.scan_run_pages_max().max(limit);
+        let run_max = self.config.scan_run_pages_max();
+        let limit = run_max.min(pages_max).min(room);
+        let limit = (limit & !(unit - 1)).max(unit);
+        let window = run_max.max(limit);
         let (span, copies) = self.scan_span(first.0, window, limit);
         debug_assert!(span.count > 0);
         let runs = if copies.is_empty() { std::slice::from_ref(&span) } else { copies.as_slice() };
