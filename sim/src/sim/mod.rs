@@ -100,6 +100,12 @@ struct Sim<'a> {
     timer_at: Option<Nanos>,
     zero_seed: u64,
     copy_bytes_per_sec: u64,
+    /// A scan capture's CPU time per page (`capture_overhead_ns * 100 / scan_cpu_percent`),
+    /// computed once: the loop would divide per capture.
+    scan_page_ns: u64,
+    /// Per lane, the last copy into staging: (bytes, its `transfer_ns`). A lane copies the
+    /// same size again and again, so most captures need no division.
+    copy_ns_last: [(u64, u64); 3],
     instant: Nanos,
     freeze_ns: u64,
     finished_at: Option<Nanos>,
@@ -175,6 +181,8 @@ impl<'a> Sim<'a> {
             timer_at: None,
             zero_seed: sub_seed(seed, component::ZERO_PAGES),
             copy_bytes_per_sec: disk.copy_bytes_per_sec,
+            scan_page_ns: config.handler.capture_overhead_ns * 100 / config.handler.scan_cpu_percent as u64,
+            copy_ns_last: [(0, transfer_ns(0, disk.copy_bytes_per_sec)); 3],
             instant: Nanos(config.warmup_ns),
             freeze_ns: 0,
             finished_at: None,
@@ -517,7 +525,7 @@ impl<'a> Sim<'a> {
             // The capture reads and writes this page's state when it is done.
             self.memory.prefetch(run.first.0);
             let page_ns = if capture.cause() == wpsnap_core::Cause::Scan {
-                handler.capture_overhead_ns * 100 / handler.scan_cpu_percent as u64
+                self.scan_page_ns
             } else {
                 handler.capture_overhead_ns
             };
@@ -528,7 +536,12 @@ impl<'a> Sim<'a> {
                 Lane::Single => self.stream.submit_flushed(start, bytes),
                 // The decoupled lanes copy into staging.
                 Lane::Fault | Lane::Scan => {
-                    start + Nanos(transfer_ns(run.count * self.config.engine.page_size, self.copy_bytes_per_sec))
+                    let bytes = run.count * self.config.engine.page_size;
+                    let last = &mut self.copy_ns_last[lane_slot(lane)];
+                    if last.0 != bytes {
+                        *last = (bytes, transfer_ns(bytes, self.copy_bytes_per_sec));
+                    }
+                    start + Nanos(last.1)
                 }
             };
             self.queue.push(copied + Nanos(handler.unprotect_ns), Event::CaptureDone(lane));
