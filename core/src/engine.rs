@@ -273,6 +273,17 @@ impl Engine {
     pub fn is_pending(&self, page: PageIndex) -> bool {
         page.0 < self.pending.len() && self.pending.get(page.0)
     }
+    /// The per-page memory [`handle_fault`](Engine::handle_fault) touches for `page` (its
+    /// words of the pending set and of the fault queue's set), for a driver that prefetches
+    /// them ahead of a likely fault: a random page of a large region misses the cache
+    /// otherwise. Nothing is read or changed through them.
+    pub fn fault_words(&self, page: PageIndex) -> [Option<&u64>; 2] {
+        if page.0 >= self.config.page_count {
+            return [None, None];
+        }
+        let first = self.unit_of(page).first;
+        [self.pending.word_holding(first.0), self.faults.queued_word(first)]
+    }
     pub fn faults_queued(&self) -> usize {
         self.faults.len()
     }

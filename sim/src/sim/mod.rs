@@ -306,6 +306,10 @@ impl<'a> Sim<'a> {
     /// write comes (random pages of a large region miss the cache otherwise).
     fn warm(&self, page: u64) {
         self.memory.prefetch(page);
+        // If the write faults, the engine reads and sets the page's bits in its own sets.
+        if let Some(engine) = &self.engine {
+            engine.fault_words(PageIndex(page)).into_iter().flatten().for_each(bits::prefetch);
+        }
     }
 
     fn on_fault_delivered(&mut self, w: u32) {
