@@ -6,19 +6,21 @@
 #   scripts/sim-speed-ab.sh OLD NEW [ROUNDS] [PAGES]
 #
 # 1. Same reports: `run --json` of both binaries on every disk preset x both models x four
-#    policies (256 MiB), zipf and hot-set patterns, the default scenario, and 40 swarm seeds
-#    must be equal byte for byte (the JSON includes the event count, every histogram and the
+#    policies (256 MiB), zipf and hot-set patterns, the default scenario with two seeds, the
+#    bench's workload on 16 GiB (a version per page) and on 64 GiB (nvme; no versions), and
+#    40 swarm seeds must be equal byte for byte (the JSON includes the event count, every histogram and the
 #    timeline). Any difference stops the script.
-# 2. Speed: ROUNDS (default 3) rounds of `bench --pages PAGES` (default 4 Mi pages, the size
-#    `wpsnap bench` uses) on every preset x both models, OLD and NEW back to back, the order
-#    alternating between rounds so both see the same load. Per run: events, wall seconds,
-#    the process's CPU seconds (user + system, from bash's `time`; works for a binary that
-#    predates the bench's `cpu time:` line) and the 1-minute load average before it.
-#    Prints the rows as TSV, then the median rates per preset and model and NEW/OLD ratios.
+# 2. Speed: ROUNDS (default 3; 0 checks the reports only) rounds of `bench --pages PAGES`
+#    (default 4 Mi pages, the size `wpsnap bench` uses) on every preset x both models, OLD
+#    and NEW back to back, the order alternating between rounds so both see the same load.
+#    Per run: events, wall seconds, the process's CPU seconds (user + system, from bash's
+#    `time`; works for a binary that predates the bench's `cpu time:` line) and the 1-minute
+#    load average before it. Prints the rows as TSV, then the median rates per preset and
+#    model and NEW/OLD ratios.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
 fi
 old=$1
@@ -26,8 +28,8 @@ new=$2
 rounds=${3:-3}
 pages=${4:-4194304}
 # Bounds: a typo must not start hours of runs.
-if ! [[ "$rounds" =~ ^[1-9][0-9]?$ ]]; then
-    echo "ROUNDS must be 1..99" >&2
+if ! [[ "$rounds" =~ ^(0|[1-9][0-9]?)$ ]]; then
+    echo "ROUNDS must be 0..99" >&2
     exit 2
 fi
 if ! [[ "$pages" =~ ^[1-9][0-9]*$ ]] || [ "$pages" -gt $((1 << 26)) ]; then
@@ -56,14 +58,30 @@ for d in "${presets[@]}"; do
         same_report --disk "$d" --model "$m" --region-mib 512 --pattern zipf:0.99 --writers 8 --seed 3
         same_report --disk "$d" --model "$m" --region-mib 64 --pattern hot-set:90/10 --seed 11
         same_report --disk "$d" --model "$m" --seed 1
-        compared=$((compared + 3))
+        same_report --disk "$d" --model "$m" --seed 2
+        # The bench's workload (`wpsnap-sim bench`) on 16 GiB: 4 Mi pages, a version per page.
+        same_report --disk "$d" --model "$m" --region-mib 16384 --writers 4 --pattern uniform \
+            --writes-per-sec 20000 --zero-page-percent 80 --seed 5
+        compared=$((compared + 5))
     done
+    # 64 GiB (16 Mi pages, no versions): a few seconds a run, so one preset.
+    if [ "$d" = nvme ]; then
+        for m in "${models[@]}"; do
+            same_report --disk "$d" --model "$m" --region-mib 65536 --writers 4 --pattern uniform \
+                --writes-per-sec 20000 --zero-page-percent 80 --seed 6 --no-baseline
+            compared=$((compared + 1))
+        done
+    fi
 done
 for s in $(seq 1 40); do
     same_report --swarm --seed "$s"
     compared=$((compared + 1))
 done
 echo "# same reports: $compared runs byte-identical" >&2
+
+if [ "$rounds" -eq 0 ]; then
+    exit 0
+fi
 
 TIMEFORMAT="usr_sys %U %S"
 rows=$(mktemp)

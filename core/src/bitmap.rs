@@ -44,6 +44,12 @@ impl PageBitmap {
         self.words[(bit / 64) as usize] >> (bit % 64) & 1 == 1
     }
 
+    /// The word holding `bit`, if in range: for a caller that prefetches it (a hint to the CPU;
+    /// nothing is read or changed through it).
+    pub fn word_holding(&self, bit: u64) -> Option<&u64> {
+        self.words.get((bit / 64) as usize)
+    }
+
     /// Clears `bit`; returns whether it was set.
     pub fn clear(&mut self, bit: u64) -> bool {
         let word = &mut self.words[(bit / 64) as usize];

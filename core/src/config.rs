@@ -159,7 +159,13 @@ impl EngineConfig {
     /// Most pages one scan capture takes: the batch in whole units, at least one unit.
     pub fn scan_run_pages_max(&self) -> u64 {
         let unit = self.capture_unit_pages;
-        (self.scan_batch_pages / unit * unit).max(unit)
+        // A valid unit is a power of two: a mask then (this runs per scan capture).
+        let whole_units = if unit.is_power_of_two() {
+            self.scan_batch_pages & !(unit - 1)
+        } else {
+            self.scan_batch_pages / unit * unit
+        };
+        whole_units.max(unit)
     }
 
     /// The iteration mode in force: the configured one, else the policy's.

@@ -273,6 +273,17 @@ impl Engine {
     pub fn is_pending(&self, page: PageIndex) -> bool {
         page.0 < self.pending.len() && self.pending.get(page.0)
     }
+    /// The per-page memory [`handle_fault`](Engine::handle_fault) touches for `page` (its
+    /// words of the pending set and of the fault queue's set), for a driver that prefetches
+    /// them ahead of a likely fault: a random page of a large region misses the cache
+    /// otherwise. Nothing is read or changed through them.
+    pub fn fault_words(&self, page: PageIndex) -> [Option<&u64>; 2] {
+        if page.0 >= self.config.page_count {
+            return [None, None];
+        }
+        let first = self.unit_of(page).first;
+        [self.pending.word_holding(first.0), self.faults.queued_word(first)]
+    }
     pub fn faults_queued(&self) -> usize {
         self.faults.len()
     }
@@ -374,7 +385,9 @@ impl Engine {
     /// The capture unit holding `page` (shorter at the end of the region).
     fn unit_of(&self, page: PageIndex) -> PageRun {
         let unit = self.config.capture_unit_pages;
-        let first = page.0 / unit * unit;
+        // A power of two (validated): a mask, not a division, on every fault and capture.
+        debug_assert!(unit.is_power_of_two());
+        let first = page.0 & !(unit - 1);
         PageRun { first: PageIndex(first), count: unit.min(self.config.page_count - first) }
     }
 
@@ -472,7 +485,8 @@ impl Engine {
 
     /// The scan's span from `first` (a pending unit start): pending runs up to `copy_max`
     /// pages, stepping over saved-and-done pages within `window` pages when the config allows
-    /// it, and ending at its last pending page.
+    /// it, and ending at its last pending page. The runs are listed only when there are
+    /// several; none means the span is one run (the common case allocates nothing).
     fn scan_span(&self, first: u64, window: u64, copy_max: u64) -> (PageRun, Vec<PageRun>) {
         let end = first.saturating_add(window).min(self.config.page_count);
         let mut copies = Vec::new();
@@ -480,7 +494,13 @@ impl Engine {
         while page < end && copied < copy_max {
             if self.pending.get(page) {
                 let count = self.pending.run_length(page, (end - page).min(copy_max - copied));
-                copies.push(PageRun { first: PageIndex(page), count });
+                if page > first {
+                    // A run after a gap: list the first run (from `first` to `span_end`) too.
+                    if copies.is_empty() {
+                        copies.push(PageRun { first: PageIndex(first), count: span_end - first });
+                    }
+                    copies.push(PageRun { first: PageIndex(page), count });
+                }
                 (copied, page, span_end) = (copied + count, page + count, page + count);
             } else if self.config.scan_spans_saved_pages && self.is_saved_and_done(page) {
                 page += 1;
@@ -532,15 +552,17 @@ impl Engine {
             self.stats.throttled_ns += now.saturating_since(since).as_ns();
         }
         // Whole units only: a policy or room smaller than a unit still gets one unit.
-        let limit = self.config.scan_run_pages_max().min(pages_max).min(room);
-        let limit = (limit / unit * unit).max(unit);
-        let window = self.config.scan_run_pages_max().max(limit);
+        let run_max = self.config.scan_run_pages_max();
+        let limit = run_max.min(pages_max).min(room);
+        let limit = (limit & !(unit - 1)).max(unit);
+        let window = run_max.max(limit);
         let (span, copies) = self.scan_span(first.0, window, limit);
-        debug_assert!(!copies.is_empty());
-        for copy in &copies {
+        debug_assert!(span.count > 0);
+        let runs = if copies.is_empty() { std::slice::from_ref(&span) } else { copies.as_slice() };
+        for copy in runs {
             self.pending.clear_run(copy.first.0, copy.count);
         }
-        let pages: u64 = copies.iter().map(|r| r.count).sum();
+        let pages: u64 = runs.iter().map(|r| r.count).sum();
         self.cursor.move_to(PageIndex(span.end()));
         self.stats.scan_captures += 1;
         self.policy.observe(now, Observation::ScanStarted { pages });

@@ -81,6 +81,10 @@ impl FaultQueue {
         self.pages -= fault.run.count;
         Some(fault)
     }
+    /// The word of the queued set holding `page` (see [`PageBitmap::word_holding`]).
+    pub fn queued_word(&self, page: PageIndex) -> Option<&u64> {
+        self.queued.word_holding(page.0)
+    }
     pub fn contains(&self, page: PageIndex) -> bool {
         page.0 < self.queued.len() && self.queued.get(page.0)
     }

@@ -90,6 +90,20 @@ fn a_fault_on_a_page_in_progress_waits_for_its_unprotect() {
 }
 
 #[test]
+fn fault_words_are_where_the_engine_keeps_the_page_s_fault_state() {
+    // A driver prefetches these words ahead of a likely fault; they must hold the page's bit
+    // of the pending set and of the fault queue, before and after the fault.
+    let mut e = engine(200, ServiceModel::Decoupled, PolicyConfig::None);
+    let bit = |word: Option<&u64>, page: u64| word.map(|w| w >> (page % 64) & 1);
+    let [pending, queued] = e.fault_words(PageIndex(130));
+    assert_eq!((bit(pending, 130), bit(queued, 130)), (Some(1), Some(0)));
+    assert_eq!(e.handle_fault(Nanos(1), PageIndex(130)), Ok(FaultOutcome::Queued));
+    let [pending, queued] = e.fault_words(PageIndex(130));
+    assert_eq!((bit(pending, 130), bit(queued, 130)), (Some(0), Some(1)));
+    assert_eq!(e.fault_words(PageIndex(200)), [None, None]);
+}
+
+#[test]
 fn a_fault_outside_the_region_is_an_error_value() {
     let mut e = engine(8, ServiceModel::Qemu, PolicyConfig::None);
     assert_eq!(e.handle_fault(Nanos(1), PageIndex(8)), Err(FaultError::OutOfRegion { page: 8, page_count: 8 }));

@@ -2,6 +2,17 @@
 //! the protect, written and saved bits of a page share one cache line (one miss, not three,
 //! when the scan jumps to a faulting page).
 
+/// Starts loading the cache line holding `value`, without waiting for it: unlike a plain
+/// load, the CPU does not hold up later instructions until the line arrives. No effect on
+/// what the program computes; a no-op where the CPU has no prefetch instruction.
+#[inline]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    safe_arch::prefetch_t0(value);
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    let _ = value;
+}
+
 /// Which of the three bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plane {
@@ -32,6 +43,14 @@ impl PageBits {
                 (true, false) => u64::MAX,
                 (true, true) => (1u64 << tail) - 1,
             };
+        }
+    }
+
+    /// Asks the CPU to load page `i`'s three bits into the cache (a hint, see [`prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, i: u64) {
+        if let Some(w) = self.words.get((i / 64) as usize) {
+            prefetch(w);
         }
     }
 

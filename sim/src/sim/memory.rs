@@ -6,7 +6,7 @@
 //! keep a version (write count) per page, so the saved image can be compared with memory
 //! as it was at the snapshot instant.
 
-use super::bits::{PageBits, Plane};
+use super::bits::{PageBits, Plane, prefetch};
 use serde::{Deserialize, Serialize};
 
 /// First violations kept in the report; the count keeps going.
@@ -84,14 +84,17 @@ impl Memory {
         }
     }
 
-    /// Reads `page`'s bits and version and returns something of them, for the caller to
-    /// discard: the load brings the page's cache lines in ahead of its write.
-    pub fn warm(&self, page: u64) -> u64 {
+    /// Asks the CPU to bring `page`'s bits and version into the cache ahead of its write or
+    /// capture (random pages of a large region miss the cache otherwise). A hint only: it
+    /// neither reads nor changes anything, and pages outside the region are ignored.
+    pub fn prefetch(&self, page: u64) {
         if page >= self.page_count {
-            return 0;
+            return;
         }
-        let version = self.versions.as_ref().and_then(|v| v.now_image.get(page as usize)).map_or(0, |p| p[NOW]);
-        u64::from(self.bits.get(Plane::Protected, page)) ^ u64::from(version)
+        self.bits.prefetch(page);
+        if let Some(pair) = self.versions.as_ref().and_then(|v| v.now_image.get(page as usize)) {
+            prefetch(pair);
+        }
     }
 
     pub fn is_protected(&self, page: u64) -> bool {

@@ -100,6 +100,12 @@ struct Sim<'a> {
     timer_at: Option<Nanos>,
     zero_seed: u64,
     copy_bytes_per_sec: u64,
+    /// A scan capture's CPU time per page (`capture_overhead_ns * 100 / scan_cpu_percent`),
+    /// computed once: the loop would divide per capture.
+    scan_page_ns: u64,
+    /// Per lane, the last copy into staging: (bytes, its `transfer_ns`). A lane copies the
+    /// same size again and again, so most captures need no division.
+    copy_ns_last: [(u64, u64); 3],
     instant: Nanos,
     freeze_ns: u64,
     finished_at: Option<Nanos>,
@@ -175,6 +181,8 @@ impl<'a> Sim<'a> {
             timer_at: None,
             zero_seed: sub_seed(seed, component::ZERO_PAGES),
             copy_bytes_per_sec: disk.copy_bytes_per_sec,
+            scan_page_ns: config.handler.capture_overhead_ns * 100 / config.handler.scan_cpu_percent as u64,
+            copy_ns_last: [(0, transfer_ns(0, disk.copy_bytes_per_sec)); 3],
             instant: Nanos(config.warmup_ns),
             freeze_ns: 0,
             finished_at: None,
@@ -297,7 +305,11 @@ impl<'a> Sim<'a> {
     /// Starts loading `page`'s state into the cache; the loop runs other events until the
     /// write comes (random pages of a large region miss the cache otherwise).
     fn warm(&self, page: u64) {
-        std::hint::black_box(self.memory.warm(page));
+        self.memory.prefetch(page);
+        // If the write faults, the engine reads and sets the page's bits in its own sets.
+        if let Some(engine) = &self.engine {
+            engine.fault_words(PageIndex(page)).into_iter().flatten().for_each(bits::prefetch);
+        }
     }
 
     fn on_fault_delivered(&mut self, w: u32) {
@@ -515,9 +527,9 @@ impl<'a> Sim<'a> {
             let Some(capture) = engine.poll_capture(self.now, lane) else { continue };
             let run = capture.run();
             // The capture reads and writes this page's state when it is done.
-            std::hint::black_box(self.memory.warm(run.first.0));
+            self.memory.prefetch(run.first.0);
             let page_ns = if capture.cause() == wpsnap_core::Cause::Scan {
-                handler.capture_overhead_ns * 100 / handler.scan_cpu_percent as u64
+                self.scan_page_ns
             } else {
                 handler.capture_overhead_ns
             };
@@ -528,7 +540,12 @@ impl<'a> Sim<'a> {
                 Lane::Single => self.stream.submit_flushed(start, bytes),
                 // The decoupled lanes copy into staging.
                 Lane::Fault | Lane::Scan => {
-                    start + Nanos(transfer_ns(run.count * self.config.engine.page_size, self.copy_bytes_per_sec))
+                    let bytes = run.count * self.config.engine.page_size;
+                    let last = &mut self.copy_ns_last[lane_slot(lane)];
+                    if last.0 != bytes {
+                        *last = (bytes, transfer_ns(bytes, self.copy_bytes_per_sec));
+                    }
+                    start + Nanos(last.1)
                 }
             };
             self.queue.push(copied + Nanos(handler.unprotect_ns), Event::CaptureDone(lane));

@@ -45,7 +45,9 @@ impl Timeline {
 
     fn bin(&mut self, at: Nanos) -> &mut Bin {
         let offset = at.as_ns().saturating_sub(self.start_ns);
-        while offset / self.bin_ns >= TIMELINE_BINS_MAX as u64 {
+        // One division per call in the common case (no merge): this runs for every capture.
+        let mut index = offset / self.bin_ns;
+        while index >= TIMELINE_BINS_MAX as u64 {
             let merged: Vec<Bin> = self
                 .bins
                 .chunks(2)
@@ -59,8 +61,9 @@ impl Timeline {
                 .collect();
             self.bins = merged;
             self.bin_ns *= 2;
+            index = offset / self.bin_ns;
         }
-        let index = (offset / self.bin_ns) as usize;
+        let index = index as usize;
         if self.bins.len() <= index {
             self.bins.resize(index + 1, Bin::default());
         }
