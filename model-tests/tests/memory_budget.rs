@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wpsnap_core::{Action, Engine, EngineConfig, Lane, Nanos, PageIndex, PolicyConfig, ServiceModel};
 use wpsnap_linux::region::{Backing, OwnedMapping, Region};
 use wpsnap_linux::snapshot::{MemorySink, NoWriters, PageSink, SchedStat, SinkError, Snapshot, SnapshotConfig};
-use wpsnap_linux::writers::{WriterConfig, WriterSet, expected_stamp_ok};
+use wpsnap_linux::writers::{RunDelayReader, WriterConfig, WriterSet, expected_stamp_ok};
 use wpsnap_sim::SimConfig;
 use wpsnap_sim::disk::DiskPreset;
 use wpsnap_workload::Pattern;
@@ -297,17 +297,19 @@ fn faults_do_not_wait_for_a_stalled_sink_while_the_budget_has_room() {
     // wait, the engine, the copy, the unprotect, and any wait for the sink.
     let mut waits_less_own_delay = Vec::with_capacity(FAULTS as usize);
     let writer_sched_before = SchedStat::of_current_thread();
+    let run_delay = RunDelayReader::open_for_this_thread();
+    let run_delay_ns = || run_delay.as_ref().and_then(RunDelayReader::run_delay_ns);
     for i in 0..FAULTS {
         let page = REGION_PAGES - 1 - i;
-        let sched_before = SchedStat::of_current_thread();
+        let delay_before_ns = run_delay_ns();
         let started = Instant::now();
         // SAFETY: inside the live mapping; the write to a protected page blocks until the
         // snapshot saves it.
         unsafe { std::ptr::write_volatile(region.page_addr(page) as *mut u64, 0xfeed_0000 + i) };
         let wait = started.elapsed();
-        let own_delay = sched_before
-            .zip(SchedStat::of_current_thread())
-            .map_or(Duration::ZERO, |(a, b)| Duration::from_nanos(b.since(&a).run_queue_wait_ns));
+        let own_delay = delay_before_ns
+            .zip(run_delay_ns())
+            .map_or(Duration::ZERO, |(before, after)| Duration::from_nanos(after.saturating_sub(before)));
         waits.push(wait);
         waits_less_own_delay.push(wait.saturating_sub(own_delay));
     }

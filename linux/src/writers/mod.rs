@@ -21,13 +21,13 @@ mod run_delay;
 mod stamp;
 
 pub use pagemap::{PAGEMAP_UFFD_WP_BIT, PagemapError, PagemapReader};
+pub use run_delay::RunDelayReader;
 pub use stamp::{STAMP_OFFSETS, expected_stamp_ok, stamp_value};
 
 use crate::region::Region;
 use crate::snapshot::FaultWaitReporter;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use run_delay::RunDelayReader;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};

@@ -13,19 +13,19 @@ const SCHEDSTAT_PATH: &str = "/proc/thread-self/schedstat";
 
 /// The calling thread's schedstat, opened once (the file stays bound to that thread).
 #[derive(Debug)]
-pub(super) struct RunDelayReader {
+pub struct RunDelayReader {
     file: File,
 }
 
 impl RunDelayReader {
     /// `None` where the kernel has no schedstat.
-    pub(super) fn open_for_this_thread() -> Option<RunDelayReader> {
+    pub fn open_for_this_thread() -> Option<RunDelayReader> {
         File::open(SCHEDSTAT_PATH).ok().map(|file| RunDelayReader { file })
     }
 
     /// Nanoseconds this thread has waited on a run queue since it started; `None` if the
     /// file cannot be read or parsed.
-    pub(super) fn run_delay_ns(&self) -> Option<u64> {
+    pub fn run_delay_ns(&self) -> Option<u64> {
         let mut buf = [0u8; SCHEDSTAT_BYTES_MAX];
         let len = self.file.read_at(&mut buf, 0).ok()?;
         let text = std::str::from_utf8(buf.get(..len)?).ok()?;
